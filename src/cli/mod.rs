@@ -1,0 +1,16 @@
+//! Command handlers. Each takes typed arguments, writes data to stdout and messages to
+//! stderr, and returns the process exit code.
+
+pub mod check;
+pub mod library;
+
+use std::process::ExitCode;
+
+/// Exit code for a valid result.
+pub const EXIT_OK: u8 = 0;
+/// Exit code for an invalid program, unreadable input or a failed command.
+pub const EXIT_FAILURE: u8 = 1;
+
+pub(crate) fn exit(code: u8) -> ExitCode {
+    ExitCode::from(code)
+}

@@ -1,0 +1,5 @@
+//! archlab: autonomous neural-architecture discovery for token-mixing layers.
+//!
+//! The library holds everything the `archlab` binary runs; `main.rs` only wires the CLI.
+
+pub mod cli;
