@@ -1,0 +1,46 @@
+//! Repository hygiene: every Rust file says what it is for in a `//!` comment on its first line.
+
+use std::path::{Path, PathBuf};
+
+fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        if path.is_dir() && name != "target" && name != ".git" {
+            rust_files(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+#[test]
+fn every_rust_file_starts_with_a_module_doc_comment() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    for dir in ["src", "tests", "archspec", "trainer", "benches"] {
+        rust_files(&root.join(dir), &mut files);
+    }
+    assert!(files.len() > 10, "found only {} files", files.len());
+    let undocumented: Vec<String> = files
+        .iter()
+        .filter(|path| {
+            !std::fs::read_to_string(path)
+                .unwrap_or_default()
+                .starts_with("//!")
+        })
+        .map(|path| {
+            path.strip_prefix(root)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        })
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "files without a leading //! comment: {undocumented:?}"
+    );
+}
