@@ -3,3 +3,4 @@
 //! The library holds everything the `archlab` binary runs; `main.rs` only wires the CLI.
 
 pub mod cli;
+pub mod cognition;

@@ -21,10 +21,24 @@ enum Command {
     ///
     /// Exits 0 when the program is valid and 1 when it is not (the errors name line and column).
     Check(CheckArgs),
+    /// Train one archspec program with one training config; prints JSON lines.
+    ///
+    /// Progress lines `{"event":"progress",…}` at a steady cadence, then one
+    /// `{"event":"result","status":"ok"|"diverged"|"error",…}`. Exits 1 before training when the
+    /// program, config or data is invalid.
+    Train(TrainArgs),
     /// The shipped architectures (seeds and baselines of every campaign).
     Library {
         #[command(subcommand)]
         command: LibraryCommand,
+    },
+    /// The cognition base: prior knowledge retrieved for each proposal.
+    Cognition {
+        /// Also load every *.yaml entry in this directory (repeatable).
+        #[arg(long = "entries", value_name = "DIR", global = true)]
+        extra_dirs: Vec<PathBuf>,
+        #[command(subcommand)]
+        command: CognitionCommand,
     },
 }
 
@@ -58,6 +72,25 @@ struct CheckArgs {
     overrides: Vec<(String, i64)>,
 }
 
+#[derive(Debug, clap::Args)]
+struct TrainArgs {
+    /// The archspec program to train.
+    #[arg(long)]
+    program: PathBuf,
+    /// The training config (YAML or JSON), e.g. examples/train/mqar.yaml.
+    #[arg(long)]
+    config: PathBuf,
+    /// Also write the result line to this file.
+    #[arg(long)]
+    result: Option<PathBuf>,
+    /// Also write the result (at most 4096 bytes) here, e.g. /dev/termination-log in a pod.
+    #[arg(long)]
+    termination_message: Option<PathBuf>,
+    /// Where to train: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum ComplexityArg {
     Linear,
@@ -84,6 +117,30 @@ enum LibraryCommand {
     },
     /// Print one library program.
     Show { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum CognitionCommand {
+    /// Entries whose triggers best match a problem description.
+    Search {
+        /// The problem, described by its symptoms.
+        text: String,
+        /// How many entries to return.
+        #[arg(short, default_value_t = 5)]
+        k: usize,
+        /// Leave out entries scoring below this similarity (0–1).
+        #[arg(long, default_value_t = 0.05)]
+        min_score: f64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print one entry.
+    Show { id: String },
+    /// List every entry.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn parse_override(text: &str) -> Result<(String, i64), String> {
@@ -129,6 +186,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             };
             cli::check::run(&args.file, &options)
         }
+        Command::Train(args) => cli::train::run(&cli::train::TrainOptions {
+            program: args.program,
+            config: args.config,
+            result: args.result,
+            termination_message: args.termination_message,
+            device: args.device,
+        }),
+        Command::Cognition {
+            extra_dirs,
+            command,
+        } => match command {
+            CognitionCommand::Search {
+                text,
+                k,
+                min_score,
+                json,
+            } => cli::cognition::search(&text, k, min_score, json, &extra_dirs),
+            CognitionCommand::Show { id } => cli::cognition::show(&id, &extra_dirs),
+            CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
+        },
         Command::Library { command } => match command {
             LibraryCommand::List { json } => cli::library::list(json),
             LibraryCommand::Show { name } => cli::library::show(&name),

@@ -2,7 +2,9 @@
 //! stderr, and returns the process exit code.
 
 pub mod check;
+pub mod cognition;
 pub mod library;
+pub mod train;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,90 @@
+//! `archlab train`: trains one archspec program with one config and prints JSON lines.
+//!
+//! Exit codes: 0 when a result was produced (`ok` or `diverged`), 1 when the program, config
+//! or data is invalid (before any training) or training failed with an error.
+
+use super::{EXIT_FAILURE, EXIT_OK, exit};
+use anyhow::{Context, Result};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use trainer::{Event, Status, TrainConfig};
+
+/// Kubernetes keeps at most 4096 bytes of a termination message.
+const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    pub program: PathBuf,
+    pub config: PathBuf,
+    pub result: Option<PathBuf>,
+    pub termination_message: Option<PathBuf>,
+    pub device: String,
+}
+
+pub fn run(options: &TrainOptions) -> Result<ExitCode> {
+    let prepared = match load(options) {
+        Ok(prepared) => prepared,
+        Err(error) => {
+            let message = format!("{error:#}");
+            eprintln!("error: {message}");
+            let line = serde_json::json!({"event": "result", "status": "error", "error": message})
+                .to_string();
+            println!("{line}");
+            write_outputs(options, &line)?;
+            return Ok(exit(EXIT_FAILURE));
+        }
+    };
+    let device = trainer::device(&options.device)?;
+    let mut stdout = std::io::stdout().lock();
+    let mut emit = |event: Event| {
+        // A closed stdout (the reader went away) must not stop training.
+        let _ = writeln!(stdout, "{}", event.to_line());
+        let _ = stdout.flush();
+    };
+    let result = trainer::run(&prepared, &device, &mut emit);
+    let status = result.status;
+    let line = Event::Result(result).to_line();
+    emit_line(&line);
+    write_outputs(options, &line)?;
+    Ok(exit(if status == Status::Error {
+        EXIT_FAILURE
+    } else {
+        EXIT_OK
+    }))
+}
+
+fn emit_line(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+fn load(options: &TrainOptions) -> Result<trainer::Prepared> {
+    let program = read(&options.program)?;
+    let config_text = read(&options.config)?;
+    let config = TrainConfig::from_yaml(&config_text)
+        .map_err(|message| anyhow::anyhow!("{}: {message}", options.config.display()))?;
+    trainer::prepare(&program, config).with_context(|| format!("{}", options.program.display()))
+}
+
+fn read(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn write_outputs(options: &TrainOptions, line: &str) -> Result<()> {
+    if let Some(path) = &options.result {
+        std::fs::write(path, format!("{line}\n"))
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &options.termination_message {
+        let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT);
+        while !line.is_char_boundary(end) {
+            end -= 1;
+        }
+        std::fs::write(path, &line[..end])
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

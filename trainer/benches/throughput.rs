@@ -1,0 +1,197 @@
+//! Benchmarks (not tests): training throughput per library architecture, and chunked versus
+//! sequential kernels at T = 512. Run: `cargo bench -p trainer --bench throughput`.
+//! With `--features tch` it also times the libtorch backend on CPU.
+
+use archspec::{CheckConfig, ModelShape, check_source, library};
+use burn::Tensor;
+use burn::tensor::activation::{log_sigmoid, sigmoid};
+use burn::tensor::{Device, TensorData};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::time::Instant;
+use trainer::data::{Split, Stream};
+use trainer::kernels::{delta, linear};
+use trainer::model::LanguageModel;
+use trainer::params::ParamStore;
+use trainer::training::masked_cross_entropy;
+
+fn main() {
+    let devices: Vec<(&str, Device)> = {
+        #[allow(unused_mut)]
+        let mut devices = vec![("flex", trainer::device("cpu").expect("cpu"))];
+        #[cfg(feature = "tch")]
+        devices.push(("tch", trainer::device("tch-cpu").expect("tch")));
+        devices
+    };
+    println!(
+        "## Training throughput (d_model 128, 2 layers, batch 16, T 128, fwd+bwd+AdamW-free step)"
+    );
+    println!("| architecture | backend | tokens/s |");
+    println!("|---|---|---|");
+    for (backend, device) in &devices {
+        if std::env::var("SKIP_THROUGHPUT").is_ok() {
+            break;
+        }
+        for entry in library::ENTRIES {
+            let tokens_per_s = training_throughput(entry.source, device);
+            println!("| {} | {backend} | {tokens_per_s:.0} |", entry.name);
+        }
+    }
+    println!();
+    println!(
+        "## Chunked vs sequential kernels (B 4, H 4, T 512, K = V = 32, chunk 32), forward + backward"
+    );
+    println!("| kernel | chunked ms | sequential ms | speed-up | max difference |");
+    println!("|---|---|---|---|---|");
+    for (name, run) in kernel_cases() {
+        let device = Device::flex();
+        let inputs = kernel_inputs(&device);
+        let (chunked_ms, chunked) = time_kernel(|| run(&inputs, false));
+        let (sequential_ms, sequential) = time_kernel(|| run(&inputs, true));
+        let difference = (chunked - sequential).abs().max().into_scalar::<f32>();
+        println!(
+            "| {name} | {chunked_ms:.1} | {sequential_ms:.1} | {:.1}× | {difference:.2e} |",
+            sequential_ms / chunked_ms
+        );
+    }
+}
+
+fn training_throughput(source: &str, device: &Device) -> f64 {
+    let (batch, seq_len) = (16, 128);
+    let config = CheckConfig {
+        d_model: 128,
+        seq_len,
+        ..CheckConfig::default()
+    };
+    let valid = check_source(source, &config).expect("library programs are valid");
+    let shape = ModelShape {
+        d_model: 128,
+        n_layers: 2,
+        vocab_size: 64,
+        d_ff: 256,
+        seq_len,
+    };
+    let mut store = ParamStore::new();
+    let mut rng = SmallRng::seed_from_u64(0);
+    let model = LanguageModel::init(
+        &valid.checked.graph,
+        shape,
+        32,
+        &mut store,
+        &mut rng,
+        device,
+    );
+    let data: trainer::config::DataConfig = serde_yaml::from_str(
+        "{vocab_size: 64, seq_len: 128, tasks: [{kind: mqar, num_kv_pairs: 16}]}",
+    )
+    .expect("data config");
+    let mut stream = Stream::new(&data, Split::Train, 0).expect("stream");
+    let steps = 5;
+    let mut elapsed = 0.0;
+    for step in 0..=steps {
+        let batch = stream.next_batch(batch);
+        let started = Instant::now();
+        let (inputs, targets, mask) = batch_tensors(&batch, device);
+        let tracked = store.tracked();
+        let loss = masked_cross_entropy(model.forward(&tracked, inputs, false), targets, mask);
+        let grads = loss.backward();
+        let sum: f32 = tracked
+            .iter()
+            .filter_map(|p| p.grad(&grads))
+            .map(|g| g.sum().into_scalar::<f32>())
+            .sum();
+        assert!(sum.is_finite() || sum.is_nan());
+        if step > 0 {
+            elapsed += started.elapsed().as_secs_f64();
+        }
+    }
+    (steps * 16 * seq_len) as f64 / elapsed
+}
+
+fn batch_tensors(
+    batch: &trainer::data::Batch,
+    device: &Device,
+) -> (
+    Tensor<2, burn::tensor::Int>,
+    Tensor<2, burn::tensor::Int>,
+    Tensor<2>,
+) {
+    let shape = [batch.batch_size, batch.seq_len];
+    (
+        Tensor::from_data(TensorData::new(batch.inputs.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.targets.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.mask.clone(), shape), device),
+    )
+}
+
+struct KernelInputs {
+    q: Tensor<4>,
+    k: Tensor<4>,
+    v: Tensor<4>,
+    beta: Tensor<4>,
+    g_key: Tensor<4>,
+}
+
+fn kernel_inputs(device: &Device) -> KernelInputs {
+    let mut rng = SmallRng::seed_from_u64(1);
+    let mut random = |shape: [usize; 4]| -> Tensor<4> {
+        let count: usize = shape.iter().product();
+        let values: Vec<f32> = (0..count).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+        Tensor::from_data(TensorData::new(values, shape), device)
+    };
+    let k = random([4, 4, 512, 32]);
+    KernelInputs {
+        q: random([4, 4, 512, 32]),
+        k: k.clone() / (k.square().sum_dim(3) + 1e-6).sqrt(),
+        v: random([4, 4, 512, 32]),
+        beta: sigmoid(random([4, 4, 512, 1])),
+        g_key: log_sigmoid(random([4, 4, 512, 32]) + 3.0),
+    }
+}
+
+type KernelCase = fn(&KernelInputs, bool) -> Tensor<4>;
+
+fn kernel_cases() -> Vec<(&'static str, KernelCase)> {
+    vec![
+        ("delta rule", |i, sequential| {
+            let (q, k, v, beta) = track(i);
+            if sequential {
+                delta::delta_rule_reference(q, k, v, beta, None)
+            } else {
+                delta::delta_rule(q, k, v, beta, None, 32)
+            }
+        }),
+        ("GLA (per-key decay)", |i, sequential| {
+            let (q, k, v, _) = track(i);
+            if sequential {
+                linear::decay_attention_reference(q, k, v, Some(i.g_key.clone()))
+            } else {
+                linear::decay_attention(q, k, v, Some(i.g_key.clone()), 32)
+            }
+        }),
+    ]
+}
+
+fn track(i: &KernelInputs) -> (Tensor<4>, Tensor<4>, Tensor<4>, Tensor<4>) {
+    let leaf = |t: &Tensor<4>| t.clone().autodiff().require_grad();
+    (leaf(&i.q), leaf(&i.k), leaf(&i.v), leaf(&i.beta))
+}
+
+/// Fastest of 5 runs of forward + backward, in milliseconds (the minimum is the figure least
+/// disturbed by other work on the machine), and the (inner) output.
+fn time_kernel(run: impl Fn() -> Tensor<4>) -> (f64, Tensor<4>) {
+    let mut times = Vec::new();
+    let mut output = None;
+    for _ in 0..5 {
+        let started = Instant::now();
+        let out = run();
+        let grads = out.clone().sum().backward();
+        drop(grads);
+        let out = out.inner();
+        let _ = out.clone().sum().into_scalar::<f32>();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+        output = Some(out);
+    }
+    times.sort_by(f64::total_cmp);
+    (times[0], output.expect("ran"))
+}

@@ -1,0 +1,401 @@
+//! The training config: one YAML or JSON document, the same struct campaign stages embed.
+//! Unknown fields are errors that name the field; `validate` checks every value's range.
+
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelConfig,
+    pub data: DataConfig,
+    #[serde(default)]
+    pub optim: OptimConfig,
+    /// Optimisation steps per learning rate tried.
+    pub steps: usize,
+    pub batch_size: usize,
+    #[serde(default)]
+    pub seed: u64,
+    /// Batches per task for validation and test metrics.
+    #[serde(default = "default_eval_batches")]
+    pub eval_batches: usize,
+    /// A progress line every this many steps.
+    #[serde(default = "default_progress_every")]
+    pub progress_every: usize,
+    /// Stop training (and evaluate) after this many seconds of wall time.
+    #[serde(default)]
+    pub time_limit_s: Option<f64>,
+    /// Chunk size of the chunked recurrent kernels.
+    #[serde(default = "default_chunk_size")]
+    pub chunk_size: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    pub d_model: usize,
+    pub n_layers: usize,
+    /// Hidden width of the SwiGLU MLP; default 2·d_model.
+    #[serde(default)]
+    pub d_ff: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// Token vocabulary of the synthetic tasks (text tasks need 256: bytes).
+    #[serde(default = "default_vocab")]
+    pub vocab_size: usize,
+    pub seq_len: usize,
+    pub tasks: Vec<TaskConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TaskConfig {
+    /// Multi-query associative recall (Zoology).
+    Mqar {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        num_kv_pairs: usize,
+        #[serde(default = "default_power_a")]
+        power_a: f64,
+    },
+    SelectiveCopy {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        num_tokens: usize,
+    },
+    Induction {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        prefix_len: usize,
+    },
+    /// Byte-level language modelling on local text files.
+    Text {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        paths: Vec<PathBuf>,
+    },
+}
+
+impl TaskConfig {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TaskConfig::Mqar { .. } => "mqar",
+            TaskConfig::SelectiveCopy { .. } => "selective_copy",
+            TaskConfig::Induction { .. } => "induction",
+            TaskConfig::Text { .. } => "text",
+        }
+    }
+
+    pub fn weight(&self) -> f64 {
+        match self {
+            TaskConfig::Mqar { weight, .. }
+            | TaskConfig::SelectiveCopy { weight, .. }
+            | TaskConfig::Induction { weight, .. }
+            | TaskConfig::Text { weight, .. } => *weight,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear warmup, then cosine decay to `min_lr_ratio · lr`.
+    Cosine,
+    /// Warmup, stable, decay: constant after warmup, linear decay over the last `decay_fraction`.
+    Wsd,
+    Constant,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimConfig {
+    #[serde(default = "default_lr")]
+    pub lr: f64,
+    /// When non-empty, train once per learning rate and keep the best by validation loss.
+    #[serde(default)]
+    pub lr_sweep: Vec<f64>,
+    #[serde(default = "default_schedule")]
+    pub schedule: Schedule,
+    #[serde(default)]
+    pub warmup_steps: usize,
+    #[serde(default = "default_min_lr_ratio")]
+    pub min_lr_ratio: f64,
+    /// Fraction of steps in the decay phase of `wsd`.
+    #[serde(default = "default_decay_fraction")]
+    pub decay_fraction: f64,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_beta1")]
+    pub beta1: f64,
+    #[serde(default = "default_beta2")]
+    pub beta2: f64,
+    #[serde(default = "default_eps")]
+    pub eps: f64,
+    /// Clip the global gradient norm to this (0 disables).
+    #[serde(default = "default_grad_clip")]
+    pub grad_clip: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        OptimConfig {
+            lr: default_lr(),
+            lr_sweep: Vec::new(),
+            schedule: default_schedule(),
+            warmup_steps: 0,
+            min_lr_ratio: default_min_lr_ratio(),
+            decay_fraction: default_decay_fraction(),
+            weight_decay: default_weight_decay(),
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            eps: default_eps(),
+            grad_clip: default_grad_clip(),
+        }
+    }
+}
+
+fn default_eval_batches() -> usize {
+    4
+}
+fn default_progress_every() -> usize {
+    10
+}
+fn default_chunk_size() -> usize {
+    16
+}
+fn default_vocab() -> usize {
+    64
+}
+fn default_weight() -> f64 {
+    1.0
+}
+fn default_power_a() -> f64 {
+    0.01
+}
+fn default_lr() -> f64 {
+    3e-3
+}
+fn default_schedule() -> Schedule {
+    Schedule::Cosine
+}
+fn default_min_lr_ratio() -> f64 {
+    0.1
+}
+fn default_decay_fraction() -> f64 {
+    0.2
+}
+fn default_weight_decay() -> f64 {
+    0.1
+}
+fn default_beta1() -> f64 {
+    0.9
+}
+fn default_beta2() -> f64 {
+    0.98
+}
+fn default_eps() -> f64 {
+    1e-8
+}
+fn default_grad_clip() -> f64 {
+    1.0
+}
+
+/// A config value out of range, with the field's path.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("config field `{field}`: {message}")]
+pub struct ConfigError {
+    pub field: String,
+    pub message: String,
+}
+
+impl TrainConfig {
+    /// Parses YAML (JSON is YAML too); unknown fields and wrong types name the field and line.
+    pub fn from_yaml(text: &str) -> Result<TrainConfig, String> {
+        let config: TrainConfig = serde_yaml::from_str(text).map_err(|error| error.to_string())?;
+        config.validate().map_err(|error| error.to_string())?;
+        Ok(config)
+    }
+
+    pub fn d_ff(&self) -> usize {
+        self.model.d_ff.unwrap_or(2 * self.model.d_model)
+    }
+
+    /// The model's vocabulary: bytes when any task is text, else the synthetic vocabulary.
+    pub fn vocab_size(&self) -> usize {
+        if self
+            .data
+            .tasks
+            .iter()
+            .any(|task| matches!(task, TaskConfig::Text { .. }))
+        {
+            256.max(self.data.vocab_size)
+        } else {
+            self.data.vocab_size
+        }
+    }
+
+    /// The learning rates to train with, in order.
+    pub fn learning_rates(&self) -> Vec<f64> {
+        if self.optim.lr_sweep.is_empty() {
+            vec![self.optim.lr]
+        } else {
+            self.optim.lr_sweep.clone()
+        }
+    }
+
+    /// Checks every value's range; the error names the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let fail = |field: &str, message: String| {
+            Err(ConfigError {
+                field: field.to_string(),
+                message,
+            })
+        };
+        let positive = [
+            ("model.d_model", self.model.d_model),
+            ("model.n_layers", self.model.n_layers),
+            ("steps", self.steps),
+            ("batch_size", self.batch_size),
+            ("data.seq_len", self.data.seq_len),
+            ("eval_batches", self.eval_batches),
+            ("progress_every", self.progress_every),
+            ("chunk_size", self.chunk_size),
+        ];
+        for (field, value) in positive {
+            if value == 0 {
+                return fail(field, "must be at least 1".into());
+            }
+        }
+        if self.model.d_model > 8192 || self.d_ff() > 32768 || self.model.n_layers > 256 {
+            return fail(
+                "model",
+                "dimensions are implausibly large (d_model ≤ 8192, d_ff ≤ 32768, n_layers ≤ 256)"
+                    .into(),
+            );
+        }
+        if self.d_ff() == 0 {
+            return fail("model.d_ff", "must be at least 1".into());
+        }
+        if self.data.seq_len > 65_536 {
+            return fail(
+                "data.seq_len",
+                format!("{} is over the limit of 65536", self.data.seq_len),
+            );
+        }
+        if self.data.vocab_size < 4 || self.data.vocab_size > 1 << 20 {
+            return fail(
+                "data.vocab_size",
+                format!("must be in 4..=1048576, found {}", self.data.vocab_size),
+            );
+        }
+        if self.data.tasks.is_empty() {
+            return fail("data.tasks", "needs at least one task".into());
+        }
+        let (seq_len, vocab) = (self.data.seq_len, self.data.vocab_size);
+        for (index, task) in self.data.tasks.iter().enumerate() {
+            let field = |name: &str| format!("data.tasks[{index}].{name}");
+            if !(task.weight().is_finite() && task.weight() > 0.0) {
+                return fail(&field("weight"), "must be a positive number".into());
+            }
+            match task {
+                TaskConfig::Mqar {
+                    num_kv_pairs,
+                    power_a,
+                    ..
+                } => {
+                    if *num_kv_pairs == 0 || 4 * num_kv_pairs > seq_len + 1 {
+                        return fail(
+                            &field("num_kv_pairs"),
+                            format!(
+                                "must be in 1..={} for seq_len {seq_len} (pairs and queries must fit)",
+                                (seq_len + 1) / 4
+                            ),
+                        );
+                    }
+                    if *num_kv_pairs >= vocab / 2 {
+                        return fail(
+                            &field("num_kv_pairs"),
+                            format!(
+                                "needs {num_kv_pairs} distinct keys but the first half of a vocabulary of {vocab} has {}",
+                                vocab / 2 - 1
+                            ),
+                        );
+                    }
+                    if !(power_a.is_finite() && *power_a > 0.0) {
+                        return fail(&field("power_a"), "must be a positive number".into());
+                    }
+                }
+                TaskConfig::SelectiveCopy { num_tokens, .. } => {
+                    if *num_tokens == 0 || 2 * num_tokens + 1 > seq_len {
+                        return fail(
+                            &field("num_tokens"),
+                            format!(
+                                "must be in 1..={} for seq_len {seq_len}",
+                                (seq_len.saturating_sub(1)) / 2
+                            ),
+                        );
+                    }
+                }
+                TaskConfig::Induction { prefix_len, .. } => {
+                    if *prefix_len == 0 || *prefix_len >= seq_len {
+                        return fail(&field("prefix_len"), format!("must be in 1..{seq_len}"));
+                    }
+                }
+                TaskConfig::Text { paths, .. } => {
+                    if paths.is_empty() {
+                        return fail(&field("paths"), "needs at least one file".into());
+                    }
+                }
+            }
+        }
+        let o = &self.optim;
+        for (field, value) in [("optim.lr", o.lr)]
+            .into_iter()
+            .chain(o.lr_sweep.iter().map(|lr| ("optim.lr_sweep", *lr)))
+        {
+            if !(value.is_finite() && value > 0.0 && value < 10.0) {
+                return fail(
+                    field,
+                    format!("learning rate must be in (0, 10), found {value}"),
+                );
+            }
+        }
+        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&value) {
+                return fail(field, format!("must be in [0, 1), found {value}"));
+            }
+        }
+        for (field, value) in [
+            ("optim.min_lr_ratio", o.min_lr_ratio),
+            ("optim.decay_fraction", o.decay_fraction),
+        ] {
+            if !(0.0..=1.0).contains(&value) {
+                return fail(field, format!("must be in [0, 1], found {value}"));
+            }
+        }
+        for (field, value) in [
+            ("optim.weight_decay", o.weight_decay),
+            ("optim.grad_clip", o.grad_clip),
+            ("optim.eps", o.eps),
+        ] {
+            if !(value.is_finite() && value >= 0.0) {
+                return fail(
+                    field,
+                    format!("must be a non-negative number, found {value}"),
+                );
+            }
+        }
+        if let Some(limit) = self.time_limit_s
+            && !(limit.is_finite() && limit > 0.0)
+        {
+            return fail(
+                "time_limit_s",
+                format!("must be a positive number of seconds, found {limit}"),
+            );
+        }
+        Ok(())
+    }
+}

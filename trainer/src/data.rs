@@ -1,0 +1,363 @@
+//! Training data, generated from a seed or read from files given by path; nothing is
+//! downloaded. Each task yields examples of `seq_len` input tokens, next-token targets and a
+//! loss mask (1 where the position is scored).
+//!
+//! Streams: train, validation and test draw from independent seeds (synthetic tasks) or
+//! disjoint byte ranges (text), so no evaluation example is trained on.
+
+use crate::config::{DataConfig, TaskConfig};
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+use std::path::PathBuf;
+
+/// Which part of the data a stream reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Validation,
+    Test,
+}
+
+impl Split {
+    fn seed_offset(self) -> u64 {
+        match self {
+            Split::Train => 0x7261_696e,
+            Split::Validation => 0x7661_6c69,
+            Split::Test => 0x7465_7374,
+        }
+    }
+}
+
+/// One example: `inputs[t]` predicts `targets[t]`, scored where `mask[t] == 1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Example {
+    pub inputs: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub mask: Vec<f32>,
+}
+
+/// A batch of examples of one task, flattened row-major `[batch, seq_len]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Batch {
+    pub task: usize,
+    pub batch_size: usize,
+    pub seq_len: usize,
+    pub inputs: Vec<i64>,
+    pub targets: Vec<i64>,
+    pub mask: Vec<f32>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    #[error("reading text file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "text task: the files hold {bytes} bytes; each split needs more than seq_len + 1 = {needed}"
+    )]
+    TooLittleText { bytes: usize, needed: usize },
+}
+
+/// A task ready to sample from.
+#[derive(Debug, Clone)]
+enum Task {
+    Mqar { num_kv_pairs: usize, power_a: f64 },
+    SelectiveCopy { num_tokens: usize },
+    Induction { prefix_len: usize },
+    Text { bytes: std::sync::Arc<Vec<u8>> },
+}
+
+/// Samples batches of a weighted task mix for one split.
+#[derive(Debug, Clone)]
+pub struct Stream {
+    tasks: Vec<Task>,
+    weights: Vec<f64>,
+    vocab_size: usize,
+    seq_len: usize,
+    split: Split,
+    rng: SmallRng,
+}
+
+/// The names under which per-task accuracy is reported, in config order.
+pub fn task_names(config: &DataConfig) -> Vec<String> {
+    config
+        .tasks
+        .iter()
+        .map(|task| task.name().to_string())
+        .collect()
+}
+
+impl Stream {
+    pub fn new(config: &DataConfig, split: Split, seed: u64) -> Result<Stream, DataError> {
+        let mut tasks = Vec::new();
+        let mut weights = Vec::new();
+        for task in &config.tasks {
+            weights.push(task.weight());
+            tasks.push(match task {
+                TaskConfig::Mqar {
+                    num_kv_pairs,
+                    power_a,
+                    ..
+                } => Task::Mqar {
+                    num_kv_pairs: *num_kv_pairs,
+                    power_a: *power_a,
+                },
+                TaskConfig::SelectiveCopy { num_tokens, .. } => Task::SelectiveCopy {
+                    num_tokens: *num_tokens,
+                },
+                TaskConfig::Induction { prefix_len, .. } => Task::Induction {
+                    prefix_len: *prefix_len,
+                },
+                TaskConfig::Text { paths, .. } => Task::Text {
+                    bytes: std::sync::Arc::new(read_split(paths, split, config.seq_len)?),
+                },
+            });
+        }
+        Ok(Stream {
+            tasks,
+            weights,
+            vocab_size: config.vocab_size,
+            seq_len: config.seq_len,
+            split,
+            rng: SmallRng::seed_from_u64(seed ^ split.seed_offset()),
+        })
+    }
+
+    pub fn split(&self) -> Split {
+        self.split
+    }
+
+    pub fn task_count(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// The next batch, of a task drawn by weight.
+    pub fn next_batch(&mut self, batch_size: usize) -> Batch {
+        let total: f64 = self.weights.iter().sum();
+        let mut pick = self.rng.random::<f64>() * total;
+        let mut task = 0;
+        for (index, weight) in self.weights.iter().enumerate() {
+            task = index;
+            if pick < *weight {
+                break;
+            }
+            pick -= weight;
+        }
+        self.batch_of(task, batch_size)
+    }
+
+    /// The next batch of one given task.
+    pub fn batch_of(&mut self, task: usize, batch_size: usize) -> Batch {
+        let mut batch = Batch {
+            task,
+            batch_size,
+            seq_len: self.seq_len,
+            inputs: Vec::with_capacity(batch_size * self.seq_len),
+            targets: Vec::with_capacity(batch_size * self.seq_len),
+            mask: Vec::with_capacity(batch_size * self.seq_len),
+        };
+        for _ in 0..batch_size {
+            let example = self.example(task);
+            batch.inputs.extend(example.inputs);
+            batch.targets.extend(example.targets);
+            batch.mask.extend(example.mask);
+        }
+        batch
+    }
+
+    fn example(&mut self, task: usize) -> Example {
+        let (vocab, len) = (self.vocab_size, self.seq_len);
+        match &self.tasks[task] {
+            Task::Mqar {
+                num_kv_pairs,
+                power_a,
+            } => mqar(&mut self.rng, vocab, len, *num_kv_pairs, *power_a),
+            Task::SelectiveCopy { num_tokens } => {
+                selective_copy(&mut self.rng, vocab, len, *num_tokens)
+            }
+            Task::Induction { prefix_len } => induction(&mut self.rng, vocab, len, *prefix_len),
+            Task::Text { bytes } => {
+                let bytes = bytes.clone();
+                text_window(&mut self.rng, &bytes, len)
+            }
+        }
+    }
+}
+
+/// Builds an example from a full token sequence of `seq_len + 1` and the scored target positions.
+fn shifted(sequence: Vec<i64>, scored: &[usize]) -> Example {
+    let len = sequence.len() - 1;
+    let mut mask = vec![0.0; len];
+    for &position in scored {
+        if position < len {
+            mask[position] = 1.0;
+        }
+    }
+    Example {
+        inputs: sequence[..len].to_vec(),
+        targets: sequence[1..].to_vec(),
+        mask,
+    }
+}
+
+/// Multi-query associative recall as defined by Zoology (Arora et al. 2023): `num_kv_pairs`
+/// key–value pairs (keys from the first half of the vocabulary, values from the second, token 0
+/// reserved as filler), then each key queried once at a power-law distributed gap; only the
+/// value following each query is scored.
+pub fn mqar(
+    rng: &mut SmallRng,
+    vocab: usize,
+    seq_len: usize,
+    num_kv_pairs: usize,
+    power_a: f64,
+) -> Example {
+    let half = vocab / 2;
+    let context = 2 * num_kv_pairs;
+    let mut sequence = vec![0i64; seq_len + 1];
+    let keys = distinct(rng, 1, half, num_kv_pairs);
+    let values: Vec<i64> = (0..num_kv_pairs)
+        .map(|_| rng.random_range(half..vocab) as i64)
+        .collect();
+    for (index, (key, value)) in keys.iter().zip(&values).enumerate() {
+        sequence[2 * index] = *key;
+        sequence[2 * index + 1] = *value;
+    }
+    // Query slots are pairs of positions after the context; gaps follow p(g) ∝ a·g^(a-1).
+    let slots = (seq_len + 1 - context) / 2;
+    let weights: Vec<f64> = (1..=slots)
+        .map(|g| power_a * (g as f64).powf(power_a - 1.0))
+        .collect();
+    let chosen = weighted_distinct(rng, &weights, num_kv_pairs.min(slots));
+    let mut scored = Vec::new();
+    for (index, slot) in chosen.into_iter().enumerate() {
+        let position = context + 2 * slot;
+        sequence[position] = keys[index];
+        sequence[position + 1] = values[index];
+        scored.push(position);
+    }
+    shifted(sequence, &scored)
+}
+
+/// Selective copying (Gu & Dao 2023): `num_tokens` data tokens scattered among blanks (0) in
+/// the first part, then a marker, then the data tokens in order; only the copies are scored.
+pub fn selective_copy(
+    rng: &mut SmallRng,
+    vocab: usize,
+    seq_len: usize,
+    num_tokens: usize,
+) -> Example {
+    let marker = (vocab - 1) as i64;
+    let data_len = seq_len + 1 - num_tokens - 1;
+    let positions = {
+        let mut chosen: Vec<usize> = distinct(rng, 0, data_len, num_tokens)
+            .into_iter()
+            .map(|p| p as usize)
+            .collect();
+        chosen.sort_unstable();
+        chosen
+    };
+    let mut sequence = vec![0i64; seq_len + 1];
+    let tokens: Vec<i64> = (0..num_tokens)
+        .map(|_| rng.random_range(1..vocab - 1) as i64)
+        .collect();
+    for (position, token) in positions.iter().zip(&tokens) {
+        sequence[*position] = *token;
+    }
+    sequence[data_len] = marker;
+    let mut scored = Vec::new();
+    for (index, token) in tokens.iter().enumerate() {
+        sequence[data_len + 1 + index] = *token;
+        scored.push(data_len + index);
+    }
+    shifted(sequence, &scored)
+}
+
+/// Induction / copying: a random prefix followed by its exact repeat; the repeat is scored
+/// (after its first token, which cannot be predicted).
+pub fn induction(rng: &mut SmallRng, vocab: usize, seq_len: usize, prefix_len: usize) -> Example {
+    let mut sequence: Vec<i64> = (0..prefix_len)
+        .map(|_| rng.random_range(1..vocab) as i64)
+        .collect();
+    let mut scored = Vec::new();
+    while sequence.len() < seq_len + 1 {
+        let position = sequence.len();
+        let copied = sequence[position - prefix_len];
+        if position > prefix_len {
+            scored.push(position - 1);
+        }
+        sequence.push(copied);
+    }
+    shifted(sequence, &scored)
+}
+
+/// A random window of bytes; every position is scored.
+fn text_window(rng: &mut SmallRng, bytes: &[u8], seq_len: usize) -> Example {
+    let start = rng.random_range(0..bytes.len() - seq_len - 1);
+    let sequence: Vec<i64> = bytes[start..start + seq_len + 1]
+        .iter()
+        .map(|&b| i64::from(b))
+        .collect();
+    let scored: Vec<usize> = (0..seq_len).collect();
+    shifted(sequence, &scored)
+}
+
+/// Reads the text files and keeps this split's part: the first 90% of the bytes for training,
+/// the next 5% for validation, the last 5% for test.
+fn read_split(paths: &[PathBuf], split: Split, seq_len: usize) -> Result<Vec<u8>, DataError> {
+    let mut all = Vec::new();
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|source| DataError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        all.extend(bytes);
+    }
+    let total = all.len();
+    let (start, end) = match split {
+        Split::Train => (0, total * 90 / 100),
+        Split::Validation => (total * 90 / 100, total * 95 / 100),
+        Split::Test => (total * 95 / 100, total),
+    };
+    if end - start <= seq_len + 1 {
+        return Err(DataError::TooLittleText {
+            bytes: total,
+            needed: seq_len + 2,
+        });
+    }
+    Ok(all[start..end].to_vec())
+}
+
+/// `count` distinct integers in `low..high`.
+fn distinct(rng: &mut SmallRng, low: usize, high: usize, count: usize) -> Vec<i64> {
+    let mut pool: Vec<i64> = (low as i64..high as i64).collect();
+    let count = count.min(pool.len());
+    for index in 0..count {
+        let swap = rng.random_range(index..pool.len());
+        pool.swap(index, swap);
+    }
+    pool.truncate(count);
+    pool
+}
+
+/// `count` distinct indices drawn without replacement with probability ∝ `weights`.
+fn weighted_distinct(rng: &mut SmallRng, weights: &[f64], count: usize) -> Vec<usize> {
+    let mut remaining: Vec<(usize, f64)> = weights.iter().copied().enumerate().collect();
+    let mut chosen = Vec::with_capacity(count);
+    for _ in 0..count {
+        let total: f64 = remaining.iter().map(|(_, w)| w).sum();
+        let mut pick = rng.random::<f64>() * total;
+        let mut index = remaining.len() - 1;
+        for (position, (_, weight)) in remaining.iter().enumerate() {
+            if pick < *weight {
+                index = position;
+                break;
+            }
+            pick -= weight;
+        }
+        chosen.push(remaining.swap_remove(index).0);
+    }
+    chosen
+}

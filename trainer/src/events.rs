@@ -1,0 +1,73 @@
+//! The output contract: JSON lines on stdout. Progress at a steady cadence, then exactly one
+//! result. The same result goes to `--result FILE` and the pod's termination message.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One line of trainer output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Progress(Progress),
+    Result(TrainResult),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Progress {
+    pub step: usize,
+    /// Mean training loss since the previous progress line.
+    pub loss: f64,
+    pub lr: f64,
+    pub tokens_per_s: f64,
+    pub elapsed_s: f64,
+    /// Index of the learning rate being tried (0 without a sweep).
+    pub trial: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// The loss became NaN or infinite.
+    Diverged,
+    Error,
+}
+
+/// How one learning rate fared.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Trial {
+    pub lr: f64,
+    pub status: Status,
+    pub val_loss: Option<f64>,
+    pub steps: usize,
+}
+
+/// The final line. Metrics are those of the best learning rate by validation loss.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainResult {
+    pub status: Status,
+    pub val_loss: Option<f64>,
+    /// Accuracy on the scored positions of each task's validation stream, keyed by task name.
+    pub accuracy: BTreeMap<String, f64>,
+    pub test_loss: Option<f64>,
+    pub test_accuracy: BTreeMap<String, f64>,
+    pub params: u64,
+    pub flops_per_token: u64,
+    pub state_size: u64,
+    pub tokens_per_s: f64,
+    pub wall_s: f64,
+    pub steps: usize,
+    pub lr: Option<f64>,
+    pub trials: Vec<Trial>,
+    pub time_limit_reached: bool,
+    pub program_hash: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Event {
+    /// One JSON line (without the newline).
+    pub fn to_line(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|error| format!("{{\"event\":\"result\",\"status\":\"error\",\"error\":\"serialising output: {error}\"}}"))
+    }
+}

@@ -1,0 +1,266 @@
+//! The training loop: AdamW (decoupled weight decay on matrices only), warmup then cosine or
+//! WSD schedule, global gradient-norm clipping, divergence detection, evaluation, and an
+//! optional learning-rate sweep that keeps the best run. Deterministic for a seed on CPU.
+
+use crate::config::{Schedule, TrainConfig};
+use crate::data::{Batch, Split, Stream};
+use crate::events::{Event, Progress, Status, Trial};
+use crate::model::LanguageModel;
+use crate::params::ParamStore;
+use archspec::{Graph, ModelShape};
+use burn::Tensor;
+use burn::tensor::{Device, Int, TensorData, activation};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+/// A trained model and how its training went.
+pub struct TrialRun {
+    pub trial: Trial,
+    pub model: LanguageModel,
+    pub store: ParamStore,
+    pub tokens: u64,
+    pub train_seconds: f64,
+    pub time_limit_reached: bool,
+}
+
+/// Loss and per-task accuracy on one split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Evaluation {
+    pub loss: f64,
+    pub accuracy: BTreeMap<String, f64>,
+}
+
+/// Learning rate at `step` (1-based) of `total`.
+pub fn learning_rate(config: &TrainConfig, base: f64, step: usize, total: usize) -> f64 {
+    let optim = &config.optim;
+    let warmup = optim.warmup_steps.min(total);
+    if step <= warmup && warmup > 0 {
+        return base * step as f64 / warmup as f64;
+    }
+    let min_lr = base * optim.min_lr_ratio;
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    match optim.schedule {
+        Schedule::Constant => base,
+        Schedule::Cosine => {
+            min_lr
+                + (base - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos())
+        }
+        Schedule::Wsd => {
+            let decay_start = 1.0 - optim.decay_fraction;
+            if progress <= decay_start {
+                base
+            } else {
+                let fraction = ((progress - decay_start) / optim.decay_fraction.max(1e-9)).min(1.0);
+                base + (min_lr - base) * fraction
+            }
+        }
+    }
+}
+
+pub(crate) fn batch_tensors(
+    batch: &Batch,
+    device: &Device,
+) -> (Tensor<2, Int>, Tensor<2, Int>, Tensor<2>) {
+    let shape = [batch.batch_size, batch.seq_len];
+    (
+        Tensor::from_data(TensorData::new(batch.inputs.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.targets.clone(), shape), device),
+        Tensor::from_data(TensorData::new(batch.mask.clone(), shape), device),
+    )
+}
+
+/// Mean cross-entropy over the scored positions. Returns a one-element tensor.
+pub fn masked_cross_entropy(
+    logits: Tensor<3>,
+    targets: Tensor<2, Int>,
+    mask: Tensor<2>,
+) -> Tensor<1> {
+    let [b, t, _] = logits.dims();
+    let log_probs = activation::log_softmax(logits, 2);
+    let picked: Tensor<2> = log_probs
+        .gather(2, targets.reshape([b, t, 1]))
+        .reshape([b, t]);
+    let scored = mask.clone().sum().clamp_min(1.0);
+    -(picked * mask).sum() / scored
+}
+
+/// Trains one model at learning rate `lr`, reporting progress through `emit`.
+pub fn train_trial(
+    graph: &Graph,
+    shape: ModelShape,
+    config: &TrainConfig,
+    lr: f64,
+    trial_index: usize,
+    device: &Device,
+    emit: &mut dyn FnMut(Event),
+) -> Result<TrialRun, crate::TrainError> {
+    let mut rng = SmallRng::seed_from_u64(config.seed);
+    let mut store = ParamStore::new();
+    let model = LanguageModel::init(
+        graph,
+        shape,
+        config.chunk_size,
+        &mut store,
+        &mut rng,
+        device,
+    );
+    let mut stream = Stream::new(&config.data, Split::Train, config.seed)?;
+    let optim = &config.optim;
+    let mut first_moments: Vec<Tensor<2>> = store.values.iter().map(Tensor::zeros_like).collect();
+    let mut second_moments: Vec<Tensor<2>> = first_moments.clone();
+    let started = Instant::now();
+    let mut tokens: u64 = 0;
+    let mut window_loss = 0.0;
+    let mut window_steps = 0usize;
+    let mut status = Status::Ok;
+    let mut steps_done = 0;
+    let mut time_limit_reached = false;
+    for step in 1..=config.steps {
+        let lr_now = learning_rate(config, lr, step, config.steps);
+        let batch = stream.next_batch(config.batch_size);
+        let (inputs, targets, mask) = batch_tensors(&batch, device);
+        let tracked = store.tracked();
+        let logits = model.forward(&tracked, inputs, false);
+        let loss = masked_cross_entropy(logits, targets, mask);
+        let loss_value = f64::from(loss.clone().into_scalar::<f32>());
+        if !loss_value.is_finite() {
+            status = Status::Diverged;
+            break;
+        }
+        let gradients = loss.backward();
+        let grads: Vec<Tensor<2>> = tracked
+            .iter()
+            .zip(&store.values)
+            .map(|(param, value)| param.grad(&gradients).unwrap_or_else(|| value.zeros_like()))
+            .collect();
+        let squared_norm: f64 = {
+            let sums: Vec<Tensor<1>> = grads.iter().map(|g| g.clone().square().sum()).collect();
+            f64::from(Tensor::cat(sums, 0).sum().into_scalar::<f32>())
+        };
+        if !squared_norm.is_finite() {
+            status = Status::Diverged;
+            break;
+        }
+        let norm = squared_norm.sqrt();
+        let clip = if optim.grad_clip > 0.0 && norm > optim.grad_clip {
+            optim.grad_clip / norm
+        } else {
+            1.0
+        };
+        let (beta1, beta2) = (optim.beta1, optim.beta2);
+        let bias1 = 1.0 - beta1.powi(step as i32);
+        let bias2 = 1.0 - beta2.powi(step as i32);
+        for (index, grad) in grads.into_iter().enumerate() {
+            let grad = grad * clip;
+            first_moments[index] =
+                first_moments[index].clone() * beta1 + grad.clone() * (1.0 - beta1);
+            second_moments[index] =
+                second_moments[index].clone() * beta2 + grad.square() * (1.0 - beta2);
+            let update = (first_moments[index].clone() / bias1)
+                / ((second_moments[index].clone() / bias2).sqrt() + optim.eps);
+            let mut value = store.values[index].clone();
+            if store.infos[index].decay && optim.weight_decay > 0.0 {
+                value = value * (1.0 - lr_now * optim.weight_decay);
+            }
+            store.values[index] = value - update * lr_now;
+        }
+        steps_done = step;
+        tokens += (batch.batch_size * batch.seq_len) as u64;
+        window_loss += loss_value;
+        window_steps += 1;
+        let elapsed = started.elapsed().as_secs_f64();
+        if step % config.progress_every == 0 || step == config.steps {
+            emit(Event::Progress(Progress {
+                step,
+                loss: window_loss / window_steps as f64,
+                lr: lr_now,
+                tokens_per_s: tokens as f64 / elapsed.max(1e-9),
+                elapsed_s: elapsed,
+                trial: trial_index,
+            }));
+            window_loss = 0.0;
+            window_steps = 0;
+        }
+        if config.time_limit_s.is_some_and(|limit| elapsed > limit) {
+            time_limit_reached = true;
+            break;
+        }
+    }
+    let train_seconds = started.elapsed().as_secs_f64();
+    let val_loss = if status == Status::Ok {
+        let evaluation = evaluate(&model, &store, config, Split::Validation, device)?;
+        if evaluation.loss.is_finite() {
+            Some(evaluation.loss)
+        } else {
+            status = Status::Diverged;
+            None
+        }
+    } else {
+        None
+    };
+    Ok(TrialRun {
+        trial: Trial {
+            lr,
+            status,
+            val_loss,
+            steps: steps_done,
+        },
+        model,
+        store,
+        tokens,
+        train_seconds,
+        time_limit_reached,
+    })
+}
+
+/// Loss over all scored positions of `eval_batches` batches per task, and accuracy per task.
+/// The stream is rebuilt from the seed, so every trial sees the same examples.
+pub fn evaluate(
+    model: &LanguageModel,
+    store: &ParamStore,
+    config: &TrainConfig,
+    split: Split,
+    device: &Device,
+) -> Result<Evaluation, crate::TrainError> {
+    let mut stream = Stream::new(&config.data, split, config.seed)?;
+    let names = crate::data::task_names(&config.data);
+    let mut total_loss = 0.0;
+    let mut total_scored = 0.0;
+    let mut accuracy = BTreeMap::new();
+    for (task, name) in names.iter().enumerate() {
+        let mut correct = 0.0;
+        let mut scored = 0.0;
+        for _ in 0..config.eval_batches {
+            let batch = stream.batch_of(task, config.batch_size);
+            let (inputs, targets, mask) = batch_tensors(&batch, device);
+            let logits = model.forward(&store.values, inputs, false);
+            let batch_scored = f64::from(mask.clone().sum().into_scalar::<f32>());
+            let loss = f64::from(
+                masked_cross_entropy(logits.clone(), targets.clone(), mask.clone())
+                    .into_scalar::<f32>(),
+            );
+            let [b, t, _] = logits.dims();
+            let predicted: Tensor<2, Int> = logits.argmax(2).reshape([b, t]);
+            let hits: Tensor<2> = predicted.equal(targets).float();
+            correct += f64::from((hits * mask).sum().into_scalar::<f32>());
+            scored += batch_scored;
+            total_loss += loss * batch_scored;
+            total_scored += batch_scored;
+        }
+        // Two tasks of one name (e.g. two MQAR settings) share an entry; the last wins.
+        accuracy.insert(
+            name.clone(),
+            if scored > 0.0 { correct / scored } else { 0.0 },
+        );
+    }
+    Ok(Evaluation {
+        loss: if total_scored > 0.0 {
+            total_loss / total_scored
+        } else {
+            f64::NAN
+        },
+        accuracy,
+    })
+}

@@ -1,0 +1,132 @@
+//! Training end to end on tiny configs: determinism, divergence, config errors, and the
+//! learning-rate sweep keeping the best run.
+
+use trainer::{Event, Status, TrainConfig};
+
+fn tiny_config(extra: &str) -> TrainConfig {
+    let text = format!(
+        "model: {{d_model: 32, n_layers: 1}}
+data:
+  vocab_size: 32
+  seq_len: 32
+  tasks:
+    - {{kind: mqar, num_kv_pairs: 4}}
+    - {{kind: induction, prefix_len: 8, weight: 0.5}}
+    - {{kind: selective_copy, num_tokens: 4, weight: 0.5}}
+steps: 12
+batch_size: 8
+eval_batches: 2
+progress_every: 4
+{extra}"
+    );
+    TrainConfig::from_yaml(&text).unwrap_or_else(|e| panic!("{e}\n{text}"))
+}
+
+fn train(program: &str, config: TrainConfig) -> (trainer::TrainResult, Vec<Event>) {
+    let prepared = trainer::prepare(program, config).expect("valid");
+    let mut events = Vec::new();
+    let result = trainer::run(
+        &prepared,
+        &trainer::device("cpu").expect("cpu"),
+        &mut |event| events.push(event),
+    );
+    (result, events)
+}
+
+fn deltanet() -> &'static str {
+    archspec::library::get("deltanet")
+        .expect("in library")
+        .source
+}
+
+#[test]
+fn same_seed_same_config_gives_the_same_losses() {
+    let (first, first_events) = train(deltanet(), tiny_config("seed: 7"));
+    let (second, second_events) = train(deltanet(), tiny_config("seed: 7"));
+    assert_eq!(first.status, Status::Ok);
+    assert_eq!(first.val_loss, second.val_loss);
+    let losses = |events: &[Event]| -> Vec<f64> {
+        events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Progress(p) => Some(p.loss),
+                Event::Result(_) => None,
+            })
+            .collect()
+    };
+    assert_eq!(losses(&first_events), losses(&second_events));
+    assert_eq!(
+        losses(&first_events).len(),
+        3,
+        "a progress line every 4 of 12 steps"
+    );
+    let (other_seed, _) = train(deltanet(), tiny_config("seed: 8"));
+    assert_ne!(first.val_loss, other_seed.val_loss);
+}
+
+#[test]
+fn result_reports_every_task_and_the_model_size() {
+    let (result, _) = train(deltanet(), tiny_config(""));
+    assert_eq!(result.status, Status::Ok);
+    for task in ["mqar", "induction", "selective_copy"] {
+        let accuracy = result.accuracy[task];
+        assert!((0.0..=1.0).contains(&accuracy), "{task}: {accuracy}");
+        assert!(result.test_accuracy.contains_key(task));
+    }
+    assert!(result.val_loss.is_some_and(f64::is_finite));
+    assert!(result.params > 0 && result.flops_per_token > 0 && result.state_size > 0);
+    assert!(result.tokens_per_s > 0.0 && result.wall_s > 0.0);
+    assert_eq!(result.steps, 12);
+}
+
+#[test]
+fn a_loss_that_becomes_nan_ends_the_run_as_diverged() {
+    let program = "mixer broken(d_model) {\n  return x / (x - x) |> linear(d_model)\n}\n";
+    let (result, _) = train(program, tiny_config(""));
+    assert_eq!(result.status, Status::Diverged);
+    assert!(result.val_loss.is_none());
+    assert_eq!(result.trials[0].status, Status::Diverged);
+}
+
+#[test]
+fn the_sweep_keeps_the_best_learning_rate() {
+    let (result, _) = train(
+        deltanet(),
+        tiny_config("optim: {lr_sweep: [0.0001, 0.003]}"),
+    );
+    assert_eq!(result.trials.len(), 2);
+    let best = result
+        .trials
+        .iter()
+        .filter_map(|t| t.val_loss.map(|loss| (loss, t.lr)))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .expect("a finished trial");
+    assert_eq!(result.lr, Some(best.1));
+    assert!(result.trials.iter().all(|t| t.status == Status::Ok));
+}
+
+#[test]
+fn config_errors_name_the_field() {
+    let unknown = TrainConfig::from_yaml(
+        "model: {d_model: 8, n_layers: 1, width: 3}\ndata: {seq_len: 8, tasks: []}\nsteps: 1\nbatch_size: 1\n",
+    );
+    let message = unknown.expect_err("unknown field");
+    assert!(message.contains("width"), "{message}");
+    let range = TrainConfig::from_yaml(
+        "model: {d_model: 8, n_layers: 1}\ndata: {seq_len: 8, tasks: [{kind: mqar, num_kv_pairs: 40}]}\nsteps: 1\nbatch_size: 1\n",
+    );
+    let message = range.expect_err("too many pairs");
+    assert!(message.contains("data.tasks[0].num_kv_pairs"), "{message}");
+    let kind = TrainConfig::from_yaml(
+        "model: {d_model: 8, n_layers: 1}\ndata: {seq_len: 8, tasks: [{kind: poetry}]}\nsteps: 1\nbatch_size: 1\n",
+    );
+    assert!(kind.expect_err("unknown task").contains("poetry"));
+}
+
+#[test]
+fn a_program_invalid_at_the_configs_width_is_rejected_before_training() {
+    // 4 heads do not divide d_model 30.
+    let config = TrainConfig::from_yaml("model: {d_model: 30, n_layers: 1}\ndata: {seq_len: 8, tasks: [{kind: induction, prefix_len: 3}]}\nsteps: 1\nbatch_size: 1\n").expect("valid config");
+    let error = trainer::prepare(deltanet(), config).expect_err("invalid program");
+    assert!(error.to_string().contains("E0205"), "{error}");
+}
