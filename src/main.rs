@@ -133,6 +133,13 @@ enum CognitionCommand {
         min_score: f64,
         #[arg(long)]
         json: bool,
+        /// `lexical` (built in, no files) or `minilm` (all-MiniLM-L6-v2 from local files).
+        #[arg(long, value_enum, default_value_t = EmbedderArg::Lexical)]
+        embedder: EmbedderArg,
+        /// Directory with MiniLM's model.safetensors and vocab.txt
+        /// (default: $ARCHLAB_MINILM_DIR, else models/all-MiniLM-L6-v2).
+        #[arg(long)]
+        minilm_dir: Option<PathBuf>,
     },
     /// Print one entry.
     Show { id: String },
@@ -141,6 +148,12 @@ enum CognitionCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum EmbedderArg {
+    Lexical,
+    Minilm,
 }
 
 fn parse_override(text: &str) -> Result<(String, i64), String> {
@@ -202,7 +215,22 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 k,
                 min_score,
                 json,
-            } => cli::cognition::search(&text, k, min_score, json, &extra_dirs),
+                embedder,
+                minilm_dir,
+            } => cli::cognition::search(
+                &cli::cognition::SearchOptions {
+                    query: &text,
+                    k,
+                    min_score,
+                    json,
+                    embedder: match embedder {
+                        EmbedderArg::Lexical => cli::cognition::EmbedderChoice::Lexical,
+                        EmbedderArg::Minilm => cli::cognition::EmbedderChoice::Minilm,
+                    },
+                    minilm_dir,
+                },
+                &extra_dirs,
+            ),
             CognitionCommand::Show { id } => cli::cognition::show(&id, &extra_dirs),
             CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
         },

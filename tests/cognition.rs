@@ -158,3 +158,49 @@ fn search_ranks_by_score_and_respects_k_and_the_threshold() {
             .is_empty()
     );
 }
+
+/// Runs with the model files from `scripts/fetch-minilm.sh` (CI fetches them and sets
+/// `ARCHLAB_REQUIRE_MINILM=1`, so a missing model fails there instead of skipping).
+#[test]
+fn semantic_retrieval_recall_at_3() {
+    let dir = archlab::cognition::minilm::default_dir();
+    if !dir.join("model.safetensors").exists() {
+        assert!(
+            std::env::var_os("ARCHLAB_REQUIRE_MINILM").is_none(),
+            "ARCHLAB_REQUIRE_MINILM is set but {} has no model.safetensors",
+            dir.display()
+        );
+        eprintln!(
+            "skipped: no MiniLM in {}; run scripts/fetch-minilm.sh",
+            dir.display()
+        );
+        return;
+    }
+    let base = Base::load(&[]).unwrap();
+    let retriever =
+        archlab::cognition::minilm::MiniLm::load(&dir, &base.entries).expect("MiniLM loads");
+    let recall = recall_at_3(&base, &retriever);
+    println!("minilm recall@3 = {recall:.3}");
+    assert!(recall >= 0.8, "semantic recall@3 is only {recall:.3}");
+    // Same meaning, different words: the embedding should still match.
+    let similar = retriever.embed("the model forgets old keys").unwrap();
+    let paraphrase = retriever
+        .embed("stale associations are never overwritten in memory")
+        .unwrap();
+    let unrelated = retriever
+        .embed("the learning rate warmup is too short")
+        .unwrap();
+    let cosine = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+    assert!(cosine(&similar, &paraphrase) > cosine(&similar, &unrelated));
+}
+
+#[test]
+fn wordpiece_splits_unknown_words_into_known_pieces() {
+    let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nrecall\nfor\n##get\n##ting\n,\n";
+    let tokenizer = archlab::cognition::minilm::WordPiece::from_vocab(vocab);
+    // [CLS] recall , for ##get ##ting [UNK] [SEP]
+    assert_eq!(
+        tokenizer.encode("Recall, forgetting zebra"),
+        vec![2, 4, 8, 5, 6, 7, 1, 3]
+    );
+}

@@ -1,7 +1,7 @@
 //! `archlab cognition search|show|list`: the cognition base from the command line.
 
 use super::{EXIT_FAILURE, EXIT_OK, exit};
-use crate::cognition::Base;
+use crate::cognition::{Base, Retriever, minilm};
 use anyhow::Result;
 use serde::Serialize;
 use std::io::Write;
@@ -15,21 +15,46 @@ struct SearchOutput<'a> {
     hits: Vec<crate::cognition::Hit>,
 }
 
-pub fn search(
-    query: &str,
-    k: usize,
-    min_score: f64,
-    json: bool,
-    extra_dirs: &[PathBuf],
-) -> Result<ExitCode> {
+/// Which embedding ranks the entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmbedderChoice {
+    Lexical,
+    Minilm,
+}
+
+pub struct SearchOptions<'a> {
+    pub query: &'a str,
+    pub k: usize,
+    pub min_score: f64,
+    pub json: bool,
+    pub embedder: EmbedderChoice,
+    pub minilm_dir: Option<PathBuf>,
+}
+
+pub fn search(options: &SearchOptions<'_>, extra_dirs: &[PathBuf]) -> Result<ExitCode> {
+    let (query, k, min_score, json) = (options.query, options.k, options.min_score, options.json);
     let base = Base::load(extra_dirs)?;
-    let retriever = base.lexical();
-    let hits = base.search(&retriever, query, k, min_score)?;
+    let retriever: Box<dyn Retriever> = match options.embedder {
+        EmbedderChoice::Lexical => Box::new(base.lexical()),
+        EmbedderChoice::Minilm => {
+            let dir = options
+                .minilm_dir
+                .clone()
+                .unwrap_or_else(minilm::default_dir);
+            let model = minilm::MiniLm::load(&dir, &base.entries).map_err(|error| {
+                anyhow::anyhow!(
+                    "{error}; fetch the model with scripts/fetch-minilm.sh or pass --minilm-dir"
+                )
+            })?;
+            Box::new(model)
+        }
+    };
+    let hits = base.search(retriever.as_ref(), query, k, min_score)?;
     let mut stdout = std::io::stdout().lock();
     if json {
         let output = SearchOutput {
             query,
-            embedder: "lexical",
+            embedder: retriever.name(),
             hits,
         };
         serde_json::to_writer_pretty(&mut stdout, &output)?;

@@ -3,6 +3,7 @@
 //! their own from directories (a ConfigMap mount in the cluster).
 
 pub mod lexical;
+pub mod minilm;
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

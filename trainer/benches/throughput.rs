@@ -24,7 +24,7 @@ fn main() {
         devices
     };
     println!(
-        "## Training throughput (d_model 128, 2 layers, batch 16, T 128, fwd+bwd+AdamW-free step)"
+        "## Training throughput (d_model 128, 2 layers, batch 16, T 128, forward + backward, no optimiser step)"
     );
     println!("| architecture | backend | tokens/s |");
     println!("|---|---|---|");
