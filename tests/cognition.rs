@@ -194,6 +194,47 @@ fn semantic_retrieval_recall_at_3() {
     assert!(cosine(&similar, &paraphrase) > cosine(&similar, &unrelated));
 }
 
+/// Token ids from the reference implementation (Hugging Face `tokenizers` with the package's
+/// tokenizer.json), for the vocabulary fetched by scripts/fetch-minilm.sh.
+#[test]
+fn wordpiece_matches_the_reference_tokenizer() {
+    let vocab_path = archlab::cognition::minilm::default_dir().join("vocab.txt");
+    let Ok(vocab) = std::fs::read_to_string(&vocab_path) else {
+        assert!(
+            std::env::var_os("ARCHLAB_REQUIRE_MINILM").is_none(),
+            "{} is missing",
+            vocab_path.display()
+        );
+        eprintln!("skipped: no {}", vocab_path.display());
+        return;
+    };
+    let tokenizer = archlab::cognition::minilm::WordPiece::from_vocab(&vocab);
+    let cases: [(&str, &[i64]); 3] = [
+        (
+            "Recall accuracy stays near chance (0.12); the state never forgets!",
+            &[
+                101, 9131, 10640, 12237, 2379, 3382, 1006, 1014, 1012, 2260, 1007, 1025, 1996,
+                2110, 2196, 5293, 2015, 999, 102,
+            ],
+        ),
+        (
+            "Nyströmformer uses landmarks—approximately.",
+            &[
+                101, 6396, 15687, 14192, 2121, 3594, 16209, 1517, 3155, 1012, 102,
+            ],
+        ),
+        (
+            "x |> linear(d_model)",
+            &[
+                101, 1060, 1064, 1028, 7399, 1006, 1040, 1035, 2944, 1007, 102,
+            ],
+        ),
+    ];
+    for (text, expected) in cases {
+        assert_eq!(tokenizer.encode(text), expected, "{text}");
+    }
+}
+
 #[test]
 fn wordpiece_splits_unknown_words_into_known_pieces() {
     let vocab = "[PAD]\n[UNK]\n[CLS]\n[SEP]\nrecall\nfor\n##get\n##ting\n,\n";

@@ -78,10 +78,14 @@ pub struct LexicalIndex {
 
 impl LexicalIndex {
     pub fn build(entries: &[Entry]) -> LexicalIndex {
-        let counts: Vec<HashMap<String, usize>> = entries
-            .iter()
-            .map(|entry| term_counts(&indexed_text(entry)))
-            .collect();
+        let texts: Vec<String> = entries.iter().map(indexed_text).collect();
+        LexicalIndex::from_texts(&texts)
+    }
+
+    /// An index over arbitrary documents (motivations, summaries).
+    pub fn from_texts(texts: &[String]) -> LexicalIndex {
+        let counts: Vec<HashMap<String, usize>> =
+            texts.iter().map(|text| term_counts(text)).collect();
         let n = counts.len() as f64;
         let mut document_frequency: HashMap<String, usize> = HashMap::new();
         for document in &counts {

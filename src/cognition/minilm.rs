@@ -178,7 +178,7 @@ impl WordPiece {
 fn basic_words(text: &str) -> Vec<String> {
     let mut words = Vec::new();
     let mut current = String::new();
-    for ch in text.chars().flat_map(char::to_lowercase) {
+    for ch in text.chars().flat_map(char::to_lowercase).map(strip_accent) {
         if ch.is_whitespace() || ch.is_control() {
             if !current.is_empty() {
                 words.push(std::mem::take(&mut current));
@@ -196,6 +196,21 @@ fn basic_words(text: &str) -> Vec<String> {
         words.push(current);
     }
     words
+}
+
+/// BERT's uncased normaliser strips accents; this covers the Latin letters English text meets.
+fn strip_accent(ch: char) -> char {
+    match ch {
+        'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+        'ç' => 'c',
+        'è' | 'é' | 'ê' | 'ë' => 'e',
+        'ì' | 'í' | 'î' | 'ï' => 'i',
+        'ñ' => 'n',
+        'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+        'ù' | 'ú' | 'û' | 'ü' => 'u',
+        'ý' | 'ÿ' => 'y',
+        other => other,
+    }
 }
 
 /// The BERT encoder's weights as tensors.

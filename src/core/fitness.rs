@@ -1,0 +1,130 @@
+//! Fitness: how much better than the campaign's baseline an experiment is, in (0, 1).
+//!
+//! ```text
+//! loss_gain  = (baseline_val_loss - val_loss) / baseline_val_loss      relative, > 0 is better
+//! task_gain  = mean over tasks of (accuracy - baseline_accuracy)        absolute, > 0 is better
+//! fitness    = (w_loss · σ(k · loss_gain) + w_task · σ(k · task_gain) + w_judge · judge / 10)
+//!              / (w_loss + w_task + w_judge)
+//! ```
+//! `σ` is the logistic function and `k` the sharpness (default 10: a 10% loss improvement gives
+//! σ = 0.73). A run equal to the baseline scores 0.5 without a judge. The judge term (a 1–10
+//! score from an LLM judge) counts only when present; its weight is then part of the sum.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FitnessWeights {
+    #[serde(default = "half")]
+    pub loss: f64,
+    #[serde(default = "half")]
+    pub task: f64,
+    #[serde(default = "judge_default")]
+    pub judge: f64,
+    #[serde(default = "sharpness_default")]
+    pub sharpness: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+fn judge_default() -> f64 {
+    0.2
+}
+fn sharpness_default() -> f64 {
+    10.0
+}
+
+impl Default for FitnessWeights {
+    fn default() -> Self {
+        FitnessWeights {
+            loss: half(),
+            task: half(),
+            judge: judge_default(),
+            sharpness: sharpness_default(),
+        }
+    }
+}
+
+/// The numbers fitness is computed from.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Scores {
+    pub val_loss: f64,
+    pub accuracy: BTreeMap<String, f64>,
+    /// A judge's 1–10 score, when an LLM judge ran.
+    pub judge: Option<f64>,
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// Fitness of `run` against `baseline`, or `None` when the run has no finite loss.
+pub fn fitness(run: &Scores, baseline: &Scores, weights: &FitnessWeights) -> Option<f64> {
+    if !run.val_loss.is_finite() || !baseline.val_loss.is_finite() || baseline.val_loss <= 0.0 {
+        return None;
+    }
+    let loss_gain = (baseline.val_loss - run.val_loss) / baseline.val_loss;
+    let shared: Vec<f64> = baseline
+        .accuracy
+        .iter()
+        .filter_map(|(task, base)| run.accuracy.get(task).map(|acc| acc - base))
+        .filter(|gain| gain.is_finite())
+        .collect();
+    let task_gain = if shared.is_empty() {
+        0.0
+    } else {
+        shared.iter().sum::<f64>() / shared.len() as f64
+    };
+    let mut total = weights.loss * sigmoid(weights.sharpness * loss_gain)
+        + weights.task * sigmoid(weights.sharpness * task_gain);
+    let mut weight_sum = weights.loss + weights.task;
+    if let Some(judge) = run.judge.filter(|j| j.is_finite()) {
+        total += weights.judge * (judge.clamp(1.0, 10.0) / 10.0);
+        weight_sum += weights.judge;
+    }
+    (weight_sum > 0.0).then(|| total / weight_sum)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scores(loss: f64, recall: f64) -> Scores {
+        Scores {
+            val_loss: loss,
+            accuracy: BTreeMap::from([("mqar".to_string(), recall)]),
+            judge: None,
+        }
+    }
+
+    #[test]
+    fn equal_to_the_baseline_is_one_half_and_better_is_higher() {
+        let weights = FitnessWeights::default();
+        let baseline = scores(2.0, 0.5);
+        assert!((fitness(&baseline, &baseline, &weights).unwrap() - 0.5).abs() < 1e-12);
+        let better = fitness(&scores(1.8, 0.7), &baseline, &weights).unwrap();
+        let worse = fitness(&scores(2.4, 0.3), &baseline, &weights).unwrap();
+        assert!(better > 0.5 && worse < 0.5 && better < 1.0 && worse > 0.0);
+    }
+
+    #[test]
+    fn a_judge_score_moves_fitness_by_its_weight() {
+        let weights = FitnessWeights::default();
+        let baseline = scores(2.0, 0.5);
+        let mut judged = baseline.clone();
+        judged.judge = Some(10.0);
+        // (0.5·0.5 + 0.5·0.5 + 0.2·1.0) / 1.2
+        assert!((fitness(&judged, &baseline, &weights).unwrap() - 0.7 / 1.2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn no_finite_loss_no_fitness() {
+        let weights = FitnessWeights::default();
+        assert_eq!(
+            fitness(&scores(f64::NAN, 0.9), &scores(2.0, 0.5), &weights),
+            None
+        );
+    }
+}

@@ -1,0 +1,668 @@
+//! The experiment lifecycle as a pure state machine: `step(experiment, event, context)` returns
+//! the new experiment and the effects a driver must carry out. Nothing here does I/O.
+//!
+//! ```text
+//!  Proposed ──check──► Training ──finished──► Analysing ──analysed──► Succeeded
+//!     ▲          │          │ QA stop / crash / diverged
+//!     │          ▼          ▼
+//!     └──── Revising ◄──────┘      (bounded by max_revisions, then Failed)
+//! ```
+//! Every attempt is kept with its outcome; a revision is a new attempt.
+
+use super::fitness::{FitnessWeights, Scores, fitness};
+use super::novelty::{self, Known, NoveltyConfig};
+use super::qa::{self, ProgressPoint, QaContext, QaLimits, QaVerdict};
+use archspec::{CheckConfig, Graph};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+pub type ExperimentId = u64;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    Exploration,
+    Verification,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Waiting for the Researcher's proposal.
+    Proposing,
+    /// The current attempt's trainer is running (or about to).
+    Training,
+    /// Waiting for the Engineer's repaired program.
+    Revising,
+    /// Waiting for the Analyst.
+    Analysing,
+    Succeeded,
+    Failed,
+}
+
+impl Phase {
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// What a finished trainer reported.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainSummary {
+    pub val_loss: f64,
+    pub accuracy: BTreeMap<String, f64>,
+    pub wall_s: f64,
+    pub params: u64,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// The program failed the static checks (diagnostics with line:column).
+    Invalid {
+        diagnostics: String,
+    },
+    /// The program or motivation is not novel.
+    NotNovel {
+        reason: String,
+    },
+    /// QA stopped the trainer.
+    Stopped {
+        verdict: QaVerdict,
+    },
+    /// The trainer reported a NaN or infinite loss.
+    Diverged,
+    /// The trainer failed (a crash, an error result, a lost pod).
+    Crashed {
+        message: String,
+        log_tail: String,
+    },
+    Finished {
+        summary: TrainSummary,
+    },
+}
+
+impl Outcome {
+    /// The error text handed to the Engineer.
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Invalid { diagnostics } => {
+                format!("the program fails the checks:\n{diagnostics}")
+            }
+            Outcome::NotNovel { reason } => reason.clone(),
+            Outcome::Stopped { verdict } => {
+                format!("quality assurance stopped training: {}", verdict.describe())
+            }
+            Outcome::Diverged => "training diverged: the loss became NaN or infinite".into(),
+            Outcome::Crashed { message, log_tail } => {
+                format!("the trainer failed: {message}\nlast output:\n{log_tail}")
+            }
+            Outcome::Finished { .. } => "finished".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    pub program: String,
+    pub outcome: Option<Outcome>,
+    /// Progress seen so far (kept for QA and the loss curves).
+    pub progress: Vec<ProgressPoint>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Experiment {
+    pub id: ExperimentId,
+    pub name: String,
+    pub stage: Stage,
+    pub parent: Option<ExperimentId>,
+    pub references: Vec<ExperimentId>,
+    pub motivation: String,
+    pub phase: Phase,
+    pub attempts: Vec<Attempt>,
+    pub fitness: Option<f64>,
+    pub analysis: Option<String>,
+    /// The Analyst's short problem statement, the query for cognition retrieval.
+    pub problem_summary: Option<String>,
+    /// Cognition entries retrieved for this experiment's proposal.
+    pub retrieved: Vec<String>,
+}
+
+impl Experiment {
+    /// A new experiment waiting for its proposal.
+    pub fn new(
+        id: ExperimentId,
+        stage: Stage,
+        parent: Option<ExperimentId>,
+        references: Vec<ExperimentId>,
+    ) -> Experiment {
+        Experiment {
+            id,
+            name: String::new(),
+            stage,
+            parent,
+            references,
+            motivation: String::new(),
+            phase: Phase::Proposing,
+            attempts: Vec::new(),
+            fitness: None,
+            analysis: None,
+            problem_summary: None,
+            retrieved: Vec::new(),
+        }
+    }
+
+    /// The attempt in progress or last finished.
+    pub fn current(&self) -> Option<&Attempt> {
+        self.attempts.last()
+    }
+
+    pub fn summary(&self) -> Option<&TrainSummary> {
+        self.attempts
+            .iter()
+            .rev()
+            .find_map(|attempt| match &attempt.outcome {
+                Some(Outcome::Finished { summary }) => Some(summary),
+                _ => None,
+            })
+    }
+}
+
+/// What happened, as reported by agents and trainers.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The Researcher's proposal (also used for seeds and baselines).
+    Proposed {
+        name: String,
+        motivation: String,
+        program: String,
+        retrieved: Vec<String>,
+    },
+    /// The Engineer's repair of the last attempt.
+    Revised {
+        program: String,
+    },
+    /// The Engineer gave up.
+    RevisionAbandoned {
+        reason: String,
+    },
+    Progress(ProgressPoint),
+    Finished(TrainSummary),
+    Diverged,
+    Crashed {
+        message: String,
+        log_tail: String,
+    },
+    Analysed {
+        analysis: String,
+        problem_summary: String,
+    },
+}
+
+/// What the driver must do next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    /// Start the trainer for attempt `attempt` with `program`.
+    StartTrainer { attempt: u32, program: String },
+    /// Stop the running trainer of attempt `attempt`.
+    StopTrainer { attempt: u32, reason: String },
+    /// Ask the Engineer to repair `program` given `error`.
+    RequestRevision { program: String, error: String },
+    /// Ask the Analyst to analyse the finished experiment.
+    RequestAnalysis,
+    /// Nothing further will happen to this experiment.
+    Completed { phase: Phase },
+}
+
+/// Everything a decision needs besides the experiment: limits and what memory knows.
+pub struct Context<'a> {
+    pub check: &'a CheckConfig,
+    pub novelty: &'a NoveltyConfig,
+    pub qa: &'a QaLimits,
+    pub weights: &'a FitnessWeights,
+    pub max_revisions: u32,
+    /// Programs in memory (other experiments), for novelty.
+    pub known: &'a [Known<'a, ExperimentId>],
+    pub qa_context: QaContext,
+    /// The baseline's scores at this stage, for fitness; `None` while the baseline runs.
+    pub baseline: Option<Scores>,
+    /// Seeds and baselines skip the novelty check (they are the reference points).
+    pub skip_novelty: bool,
+}
+
+/// Advances one experiment by one event.
+pub fn step(
+    mut experiment: Experiment,
+    event: Event,
+    context: &Context<'_>,
+) -> (Experiment, Vec<Effect>) {
+    let mut effects = Vec::new();
+    match (experiment.phase, event) {
+        (
+            Phase::Proposing,
+            Event::Proposed {
+                name,
+                motivation,
+                program,
+                retrieved,
+            },
+        ) => {
+            experiment.name = name;
+            experiment.motivation = motivation;
+            experiment.retrieved = retrieved;
+            start_attempt(&mut experiment, program, context, &mut effects);
+        }
+        (Phase::Revising, Event::Revised { program }) => {
+            start_attempt(&mut experiment, program, context, &mut effects)
+        }
+        (Phase::Revising | Phase::Proposing, Event::RevisionAbandoned { reason }) => {
+            if let Some(attempt) = experiment.attempts.last_mut()
+                && attempt.outcome.is_none()
+            {
+                attempt.outcome = Some(Outcome::Crashed {
+                    message: reason,
+                    log_tail: String::new(),
+                });
+            }
+            finish(&mut experiment, Phase::Failed, &mut effects);
+        }
+        (Phase::Training, Event::Progress(point)) => {
+            let Some(attempt) = experiment.attempts.last_mut() else {
+                return (experiment, effects);
+            };
+            attempt.progress.push(point);
+            if let Some(verdict) = qa::judge(&attempt.progress, &context.qa_context, context.qa) {
+                let number = attempt.number;
+                let reason = verdict.describe();
+                attempt.outcome = Some(Outcome::Stopped { verdict });
+                effects.push(Effect::StopTrainer {
+                    attempt: number,
+                    reason,
+                });
+                revise_or_fail(&mut experiment, context, &mut effects);
+            }
+        }
+        (Phase::Training, Event::Finished(summary)) => {
+            if !summary.val_loss.is_finite() {
+                return step(experiment, Event::Diverged, context);
+            }
+            let scores = Scores {
+                val_loss: summary.val_loss,
+                accuracy: summary.accuracy.clone(),
+                judge: None,
+            };
+            experiment.fitness = context.baseline.as_ref().map_or(Some(0.5), |baseline| {
+                fitness(&scores, baseline, context.weights)
+            });
+            if let Some(attempt) = experiment.attempts.last_mut() {
+                attempt.outcome = Some(Outcome::Finished { summary });
+            }
+            experiment.phase = Phase::Analysing;
+            effects.push(Effect::RequestAnalysis);
+        }
+        (Phase::Training, Event::Diverged) => {
+            if let Some(attempt) = experiment.attempts.last_mut() {
+                attempt.outcome = Some(Outcome::Diverged);
+            }
+            revise_or_fail(&mut experiment, context, &mut effects);
+        }
+        (Phase::Training, Event::Crashed { message, log_tail }) => {
+            if let Some(attempt) = experiment.attempts.last_mut() {
+                attempt.outcome = Some(Outcome::Crashed { message, log_tail });
+            }
+            revise_or_fail(&mut experiment, context, &mut effects);
+        }
+        (
+            Phase::Analysing,
+            Event::Analysed {
+                analysis,
+                problem_summary,
+            },
+        ) => {
+            experiment.analysis = Some(analysis);
+            experiment.problem_summary = Some(problem_summary);
+            finish(&mut experiment, Phase::Succeeded, &mut effects);
+        }
+        // Anything else is stale (a late progress line after a stop, a duplicate message):
+        // ignoring it keeps the machine idempotent under redelivery.
+        _ => {}
+    }
+    (experiment, effects)
+}
+
+fn start_attempt(
+    experiment: &mut Experiment,
+    program: String,
+    context: &Context<'_>,
+    effects: &mut Vec<Effect>,
+) {
+    let number = experiment.attempts.len() as u32 + 1;
+    let outcome = match archspec::check_source(&program, context.check) {
+        Err(diagnostics) => Some(Outcome::Invalid {
+            diagnostics: archspec::diagnostic::render(&program, &diagnostics),
+        }),
+        Ok(valid) if !context.skip_novelty => novelty_outcome(
+            &valid.hash(),
+            &valid.checked.graph,
+            &experiment.motivation,
+            context,
+        ),
+        Ok(_) => None,
+    };
+    experiment.attempts.push(Attempt {
+        number,
+        program: program.clone(),
+        outcome: outcome.clone(),
+        progress: Vec::new(),
+    });
+    match outcome {
+        None => {
+            experiment.phase = Phase::Training;
+            effects.push(Effect::StartTrainer {
+                attempt: number,
+                program,
+            });
+        }
+        Some(_) => revise_or_fail(experiment, context, effects),
+    }
+}
+
+fn novelty_outcome(
+    hash: &str,
+    graph: &Graph,
+    motivation: &str,
+    context: &Context<'_>,
+) -> Option<Outcome> {
+    novelty::check(hash, graph, motivation, context.known, context.novelty)
+        .err()
+        .map(|not_novel| Outcome::NotNovel {
+            reason: not_novel.describe(),
+        })
+}
+
+/// After a failed attempt: ask for a revision while the bound allows, else fail.
+fn revise_or_fail(experiment: &mut Experiment, context: &Context<'_>, effects: &mut Vec<Effect>) {
+    let revisions_used = experiment.attempts.len().saturating_sub(1) as u32;
+    match experiment.attempts.last() {
+        Some(attempt) if revisions_used < context.max_revisions => {
+            let error = attempt
+                .outcome
+                .as_ref()
+                .map(Outcome::describe)
+                .unwrap_or_default();
+            experiment.phase = Phase::Revising;
+            effects.push(Effect::RequestRevision {
+                program: attempt.program.clone(),
+                error,
+            });
+        }
+        _ => finish(experiment, Phase::Failed, effects),
+    }
+}
+
+fn finish(experiment: &mut Experiment, phase: Phase, effects: &mut Vec<Effect>) {
+    experiment.phase = phase;
+    effects.push(Effect::Completed { phase });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = "mixer good(d_model) {\n  return x |> linear(d_model) |> silu |> short_conv(4) |> linear(d_model)\n}\n";
+    const PEEKING: &str =
+        "mixer peek(d_model) {\n  return x |> token_shift(-1) |> linear(d_model)\n}\n";
+
+    struct Fixture {
+        check: CheckConfig,
+        novelty: NoveltyConfig,
+        qa: QaLimits,
+        weights: FitnessWeights,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            Fixture {
+                check: CheckConfig::default(),
+                novelty: NoveltyConfig::default(),
+                qa: QaLimits::default(),
+                weights: FitnessWeights::default(),
+            }
+        }
+
+        fn context(&self, max_revisions: u32) -> Context<'_> {
+            Context {
+                check: &self.check,
+                novelty: &self.novelty,
+                qa: &self.qa,
+                weights: &self.weights,
+                max_revisions,
+                known: &[],
+                qa_context: QaContext {
+                    total_steps: 100,
+                    ..QaContext::default()
+                },
+                baseline: Some(Scores {
+                    val_loss: 2.0,
+                    accuracy: BTreeMap::from([("mqar".into(), 0.5)]),
+                    judge: None,
+                }),
+                skip_novelty: false,
+            }
+        }
+    }
+
+    fn proposed(program: &str) -> Event {
+        Event::Proposed {
+            name: "candidate".into(),
+            motivation: "try a convolution".into(),
+            program: program.into(),
+            retrieved: vec!["h3".into()],
+        }
+    }
+
+    fn finished(loss: f64) -> Event {
+        Event::Finished(TrainSummary {
+            val_loss: loss,
+            accuracy: BTreeMap::from([("mqar".into(), 0.9)]),
+            wall_s: 10.0,
+            params: 1000,
+        })
+    }
+
+    fn run(events: Vec<Event>, max_revisions: u32) -> (Experiment, Vec<Effect>) {
+        let fixture = Fixture::new();
+        let context = fixture.context(max_revisions);
+        let mut experiment = Experiment::new(1, Stage::Exploration, None, vec![]);
+        let mut all = Vec::new();
+        for event in events {
+            let (next, effects) = step(experiment, event, &context);
+            experiment = next;
+            all.extend(effects);
+        }
+        (experiment, all)
+    }
+
+    #[test]
+    fn a_good_proposal_trains_is_analysed_and_succeeds() {
+        let analysed = Event::Analysed {
+            analysis: "better".into(),
+            problem_summary: "recall is fine".into(),
+        };
+        let (experiment, effects) = run(vec![proposed(GOOD), finished(1.5), analysed], 2);
+        assert_eq!(experiment.phase, Phase::Succeeded);
+        assert_eq!(experiment.retrieved, vec!["h3".to_string()]);
+        assert!(experiment.fitness.unwrap() > 0.5);
+        assert_eq!(
+            effects,
+            vec![
+                Effect::StartTrainer {
+                    attempt: 1,
+                    program: GOOD.into()
+                },
+                Effect::RequestAnalysis,
+                Effect::Completed {
+                    phase: Phase::Succeeded
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_invalid_program_is_revised_and_every_attempt_is_kept() {
+        let (experiment, effects) = run(
+            vec![
+                proposed(PEEKING),
+                Event::Revised {
+                    program: GOOD.into(),
+                },
+                finished(1.9),
+            ],
+            2,
+        );
+        assert_eq!(experiment.phase, Phase::Analysing);
+        assert_eq!(experiment.attempts.len(), 2);
+        match &experiment.attempts[0].outcome {
+            Some(Outcome::Invalid { diagnostics }) => assert!(
+                diagnostics.contains("E0401") && diagnostics.contains("2:10"),
+                "{diagnostics}"
+            ),
+            other => panic!("expected invalid, got {other:?}"),
+        }
+        assert!(
+            matches!(&effects[0], Effect::RequestRevision { error, .. } if error.contains("not causal"))
+        );
+        assert_eq!(
+            effects[1],
+            Effect::StartTrainer {
+                attempt: 2,
+                program: GOOD.into()
+            }
+        );
+    }
+
+    #[test]
+    fn revisions_are_bounded() {
+        let (experiment, effects) = run(
+            vec![
+                proposed(PEEKING),
+                Event::Revised {
+                    program: PEEKING.into(),
+                },
+                Event::Revised {
+                    program: PEEKING.into(),
+                },
+            ],
+            1,
+        );
+        assert_eq!(experiment.phase, Phase::Failed);
+        assert_eq!(experiment.attempts.len(), 2);
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::Completed {
+                phase: Phase::Failed
+            })
+        );
+        // The third revision arrived after the experiment failed and was ignored.
+        assert_eq!(
+            effects
+                .iter()
+                .filter(|e| matches!(e, Effect::RequestRevision { .. }))
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn qa_stops_a_nan_run_and_asks_for_a_revision() {
+        let nan = Event::Progress(ProgressPoint {
+            step: 5,
+            loss: f64::NAN,
+            elapsed_s: 1.0,
+        });
+        let (experiment, effects) = run(vec![proposed(GOOD), nan], 2);
+        assert_eq!(experiment.phase, Phase::Revising);
+        assert!(matches!(
+            experiment.attempts[0].outcome,
+            Some(Outcome::Stopped {
+                verdict: QaVerdict::NotFinite { step: 5 }
+            })
+        ));
+        assert!(matches!(
+            &effects[1],
+            Effect::StopTrainer { attempt: 1, .. }
+        ));
+        assert!(matches!(&effects[2], Effect::RequestRevision { .. }));
+    }
+
+    #[test]
+    fn crashes_and_divergence_are_recorded_with_their_reason() {
+        let crash = Event::Crashed {
+            message: "exit status 101".into(),
+            log_tail: "thread panicked".into(),
+        };
+        let (experiment, _) = run(
+            vec![
+                proposed(GOOD),
+                crash,
+                Event::Revised {
+                    program: GOOD.into(),
+                },
+                Event::Diverged,
+            ],
+            1,
+        );
+        assert_eq!(experiment.phase, Phase::Failed);
+        assert!(
+            matches!(&experiment.attempts[0].outcome, Some(Outcome::Crashed { message, .. }) if message == "exit status 101")
+        );
+        assert_eq!(experiment.attempts[1].outcome, Some(Outcome::Diverged));
+    }
+
+    #[test]
+    fn a_duplicate_structure_is_not_novel() {
+        let fixture = Fixture::new();
+        let valid = archspec::check_source(GOOD, &fixture.check).unwrap();
+        let hash = valid.hash();
+        let known = [Known {
+            id: 9,
+            hash: &hash,
+            graph: &valid.checked.graph,
+            motivation: "something else entirely",
+        }];
+        let mut context = fixture.context(0);
+        context.known = &known;
+        let (experiment, effects) = step(
+            Experiment::new(1, Stage::Exploration, None, vec![]),
+            proposed(GOOD),
+            &context,
+        );
+        assert_eq!(experiment.phase, Phase::Failed);
+        assert!(
+            matches!(&experiment.attempts[0].outcome, Some(Outcome::NotNovel { reason }) if reason.contains("experiment 9"))
+        );
+        assert_eq!(
+            effects,
+            vec![Effect::Completed {
+                phase: Phase::Failed
+            }]
+        );
+    }
+
+    #[test]
+    fn stale_events_change_nothing() {
+        let (before, _) = run(vec![proposed(GOOD)], 2);
+        let fixture = Fixture::new();
+        let (after, effects) = step(
+            before.clone(),
+            Event::Revised {
+                program: GOOD.into(),
+            },
+            &fixture.context(2),
+        );
+        assert_eq!(after, before);
+        assert!(effects.is_empty());
+    }
+}

@@ -1,0 +1,191 @@
+//! Novelty: a proposal must differ in structure from everything in memory and must not repeat
+//! a motivation already tried. Structure uses archspec's canonical hash and distance;
+//! motivations use the built-in lexical embedding (TF-IDF cosine).
+
+use crate::cognition::lexical::LexicalIndex;
+use archspec::Graph;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NoveltyConfig {
+    /// Reject a program whose structural distance to one in memory is below this (0 = only
+    /// identical structures are rejected).
+    #[serde(default)]
+    pub min_distance: f64,
+    /// Reject a motivation whose similarity to one already tried is at least this.
+    #[serde(default = "max_motivation_similarity")]
+    pub max_motivation_similarity: f64,
+}
+
+fn max_motivation_similarity() -> f64 {
+    0.9
+}
+
+impl Default for NoveltyConfig {
+    fn default() -> Self {
+        NoveltyConfig {
+            min_distance: 0.0,
+            max_motivation_similarity: max_motivation_similarity(),
+        }
+    }
+}
+
+/// A program already in memory.
+pub struct Known<'a, Id> {
+    pub id: Id,
+    pub hash: &'a str,
+    pub graph: &'a Graph,
+    pub motivation: &'a str,
+}
+
+/// Why a proposal is not novel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum NotNovel<Id> {
+    SameStructure { of: Id },
+    TooClose { of: Id, distance: f64 },
+    RepeatedMotivation { of: Id, similarity: f64 },
+}
+
+impl<Id: std::fmt::Display> NotNovel<Id> {
+    /// A sentence for the agent that must propose again.
+    pub fn describe(&self) -> String {
+        match self {
+            NotNovel::SameStructure { of } => format!(
+                "the program is structurally identical to experiment {of}; change the architecture, not names or order"
+            ),
+            NotNovel::TooClose { of, distance } => format!(
+                "the program is too close to experiment {of} (distance {distance:.3}); make a larger change"
+            ),
+            NotNovel::RepeatedMotivation { of, similarity } => {
+                format!(
+                    "the motivation repeats that of experiment {of} (similarity {similarity:.2}); pursue a different idea"
+                )
+            }
+        }
+    }
+}
+
+/// Checks a proposal against memory.
+pub fn check<Id: Clone>(
+    hash: &str,
+    graph: &Graph,
+    motivation: &str,
+    known: &[Known<'_, Id>],
+    config: &NoveltyConfig,
+) -> Result<(), NotNovel<Id>> {
+    if let Some(same) = known.iter().find(|k| k.hash == hash) {
+        return Err(NotNovel::SameStructure {
+            of: same.id.clone(),
+        });
+    }
+    if config.min_distance > 0.0 {
+        for other in known {
+            let distance = archspec::canon::distance(graph, other.graph);
+            if distance < config.min_distance {
+                return Err(NotNovel::TooClose {
+                    of: other.id.clone(),
+                    distance,
+                });
+            }
+        }
+    }
+    if !motivation.trim().is_empty() && !known.is_empty() {
+        let mut texts: Vec<String> = known.iter().map(|k| k.motivation.to_string()).collect();
+        texts.push(motivation.to_string());
+        let index = LexicalIndex::from_texts(&texts);
+        let scores = index.scores(motivation);
+        if let Some((position, similarity)) = scores[..known.len()]
+            .iter()
+            .copied()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            && similarity >= config.max_motivation_similarity
+        {
+            return Err(NotNovel::RepeatedMotivation {
+                of: known[position].id.clone(),
+                similarity,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use archspec::{CheckConfig, check_source, library};
+
+    fn valid(name: &str) -> archspec::Valid {
+        check_source(library::get(name).unwrap().source, &CheckConfig::default()).unwrap()
+    }
+
+    #[test]
+    fn identical_structure_and_repeated_motivations_are_rejected() {
+        let deltanet = valid("deltanet");
+        let gla = valid("gla");
+        let hash = deltanet.hash();
+        let known = [Known {
+            id: 7,
+            hash: &hash,
+            graph: &deltanet.checked.graph,
+            motivation: "overwrite stale associations with an error-correcting write to fix recall",
+        }];
+        let config = NoveltyConfig::default();
+        assert_eq!(
+            check(&hash, &deltanet.checked.graph, "anything", &known, &config),
+            Err(NotNovel::SameStructure { of: 7 })
+        );
+        let repeated = check(
+            &gla.hash(),
+            &gla.checked.graph,
+            "Overwrite stale associations with an error-correcting write to fix recall.",
+            &known,
+            &config,
+        );
+        assert!(
+            matches!(repeated, Err(NotNovel::RepeatedMotivation { of: 7, .. })),
+            "{repeated:?}"
+        );
+        let fresh = check(
+            &gla.hash(),
+            &gla.checked.graph,
+            "add a data-dependent per-key forget gate",
+            &known,
+            &config,
+        );
+        assert_eq!(fresh, Ok(()));
+    }
+
+    #[test]
+    fn a_distance_threshold_rejects_near_copies() {
+        let deltanet = valid("deltanet");
+        let gated = valid("gated_deltanet");
+        let hash = deltanet.hash();
+        let known = [Known {
+            id: 1,
+            hash: &hash,
+            graph: &deltanet.checked.graph,
+            motivation: "",
+        }];
+        let strict = NoveltyConfig {
+            min_distance: 0.9,
+            ..NoveltyConfig::default()
+        };
+        assert!(matches!(
+            check(&gated.hash(), &gated.checked.graph, "", &known, &strict),
+            Err(NotNovel::TooClose { of: 1, .. })
+        ));
+        assert_eq!(
+            check(
+                &gated.hash(),
+                &gated.checked.graph,
+                "",
+                &known,
+                &NoveltyConfig::default()
+            ),
+            Ok(())
+        );
+    }
+}

@@ -1,0 +1,269 @@
+//! Quality assurance: pure rules over a run's progress, deciding whether to stop it.
+//! The driver feeds every progress line; a `Some(verdict)` means stop the trainer now.
+
+use serde::{Deserialize, Serialize};
+
+/// Thresholds, from the campaign spec.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct QaLimits {
+    /// Stop when the projected wall time exceeds this many times the median of finished peers.
+    #[serde(default = "slow_factor")]
+    pub slow_factor: f64,
+    /// Peers needed before the slowness rule applies.
+    #[serde(default = "min_peers")]
+    pub min_peers: usize,
+    /// Stop when the loss exceeds this many times the first reported loss (after `grace_steps`).
+    #[serde(default = "divergence_factor")]
+    pub divergence_factor: f64,
+    /// Stop when the training loss falls below this fraction of the best validation loss known
+    /// at this stage: far better than anything seen is a sign of future-token leakage.
+    #[serde(default = "leakage_ratio")]
+    pub leakage_ratio: f64,
+    /// The leakage rule only applies while the best known loss is above this (solved tasks can
+    /// legitimately reach ~0).
+    #[serde(default = "leakage_floor")]
+    pub leakage_floor: f64,
+    /// Steps before the divergence and leakage rules apply.
+    #[serde(default = "grace_steps")]
+    pub grace_steps: usize,
+}
+
+fn slow_factor() -> f64 {
+    3.0
+}
+fn min_peers() -> usize {
+    3
+}
+fn divergence_factor() -> f64 {
+    3.0
+}
+fn leakage_ratio() -> f64 {
+    0.5
+}
+fn leakage_floor() -> f64 {
+    0.1
+}
+fn grace_steps() -> usize {
+    20
+}
+
+impl Default for QaLimits {
+    fn default() -> Self {
+        QaLimits {
+            slow_factor: slow_factor(),
+            min_peers: min_peers(),
+            divergence_factor: divergence_factor(),
+            leakage_ratio: leakage_ratio(),
+            leakage_floor: leakage_floor(),
+            grace_steps: grace_steps(),
+        }
+    }
+}
+
+/// One progress report of a running trainer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProgressPoint {
+    pub step: usize,
+    pub loss: f64,
+    pub elapsed_s: f64,
+}
+
+/// What the rules know beyond the run itself.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct QaContext {
+    /// Steps the run will take in total.
+    pub total_steps: usize,
+    /// Wall times of finished runs of the same stage.
+    pub peer_wall_s: Vec<f64>,
+    /// The best validation loss known at this stage.
+    pub best_val_loss: Option<f64>,
+}
+
+/// Why QA stopped a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "rule", rename_all = "snake_case")]
+pub enum QaVerdict {
+    /// The loss is NaN or infinite.
+    NotFinite { step: usize },
+    /// The loss grew far above where it started.
+    Diverging {
+        step: usize,
+        loss: f64,
+        first_loss: f64,
+    },
+    /// At this pace the run would take far longer than its peers.
+    TooSlow {
+        projected_s: f64,
+        peer_median_s: f64,
+    },
+    /// The loss is implausibly far below the best known.
+    SuspectedLeakage { loss: f64, best_known: f64 },
+}
+
+impl QaVerdict {
+    /// A sentence for the Engineer and the report.
+    pub fn describe(&self) -> String {
+        match self {
+            QaVerdict::NotFinite { step } => {
+                format!("the loss became NaN or infinite at step {step}")
+            }
+            QaVerdict::Diverging {
+                step,
+                loss,
+                first_loss,
+            } => {
+                format!(
+                    "the loss rose to {loss:.3} at step {step} from {first_loss:.3} at the start: training diverges"
+                )
+            }
+            QaVerdict::TooSlow {
+                projected_s,
+                peer_median_s,
+            } => {
+                format!(
+                    "at this pace the run takes {projected_s:.0} s, against a median of {peer_median_s:.0} s for its peers"
+                )
+            }
+            QaVerdict::SuspectedLeakage { loss, best_known } => format!(
+                "training loss {loss:.4} is implausibly far below the best known validation loss {best_known:.4}: the mixer probably reads future tokens"
+            ),
+        }
+    }
+}
+
+/// Applies every rule to the latest point of a run (`history` ends with it).
+pub fn judge(
+    history: &[ProgressPoint],
+    context: &QaContext,
+    limits: &QaLimits,
+) -> Option<QaVerdict> {
+    let latest = history.last()?;
+    if !latest.loss.is_finite() {
+        return Some(QaVerdict::NotFinite { step: latest.step });
+    }
+    let first_loss = history.first().map(|p| p.loss).filter(|l| l.is_finite())?;
+    let past_grace = latest.step >= limits.grace_steps;
+    if past_grace && latest.loss > limits.divergence_factor * first_loss {
+        return Some(QaVerdict::Diverging {
+            step: latest.step,
+            loss: latest.loss,
+            first_loss,
+        });
+    }
+    if past_grace
+        && let Some(best) = context
+            .best_val_loss
+            .filter(|b| b.is_finite() && *b > limits.leakage_floor)
+        && latest.loss < limits.leakage_ratio * best
+    {
+        return Some(QaVerdict::SuspectedLeakage {
+            loss: latest.loss,
+            best_known: best,
+        });
+    }
+    if context.peer_wall_s.len() >= limits.min_peers
+        && latest.step > 0
+        && let Some(peer_median_s) = super::stats::median(&context.peer_wall_s)
+    {
+        let projected_s = latest.elapsed_s * context.total_steps as f64 / latest.step as f64;
+        if projected_s > limits.slow_factor * peer_median_s {
+            return Some(QaVerdict::TooSlow {
+                projected_s,
+                peer_median_s,
+            });
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn point(step: usize, loss: f64, elapsed_s: f64) -> ProgressPoint {
+        ProgressPoint {
+            step,
+            loss,
+            elapsed_s,
+        }
+    }
+
+    fn check(history: &[ProgressPoint], context: &QaContext) -> Option<QaVerdict> {
+        judge(history, context, &QaLimits::default())
+    }
+
+    #[test]
+    fn a_healthy_run_is_left_alone() {
+        let context = QaContext {
+            total_steps: 100,
+            peer_wall_s: vec![10.0, 12.0, 11.0],
+            best_val_loss: Some(2.0),
+        };
+        assert_eq!(
+            check(&[point(10, 4.0, 1.0), point(50, 2.5, 5.5)], &context),
+            None
+        );
+    }
+
+    #[test]
+    fn nan_stops_at_once_and_divergence_after_the_grace_steps() {
+        let context = QaContext::default();
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(2, f64::NAN, 0.2)], &context),
+            Some(QaVerdict::NotFinite { step: 2 })
+        );
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(10, 13.0, 0.2)], &context),
+            None,
+            "within grace"
+        );
+        assert!(matches!(
+            check(&[point(1, 4.0, 0.1), point(30, 13.0, 0.2)], &context),
+            Some(QaVerdict::Diverging { .. })
+        ));
+    }
+
+    #[test]
+    fn slowness_is_judged_against_peers_only_when_there_are_enough() {
+        let few = QaContext {
+            total_steps: 100,
+            peer_wall_s: vec![10.0],
+            best_val_loss: None,
+        };
+        let slow_point = [point(10, 3.0, 5.0)]; // projects 50 s
+        assert_eq!(check(&slow_point, &few), None);
+        let enough = QaContext {
+            peer_wall_s: vec![10.0, 12.0, 14.0],
+            ..few
+        };
+        match check(&slow_point, &enough) {
+            Some(QaVerdict::TooSlow {
+                projected_s,
+                peer_median_s,
+            }) => assert_eq!((projected_s, peer_median_s), (50.0, 12.0)),
+            other => panic!("expected too slow, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_loss_far_below_the_best_known_suggests_leakage_unless_the_task_is_solved() {
+        let context = QaContext {
+            total_steps: 100,
+            peer_wall_s: vec![],
+            best_val_loss: Some(2.0),
+        };
+        assert!(matches!(
+            check(&[point(1, 4.0, 0.1), point(40, 0.5, 1.0)], &context),
+            Some(QaVerdict::SuspectedLeakage { .. })
+        ));
+        let solved = QaContext {
+            best_val_loss: Some(0.01),
+            ..context
+        };
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(40, 0.001, 1.0)], &solved),
+            None
+        );
+    }
+}
