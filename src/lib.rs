@@ -2,6 +2,7 @@
 //!
 //! The library holds everything the `archlab` binary runs; `main.rs` only wires the CLI.
 
+pub mod api;
 pub mod cli;
 pub mod cognition;
 pub mod core;

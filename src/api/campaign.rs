@@ -1,0 +1,265 @@
+//! The `Campaign` custom resource: seeds, constraints, stages, search, budget, QA limits and
+//! agents of one discovery campaign. Field names are camelCase on the wire, except inside
+//! `train` blocks, which are the trainer's own config (`archlab train --config`).
+
+use crate::core::budget::{Budget, Usage};
+use crate::core::fitness::FitnessWeights;
+use crate::core::novelty::NoveltyConfig;
+use crate::core::qa::QaLimits;
+use crate::core::sampling::SamplingConfig;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use trainer::TrainConfig;
+
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "archlab.dev",
+    version = "v1alpha1",
+    kind = "Campaign",
+    namespaced,
+    status = "CampaignStatus",
+    shortname = "camp",
+    derive = "PartialEq",
+    doc = "An architecture-discovery campaign: seeds, stages, search settings and budget.",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Experiments",
+        type_ = "integer",
+        json_path = ".status.usage.experiments"
+    ),
+    printcolumn(name = "Best", type_ = "number", json_path = ".status.bestFitness"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CampaignSpec {
+    /// The starting population: library programs or inline archspec programs.
+    pub seeds: Vec<SeedSpec>,
+    /// The seed every experiment is compared with (trained at every stage, same config).
+    pub baseline: String,
+    #[serde(default)]
+    pub constraints: Constraints,
+    pub stages: Stages,
+    #[serde(default)]
+    pub search: SearchSpec,
+    pub budget: Budget,
+    /// Trainer runs at once.
+    #[serde(default = "one")]
+    pub parallelism: u32,
+    #[serde(default)]
+    pub qa: QaLimits,
+    #[serde(default)]
+    pub agents: AgentsSpec,
+    #[serde(default)]
+    pub fitness: FitnessWeights,
+    #[serde(default)]
+    pub cognition: CognitionSpec,
+    /// Seed of every random choice the campaign makes (sampling, mutation, training).
+    #[serde(default)]
+    pub seed: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// One seed: a library program by name, or an inline program (exactly one of the two).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SeedSpec {
+    pub name: String,
+    #[serde(default)]
+    pub library: Option<String>,
+    #[serde(default)]
+    pub program: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum ComplexityLimit {
+    #[default]
+    Linear,
+    Window,
+    Quadratic,
+}
+
+impl From<ComplexityLimit> for archspec::Complexity {
+    fn from(limit: ComplexityLimit) -> Self {
+        match limit {
+            ComplexityLimit::Linear => archspec::Complexity::Linear,
+            ComplexityLimit::Window => archspec::Complexity::Window,
+            ComplexityLimit::Quadratic => archspec::Complexity::Quadratic,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Constraints {
+    /// Highest cost in the sequence length a proposal may have (seeds are exempt).
+    #[serde(default)]
+    pub max_complexity: ComplexityLimit,
+    /// Most parameters per mixer at the exploration config.
+    #[serde(default)]
+    pub max_params: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Stages {
+    pub exploration: ExplorationStage,
+    pub verification: VerificationStage,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExplorationStage {
+    pub train: TrainConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct VerificationStage {
+    pub train: TrainConfig,
+    /// How many of the best explorations are promoted.
+    #[serde(default = "promote")]
+    pub promote: u32,
+    /// Training seeds per verified program (mean and 95% interval are reported).
+    #[serde(default = "three")]
+    pub seeds: u32,
+}
+
+fn promote() -> u32 {
+    2
+}
+fn three() -> u32 {
+    3
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SearchSpec {
+    #[serde(default)]
+    pub sampling: SamplingConfig,
+    #[serde(default)]
+    pub novelty: NoveltyConfig,
+    /// Repairs per experiment after a failed attempt.
+    #[serde(default = "max_revisions")]
+    pub max_revisions: u32,
+}
+
+fn max_revisions() -> u32 {
+    2
+}
+
+impl Default for SearchSpec {
+    fn default() -> Self {
+        SearchSpec {
+            sampling: SamplingConfig::default(),
+            novelty: NoveltyConfig::default(),
+            max_revisions: max_revisions(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AgentBackend {
+    /// Mutation and crossover guided by analyses and cognition; needs no network.
+    #[default]
+    Evolutionary,
+    /// An OpenAI-compatible chat-completions endpoint.
+    Llm,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AgentsSpec {
+    #[serde(default)]
+    pub backend: AgentBackend,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum EmbedderKind {
+    #[default]
+    Lexical,
+    Minilm,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CognitionSpec {
+    /// Directories of extra entries (a ConfigMap mount in the cluster).
+    #[serde(default)]
+    pub extra_dirs: Vec<String>,
+    #[serde(default)]
+    pub embedder: EmbedderKind,
+    #[serde(default = "top_k")]
+    pub top_k: usize,
+    #[serde(default = "min_score")]
+    pub min_score: f64,
+}
+
+fn top_k() -> usize {
+    3
+}
+fn min_score() -> f64 {
+    0.05
+}
+
+impl Default for CognitionSpec {
+    fn default() -> Self {
+        CognitionSpec {
+            extra_dirs: Vec::new(),
+            embedder: EmbedderKind::default(),
+            top_k: top_k(),
+            min_score: min_score(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub enum CampaignPhase {
+    Pending,
+    Running,
+    Completed,
+    Failed,
+}
+
+/// One status condition, keyed by `type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: String,
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignStatus {
+    #[serde(default)]
+    pub phase: Option<CampaignPhase>,
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub usage: Usage,
+    #[serde(default)]
+    pub best_fitness: Option<f64>,
+    /// Verified wins over the previous state of the art.
+    #[serde(default)]
+    pub verified_discoveries: u32,
+}

@@ -1,0 +1,157 @@
+//! Reading a Campaign manifest: YAML → typed spec with the field path of any error, then the
+//! semantic checks serde cannot make (seed programs check, the baseline names a seed, …).
+
+use super::campaign::Campaign;
+use std::collections::HashSet;
+
+/// A manifest problem: where (`spec.stages.exploration.train.steps`) and what was expected.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ManifestError {
+    pub path: String,
+    pub message: String,
+}
+
+fn error(path: impl Into<String>, message: impl Into<String>) -> ManifestError {
+    ManifestError {
+        path: path.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses and validates a Campaign manifest.
+pub fn parse_campaign(text: &str) -> Result<Campaign, ManifestError> {
+    let head: serde_yaml::Value =
+        serde_yaml::from_str(text).map_err(|e| error("(document)", e.to_string()))?;
+    let field = |name: &str| {
+        head.get(name)
+            .and_then(serde_yaml::Value::as_str)
+            .map(str::to_string)
+    };
+    match (field("apiVersion").as_deref(), field("kind").as_deref()) {
+        (Some("archlab.dev/v1alpha1"), Some("Campaign")) => {}
+        (api_version, kind) => {
+            return Err(error(
+                "apiVersion/kind",
+                format!(
+                    "expected archlab.dev/v1alpha1 Campaign, found {} {}",
+                    api_version.unwrap_or("(none)"),
+                    kind.unwrap_or("(none)")
+                ),
+            ));
+        }
+    }
+    let deserializer = serde_yaml::Deserializer::from_str(text);
+    let campaign: Campaign = serde_path_to_error::deserialize(deserializer).map_err(|e| {
+        let path = e.path().to_string();
+        error(
+            if path == "." {
+                "(document)".to_string()
+            } else {
+                path
+            },
+            e.into_inner().to_string(),
+        )
+    })?;
+    validate(&campaign)?;
+    Ok(campaign)
+}
+
+/// Checks what the types cannot express.
+pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
+    let spec = &campaign.spec;
+    if spec.seeds.is_empty() {
+        return Err(error("spec.seeds", "needs at least one seed"));
+    }
+    let mut names = HashSet::new();
+    for (index, seed) in spec.seeds.iter().enumerate() {
+        let path = format!("spec.seeds[{index}]");
+        if !names.insert(seed.name.as_str()) {
+            return Err(error(
+                format!("{path}.name"),
+                format!("seed name `{}` is used twice", seed.name),
+            ));
+        }
+        let exploration = &spec.stages.exploration.train;
+        let check_config = archspec::CheckConfig {
+            d_model: exploration.model.d_model,
+            seq_len: exploration.data.seq_len,
+            ..archspec::CheckConfig::default()
+        };
+        match (&seed.library, &seed.program) {
+            (Some(library), None) => {
+                let entry = archspec::library::get(library).ok_or_else(|| {
+                    let known: Vec<&str> =
+                        archspec::library::ENTRIES.iter().map(|e| e.name).collect();
+                    error(
+                        format!("{path}.library"),
+                        format!(
+                            "no library program `{library}`; expected one of {}",
+                            known.join(", ")
+                        ),
+                    )
+                })?;
+                archspec::check_source(entry.source, &check_config).map_err(|d| {
+                    error(
+                        format!("{path}.library"),
+                        format!(
+                            "invalid at the exploration config:\n{}",
+                            archspec::diagnostic::render(entry.source, &d)
+                        ),
+                    )
+                })?;
+            }
+            (None, Some(program)) => {
+                archspec::check_source(program, &check_config).map_err(|d| {
+                    error(
+                        format!("{path}.program"),
+                        format!(
+                            "invalid program:\n{}",
+                            archspec::diagnostic::render(program, &d)
+                        ),
+                    )
+                })?;
+            }
+            _ => return Err(error(path, "give exactly one of `library` or `program`")),
+        }
+    }
+    if !names.contains(spec.baseline.as_str()) {
+        return Err(error(
+            "spec.baseline",
+            format!("`{}` is not the name of a seed", spec.baseline),
+        ));
+    }
+    for (path, config) in [
+        (
+            "spec.stages.exploration.train",
+            &spec.stages.exploration.train,
+        ),
+        (
+            "spec.stages.verification.train",
+            &spec.stages.verification.train,
+        ),
+    ] {
+        config
+            .validate()
+            .map_err(|e| error(format!("{path}.{}", e.field), e.message))?;
+    }
+    if spec.stages.verification.seeds < 3 {
+        return Err(error(
+            "spec.stages.verification.seeds",
+            "verification needs at least 3 seeds for an interval",
+        ));
+    }
+    if spec.budget.max_experiments == 0 {
+        return Err(error("spec.budget.maxExperiments", "must be at least 1"));
+    }
+    if spec.parallelism == 0 {
+        return Err(error("spec.parallelism", "must be at least 1"));
+    }
+    if spec.search.sampling.parent_top_k == 0 {
+        return Err(error(
+            "spec.search.sampling.parentTopK",
+            "must be at least 1",
+        ));
+    }
+    Ok(())
+}

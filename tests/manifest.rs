@@ -1,0 +1,84 @@
+//! Campaign manifests: the bundled example parses, and malformed manifests are rejected with
+//! the field path and what was expected.
+
+use archlab::api::{ManifestError, parse_campaign};
+
+fn quickstart() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.yaml"
+    ))
+    .expect("example exists")
+}
+
+fn rejected(text: &str) -> ManifestError {
+    parse_campaign(text).expect_err("manifest should be rejected")
+}
+
+#[test]
+fn the_quickstart_manifest_is_a_valid_campaign() {
+    let campaign = parse_campaign(&quickstart()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(campaign.metadata.name.as_deref(), Some("quickstart"));
+    assert_eq!(campaign.spec.seeds.len(), 4);
+    assert_eq!(campaign.spec.baseline, "linear_attention");
+    assert_eq!(campaign.spec.stages.verification.seeds, 3);
+    assert_eq!(
+        campaign.spec.search.sampling.parent_top_k, 10,
+        "defaults fill what the manifest leaves out"
+    );
+}
+
+#[test]
+fn type_errors_and_unknown_fields_name_the_field_path() {
+    let wrong_type = rejected(&quickstart().replace("steps: 150", "steps: many"));
+    assert_eq!(wrong_type.path, "spec.stages.exploration.train.steps");
+    let unknown =
+        rejected(&quickstart().replace("maxRevisions: 2", "maxRevisions: 2\n    temperature: 3"));
+    assert_eq!(unknown.path, "spec.search.temperature");
+    assert!(
+        unknown.message.contains("temperature"),
+        "{}",
+        unknown.message
+    );
+    let missing = rejected(&quickstart().replace("  baseline: linear_attention\n", ""));
+    assert!(missing.message.contains("baseline"), "{missing}");
+}
+
+#[test]
+fn semantic_errors_name_the_field_and_what_was_expected() {
+    let unknown_seed = rejected(&quickstart().replace("library: gla", "library: glaa"));
+    assert_eq!(unknown_seed.path, "spec.seeds[1].library");
+    assert!(unknown_seed.message.contains("expected one of"));
+    let baseline =
+        rejected(&quickstart().replace("baseline: linear_attention", "baseline: transformer"));
+    assert_eq!(baseline.path, "spec.baseline");
+    let range = rejected(&quickstart().replace(
+        "num_kv_pairs: 4}]\n        steps: 150",
+        "num_kv_pairs: 40}]\n        steps: 150",
+    ));
+    assert_eq!(
+        range.path,
+        "spec.stages.exploration.train.data.tasks[0].num_kv_pairs"
+    );
+    let inline = rejected(&quickstart().replace(
+        "    - name: retnet\n      library: retnet\n",
+        "    - name: peek\n      program: \"mixer p(d_model) {\\n  return x |> token_shift(-1) |> linear(d_model)\\n}\"\n",
+    ));
+    assert_eq!(inline.path, "spec.seeds[3].program");
+    assert!(inline.message.contains("E0401"), "{}", inline.message);
+    let kind = rejected(&quickstart().replace("kind: Campaign", "kind: Experiment"));
+    assert_eq!(kind.path, "apiVersion/kind");
+}
+
+#[test]
+fn garbage_is_an_error_not_a_panic() {
+    for text in [
+        "",
+        "::::",
+        "- 1\n- 2",
+        "apiVersion: archlab.dev/v1alpha1\nkind: Campaign\nspec: 3",
+        "\u{0}\u{1}",
+    ] {
+        let _ = rejected(text);
+    }
+}
