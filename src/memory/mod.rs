@@ -1,0 +1,53 @@
+//! Memory: every campaign, experiment and attempt, failures included. The [`Store`] trait is
+//! what drivers write through; [`sqlite::SqliteStore`] is the local-mode implementation (the
+//! operator keeps the same records in Experiment resources).
+
+pub mod sqlite;
+
+use crate::core::budget::Usage;
+use crate::core::lifecycle::{Experiment, ExperimentId};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("creating the state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("database {path}: {source}")]
+    Database {
+        path: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("database {path} has schema version {found}; this archlab reads up to {supported}")]
+    NewerSchema {
+        path: String,
+        found: i64,
+        supported: i64,
+    },
+    #[error("stored record {what} is unreadable: {message}")]
+    Corrupt { what: String, message: String },
+    #[error(
+        "campaign `{0}` is already stored with a different spec; use a new state directory or name"
+    )]
+    SpecChanged(String),
+}
+
+pub type Result<T, E = MemoryError> = std::result::Result<T, E>;
+
+/// Persistent memory of campaigns. Every write is one transaction.
+pub trait Store {
+    /// Records a campaign's spec (as JSON) the first time; later calls must pass the same spec.
+    fn register_campaign(&mut self, name: &str, spec_json: &str) -> Result<()>;
+    /// Inserts or replaces an experiment with all its attempts.
+    fn save_experiment(&mut self, campaign: &str, experiment: &Experiment) -> Result<()>;
+    /// Every experiment of a campaign, by id.
+    fn experiments(&self, campaign: &str) -> Result<Vec<Experiment>>;
+    /// The id the next experiment gets (one more than the highest stored).
+    fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId>;
+    /// Adds to the campaign's recorded usage and returns the new total.
+    fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage>;
+    fn usage(&self, campaign: &str) -> Result<Usage>;
+}

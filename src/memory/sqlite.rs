@@ -1,0 +1,316 @@
+//! The SQLite store: one file in the state directory, write-ahead logging, a versioned schema
+//! upgraded in place, and every write in a transaction so a killed process leaves either the
+//! old or the new record, never half of one.
+
+use super::{MemoryError, Result, Store};
+use crate::core::budget::Usage;
+use crate::core::lifecycle::{Attempt, Experiment, ExperimentId};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::Path;
+
+/// Schema migrations; `user_version` holds how many have run.
+const MIGRATIONS: &[&str] = &["
+    CREATE TABLE campaigns (
+        name TEXT PRIMARY KEY,
+        spec_json TEXT NOT NULL,
+        usage_json TEXT NOT NULL
+    );
+    CREATE TABLE experiments (
+        campaign TEXT NOT NULL REFERENCES campaigns(name),
+        id INTEGER NOT NULL,
+        name TEXT NOT NULL,
+        stage TEXT NOT NULL,
+        phase TEXT NOT NULL,
+        parent INTEGER,
+        fitness REAL,
+        record_json TEXT NOT NULL,
+        PRIMARY KEY (campaign, id)
+    );
+    CREATE TABLE attempts (
+        campaign TEXT NOT NULL,
+        experiment INTEGER NOT NULL,
+        number INTEGER NOT NULL,
+        program TEXT NOT NULL,
+        outcome_json TEXT,
+        progress_json TEXT NOT NULL,
+        PRIMARY KEY (campaign, experiment, number),
+        FOREIGN KEY (campaign, experiment) REFERENCES experiments(campaign, id)
+    );
+"];
+
+pub struct SqliteStore {
+    connection: Connection,
+    path: String,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) `archlab.db` in `state_dir` and brings its schema up to date.
+    pub fn open(state_dir: &Path) -> Result<SqliteStore> {
+        let path = state_dir.join("archlab.db");
+        let display = path.display().to_string();
+        let database = |source| MemoryError::Database {
+            path: display.clone(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(|source| MemoryError::StateDir {
+            path: state_dir.display().to_string(),
+            source,
+        })?;
+        let connection = Connection::open(&path).map_err(database)?;
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(database)?;
+        let mut store = SqliteStore {
+            connection,
+            path: display,
+        };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    fn error(&self, source: rusqlite::Error) -> MemoryError {
+        MemoryError::Database {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    /// The schema version in the file.
+    pub fn schema_version(&self) -> Result<i64> {
+        self.connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(|e| self.error(e))
+    }
+
+    fn migrate(&mut self) -> Result<()> {
+        let version = self.schema_version()?;
+        let supported = MIGRATIONS.len() as i64;
+        if version > supported {
+            return Err(MemoryError::NewerSchema {
+                path: self.path.clone(),
+                found: version,
+                supported,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let transaction = self
+                .connection
+                .transaction()
+                .map_err(|e| MemoryError::Database {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+            transaction
+                .execute_batch(migration)
+                .and_then(|()| {
+                    transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
+                })
+                .and_then(|()| transaction.commit())
+                .map_err(|e| MemoryError::Database {
+                    path: self.path.clone(),
+                    source: e,
+                })?;
+        }
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| MemoryError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| MemoryError::Corrupt {
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+impl Store for SqliteStore {
+    fn register_campaign(&mut self, name: &str, spec_json: &str) -> Result<()> {
+        let stored: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT spec_json FROM campaigns WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        match stored {
+            Some(stored) if stored == spec_json => Ok(()),
+            Some(_) => Err(MemoryError::SpecChanged(name.to_string())),
+            None => {
+                let usage = to_json(&Usage::default(), "usage")?;
+                self.connection
+                    .execute(
+                        "INSERT INTO campaigns (name, spec_json, usage_json) VALUES (?1, ?2, ?3)",
+                        params![name, spec_json, usage],
+                    )
+                    .map_err(|e| self.error(e))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn save_experiment(&mut self, campaign: &str, experiment: &Experiment) -> Result<()> {
+        // The attempts live in their own table; the record keeps the rest.
+        let mut record = experiment.clone();
+        record.attempts.clear();
+        let record_json = to_json(&record, "experiment")?;
+        let stage = to_json(&experiment.stage, "stage")?;
+        let phase = to_json(&experiment.phase, "phase")?;
+        let attempts: Vec<(i64, String, Option<String>, String)> = experiment
+            .attempts
+            .iter()
+            .map(|attempt| {
+                Ok((
+                    i64::from(attempt.number),
+                    attempt.program.clone(),
+                    attempt
+                        .outcome
+                        .as_ref()
+                        .map(|o| to_json(o, "outcome"))
+                        .transpose()?,
+                    to_json(&attempt.progress, "progress")?,
+                ))
+            })
+            .collect::<Result<_>>()?;
+        let path = self.path.clone();
+        let database = |source| MemoryError::Database {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(database)?;
+        transaction
+            .execute(
+                "INSERT INTO experiments (campaign, id, name, stage, phase, parent, fitness, record_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (campaign, id) DO UPDATE SET name = excluded.name, stage = excluded.stage,
+                   phase = excluded.phase, parent = excluded.parent, fitness = excluded.fitness,
+                   record_json = excluded.record_json",
+                params![
+                    campaign,
+                    experiment.id as i64,
+                    experiment.name,
+                    stage,
+                    phase,
+                    experiment.parent.map(|p| p as i64),
+                    experiment.fitness,
+                    record_json
+                ],
+            )
+            .map_err(database)?;
+        for (number, program, outcome, progress) in attempts {
+            transaction
+                .execute(
+                    "INSERT INTO attempts (campaign, experiment, number, program, outcome_json, progress_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (campaign, experiment, number) DO UPDATE SET program = excluded.program,
+                       outcome_json = excluded.outcome_json, progress_json = excluded.progress_json",
+                    params![campaign, experiment.id as i64, number, program, outcome, progress],
+                )
+                .map_err(database)?;
+        }
+        transaction.commit().map_err(database)
+    }
+
+    fn experiments(&self, campaign: &str) -> Result<Vec<Experiment>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT id, record_json FROM experiments WHERE campaign = ?1 ORDER BY id")
+            .map_err(|e| self.error(e))?;
+        let rows: Vec<(i64, String)> = statement
+            .query_map([campaign], |row| Ok((row.get(0)?, row.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(|e| self.error(e))?;
+        let mut attempts_statement = self
+            .connection
+            .prepare("SELECT number, program, outcome_json, progress_json FROM attempts WHERE campaign = ?1 AND experiment = ?2 ORDER BY number")
+            .map_err(|e| self.error(e))?;
+        let mut experiments = Vec::with_capacity(rows.len());
+        for (id, record_json) in rows {
+            let mut experiment: Experiment = from_json(&record_json, &format!("experiment {id}"))?;
+            let attempt_rows: Vec<(i64, String, Option<String>, String)> = attempts_statement
+                .query_map(params![campaign, id], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                })
+                .and_then(|rows| rows.collect())
+                .map_err(|e| self.error(e))?;
+            for (number, program, outcome, progress) in attempt_rows {
+                let what = format!("attempt {number} of experiment {id}");
+                experiment.attempts.push(Attempt {
+                    number: u32::try_from(number).map_err(|e| MemoryError::Corrupt {
+                        what: what.clone(),
+                        message: e.to_string(),
+                    })?,
+                    program,
+                    outcome: outcome.map(|o| from_json(&o, &what)).transpose()?,
+                    progress: from_json(&progress, &what)?,
+                });
+            }
+            experiments.push(experiment);
+        }
+        Ok(experiments)
+    }
+
+    fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId> {
+        let highest: Option<i64> = self
+            .connection
+            .query_row(
+                "SELECT MAX(id) FROM experiments WHERE campaign = ?1",
+                [campaign],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(highest.map_or(1, |id| id as u64 + 1))
+    }
+
+    fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage> {
+        let path = self.path.clone();
+        let database = |source| MemoryError::Database {
+            path: path.clone(),
+            source,
+        };
+        let transaction = self.connection.transaction().map_err(database)?;
+        let stored: String = transaction
+            .query_row(
+                "SELECT usage_json FROM campaigns WHERE name = ?1",
+                [campaign],
+                |row| row.get(0),
+            )
+            .map_err(database)?;
+        let current: Usage = from_json(&stored, "usage")?;
+        let total = Usage {
+            experiments: current.experiments + delta.experiments,
+            compute_seconds: current.compute_seconds + delta.compute_seconds,
+            llm_tokens: current.llm_tokens + delta.llm_tokens,
+        };
+        transaction
+            .execute(
+                "UPDATE campaigns SET usage_json = ?2 WHERE name = ?1",
+                params![campaign, to_json(&total, "usage")?],
+            )
+            .map_err(database)?;
+        transaction.commit().map_err(database)?;
+        Ok(total)
+    }
+
+    fn usage(&self, campaign: &str) -> Result<Usage> {
+        let stored: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT usage_json FROM campaigns WHERE name = ?1",
+                [campaign],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        stored.map_or(Ok(Usage::default()), |s| from_json(&s, "usage"))
+    }
+}
