@@ -135,3 +135,36 @@ fn library_list_and_show() {
     assert_eq!(unknown.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("available: softmax_rope"));
 }
+
+#[test]
+fn cognition_search_json_lists_hits_with_scores() {
+    let output = archlab(&[
+        "cognition",
+        "search",
+        "recall fails because the state cannot overwrite old keys",
+        "-k",
+        "3",
+        "--json",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report = json(&output);
+    assert_eq!(report["embedder"], "lexical");
+    let hits = report["hits"].as_array().unwrap();
+    assert_eq!(hits.len(), 3);
+    for hit in hits {
+        assert!(hit["id"].as_str().is_some() && hit["title"].as_str().is_some());
+        assert!(hit.get("arxiv").is_some());
+        let score = hit["score"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&score));
+    }
+    let shown = archlab(&["cognition", "show", hits[0]["id"].as_str().unwrap()]);
+    assert_eq!(shown.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&shown.stdout).contains("trigger:"));
+    let missing = archlab(&["cognition", "show", "no-such-entry"]);
+    assert_eq!(missing.status.code(), Some(1));
+}

@@ -57,6 +57,8 @@ pub fn prepare(program_source: &str, config: TrainConfig) -> Result<Prepared, Tr
     let program = archspec::check_source(program_source, &check_config).map_err(|diagnostics| {
         TrainError::InvalidProgram(archspec::diagnostic::render(program_source, &diagnostics))
     })?;
+    // Unreadable or too-short text files are config errors too: find them before training.
+    data::Stream::new(&config.data, data::Split::Train, config.seed)?;
     let shape = ModelShape {
         d_model: config.model.d_model,
         n_layers: config.model.n_layers,

@@ -130,3 +130,38 @@ fn a_program_invalid_at_the_configs_width_is_rejected_before_training() {
     let error = trainer::prepare(deltanet(), config).expect_err("invalid program");
     assert!(error.to_string().contains("E0205"), "{error}");
 }
+
+#[test]
+fn byte_level_language_modelling_on_a_local_file() {
+    let dir = std::env::temp_dir().join(format!("archlab-text-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("corpus.txt");
+    let text = "the quick brown fox jumps over the lazy dog. ".repeat(200);
+    std::fs::write(&path, text).expect("write corpus");
+    let config = TrainConfig::from_yaml(&format!(
+        "model: {{d_model: 32, n_layers: 1}}\ndata: {{seq_len: 32, tasks: [{{kind: text, paths: [{:?}]}}]}}\nsteps: 30\nbatch_size: 8\neval_batches: 2\noptim: {{lr: 0.01}}\n",
+        path.display().to_string()
+    ))
+    .expect("valid config");
+    assert_eq!(config.vocab_size(), 256, "text is modelled as bytes");
+    let (result, events) = train(deltanet(), config);
+    assert_eq!(result.status, Status::Ok);
+    let losses: Vec<f64> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress(p) => Some(p.loss),
+            Event::Result(_) => None,
+        })
+        .collect();
+    assert!(losses.last() < losses.first(), "the loss fell: {losses:?}");
+    assert!(
+        result.accuracy["text"] > 0.2,
+        "a repeated sentence is easy to predict: {:?}",
+        result.accuracy
+    );
+    let missing = TrainConfig::from_yaml("model: {d_model: 32, n_layers: 1}\ndata: {seq_len: 32, tasks: [{kind: text, paths: [/no/such/file]}]}\nsteps: 1\nbatch_size: 1\n").expect("valid config");
+    let error = trainer::prepare(deltanet(), missing)
+        .expect_err("unreadable data is rejected before training");
+    assert!(error.to_string().contains("/no/such/file"), "{error}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
