@@ -8,7 +8,10 @@
 //! product of `log2(C)` matrix squares (the strictly lower part is nilpotent). Every exponent
 //! is ≤ 0.
 
-use super::{chunk_at, from_chunks, into_chunks, masks, pad_time};
+use super::{
+    Chunked, chunk_at, chunk_inputs, cumulative_log_decay, from_chunks, into_chunks, masks,
+    pad_time,
+};
 use burn::Tensor;
 
 /// Chunked parallel form. `q, k: [B,H,T,K]`, `v: [B,H,T,V]`, `beta, g: [B,H,T,1]`.
@@ -20,22 +23,27 @@ pub fn delta_rule(
     g: Option<Tensor<4>>,
     chunk: usize,
 ) -> Tensor<4> {
-    let [b, h, t, key_dim] = q.dims();
-    let value_dim = v.dims()[3];
+    let Chunked {
+        q,
+        k,
+        v,
+        chunk,
+        n_chunks,
+        batch: b,
+        heads: h,
+        time: t,
+        key_dim,
+        value_dim,
+        causal,
+    } = chunk_inputs(q, k, v, chunk);
     let device = q.device();
-    let chunk = chunk.clamp(1, t.max(1));
-    let q = into_chunks(pad_time(q / (key_dim as f64).sqrt(), chunk), chunk);
-    let k = into_chunks(pad_time(k, chunk), chunk);
-    let v = into_chunks(pad_time(v, chunk), chunk);
     let beta = into_chunks(pad_time(beta, chunk), chunk); // [B,H,N,C,1]
-    let n_chunks = q.dims()[2];
-    let causal = masks::causal(chunk, &device).reshape([1, 1, 1, chunk, chunk]);
     let strictly_past = masks::strictly_past(chunk, &device).reshape([1, 1, 1, chunk, chunk]);
 
     // γ_t = exp(G_t) and Γ_tj = γ_t / γ_j for j <= t.
     let (gamma, gamma_ratio, gamma_to_end) = match g {
         Some(g) => {
-            let cum = into_chunks(pad_time(g.clamp_max(0.0), chunk), chunk).cumsum(3); // [B,H,N,C,1]
+            let cum = cumulative_log_decay(g, chunk); // [B,H,N,C,1]
             let last = cum.clone().narrow(3, chunk - 1, 1);
             let ratio = (cum.clone() - cum.clone().swap_dims(3, 4))
                 .clamp_max(0.0)

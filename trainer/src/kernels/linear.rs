@@ -5,7 +5,7 @@
 //! The chunked form computes within-chunk interactions as masked matrix products and carries
 //! the state between chunks; every exponent it takes is ≤ 0, so it cannot overflow.
 
-use super::{chunk_at, from_chunks, into_chunks, masks, pad_time};
+use super::{Chunked, chunk_at, chunk_inputs, cumulative_log_decay, from_chunks, masks};
 use burn::Tensor;
 
 /// Chunked parallel form. `q, k: [B,H,T,K]`, `v: [B,H,T,V]`, `g: [B,H,T,1|K]` → `[B,H,T,V]`.
@@ -16,18 +16,21 @@ pub fn decay_attention(
     g: Option<Tensor<4>>,
     chunk: usize,
 ) -> Tensor<4> {
-    let [b, h, t, key_dim] = q.dims();
-    let value_dim = v.dims()[3];
+    let Chunked {
+        q,
+        k,
+        v,
+        chunk,
+        n_chunks,
+        batch: b,
+        heads: h,
+        time: t,
+        key_dim,
+        value_dim,
+        causal,
+    } = chunk_inputs(q, k, v, chunk);
     let device = q.device();
-    let chunk = chunk.clamp(1, t.max(1));
-    let q = into_chunks(pad_time(q / (key_dim as f64).sqrt(), chunk), chunk);
-    let k = into_chunks(pad_time(k, chunk), chunk);
-    let v = into_chunks(pad_time(v, chunk), chunk);
-    let n_chunks = q.dims()[2];
-    let causal = masks::causal(chunk, &device).reshape([1, 1, 1, chunk, chunk]);
-
-    // Cumulative log decay within each chunk, G: [B,H,N,C,Kg].
-    let cumulative = g.map(|g| into_chunks(pad_time(g.clamp_max(0.0), chunk), chunk).cumsum(3));
+    let cumulative = g.map(|g| cumulative_log_decay(g, chunk));
 
     let (intra, q_decayed, k_to_end, chunk_decay) = match &cumulative {
         None => {

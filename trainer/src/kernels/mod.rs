@@ -44,3 +44,46 @@ pub(crate) fn chunk_at<const D: usize, const D2: usize>(
 ) -> Tensor<D2> {
     tensor.clone().narrow(2, n, 1).squeeze_dim::<D2>(2)
 }
+
+/// The inputs of a chunked recurrent kernel: `q` scaled by `1/√K`, then `q, k, v` padded and
+/// split into chunks, with the sizes and the within-chunk causal mask every kernel needs.
+pub(crate) struct Chunked {
+    pub q: Tensor<5>,
+    pub k: Tensor<5>,
+    pub v: Tensor<5>,
+    pub chunk: usize,
+    pub n_chunks: usize,
+    pub batch: usize,
+    pub heads: usize,
+    pub time: usize,
+    pub key_dim: usize,
+    pub value_dim: usize,
+    /// `[1,1,1,C,C]`, 1 where `j <= i`.
+    pub causal: Tensor<5>,
+}
+
+pub(crate) fn chunk_inputs(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, chunk: usize) -> Chunked {
+    let [batch, heads, time, key_dim] = q.dims();
+    let value_dim = v.dims()[3];
+    let chunk = chunk.clamp(1, time.max(1));
+    let q = into_chunks(pad_time(q / (key_dim as f64).sqrt(), chunk), chunk);
+    let causal = masks::causal(chunk, &q.device()).reshape([1, 1, 1, chunk, chunk]);
+    Chunked {
+        n_chunks: q.dims()[2],
+        q,
+        k: into_chunks(pad_time(k, chunk), chunk),
+        v: into_chunks(pad_time(v, chunk), chunk),
+        chunk,
+        batch,
+        heads,
+        time,
+        key_dim,
+        value_dim,
+        causal,
+    }
+}
+
+/// Cumulative log decay within each chunk, `G: [B,H,N,C,Kg]`, from `g: [B,H,T,Kg]` clamped to ≤ 0.
+pub(crate) fn cumulative_log_decay(g: Tensor<4>, chunk: usize) -> Tensor<5> {
+    into_chunks(pad_time(g.clamp_max(0.0), chunk), chunk).cumsum(3)
+}
