@@ -81,6 +81,10 @@ pub enum Outcome {
     Finished {
         summary: TrainSummary,
     },
+    /// An agent could not produce a proposal or repair.
+    AgentFailed {
+        message: String,
+    },
 }
 
 impl Outcome {
@@ -99,6 +103,7 @@ impl Outcome {
                 format!("the trainer failed: {message}\nlast output:\n{log_tail}")
             }
             Outcome::Finished { .. } => "finished".into(),
+            Outcome::AgentFailed { message } => format!("the agent failed: {message}"),
         }
     }
 }
@@ -112,11 +117,33 @@ pub struct Attempt {
     pub progress: Vec<ProgressPoint>,
 }
 
+/// Where an experiment's program came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// A seed of the campaign (the baseline among them), trained as given.
+    Seed,
+    /// A Researcher's proposal.
+    #[default]
+    Proposal,
+    /// One training seed of a promoted exploration, retrained at the verification scale.
+    Verification,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Experiment {
     pub id: ExperimentId,
     pub name: String,
     pub stage: Stage,
+    #[serde(default)]
+    pub origin: Origin,
+    /// The training seed index at verification (0 at exploration): runs with the same replica
+    /// share data order and initialisation, so baseline and candidates compare like for like.
+    #[serde(default)]
+    pub replica: u32,
+    /// How the Researcher made the program (a mutation kind, `crossover`, `llm`), when known.
+    #[serde(default)]
+    pub operator: Option<String>,
     pub parent: Option<ExperimentId>,
     pub references: Vec<ExperimentId>,
     pub motivation: String,
@@ -142,6 +169,9 @@ impl Experiment {
             id,
             name: String::new(),
             stage,
+            origin: Origin::Proposal,
+            replica: 0,
+            operator: None,
             parent,
             references,
             motivation: String::new(),
@@ -157,6 +187,23 @@ impl Experiment {
     /// The attempt in progress or last finished.
     pub fn current(&self) -> Option<&Attempt> {
         self.attempts.last()
+    }
+
+    /// The program of the last attempt.
+    pub fn program(&self) -> Option<&str> {
+        self.attempts.last().map(|attempt| attempt.program.as_str())
+    }
+
+    /// Trainer seconds spent over all attempts (a running attempt counts up to its last
+    /// progress report).
+    pub fn compute_seconds(&self) -> f64 {
+        self.attempts
+            .iter()
+            .map(|attempt| match &attempt.outcome {
+                Some(Outcome::Finished { summary }) => summary.wall_s,
+                _ => attempt.progress.last().map_or(0.0, |p| p.elapsed_s),
+            })
+            .sum()
     }
 
     pub fn summary(&self) -> Option<&TrainSummary> {
@@ -179,6 +226,8 @@ pub enum Event {
         motivation: String,
         program: String,
         retrieved: Vec<String>,
+        /// How the Researcher made it (a mutation kind, `crossover`, `llm`), when known.
+        operator: Option<String>,
     },
     /// The Engineer's repair of the last attempt.
     Revised {
@@ -223,6 +272,8 @@ pub struct Context<'a> {
     pub qa: &'a QaLimits,
     pub weights: &'a FitnessWeights,
     pub max_revisions: u32,
+    /// Most parameters one mixer may have (the campaign's constraint), if limited.
+    pub max_params: Option<u64>,
     /// Programs in memory (other experiments), for novelty.
     pub known: &'a [Known<'a, ExperimentId>],
     pub qa_context: QaContext,
@@ -247,8 +298,10 @@ pub fn step(
                 motivation,
                 program,
                 retrieved,
+                operator,
             },
         ) => {
+            experiment.operator = operator;
             experiment.name = name;
             experiment.motivation = motivation;
             experiment.retrieved = retrieved;
@@ -257,15 +310,18 @@ pub fn step(
         (Phase::Revising, Event::Revised { program }) => {
             start_attempt(&mut experiment, program, context, &mut effects)
         }
-        (Phase::Revising | Phase::Proposing, Event::RevisionAbandoned { reason }) => {
-            if let Some(attempt) = experiment.attempts.last_mut()
-                && attempt.outcome.is_none()
-            {
-                attempt.outcome = Some(Outcome::Crashed {
-                    message: reason,
-                    log_tail: String::new(),
-                });
-            }
+        (Phase::Proposing, Event::RevisionAbandoned { reason }) => {
+            // No program exists: an attempt without one keeps the reason in memory.
+            experiment.attempts.push(Attempt {
+                number: experiment.attempts.len() as u32 + 1,
+                program: String::new(),
+                outcome: Some(Outcome::AgentFailed { message: reason }),
+                progress: Vec::new(),
+            });
+            finish(&mut experiment, Phase::Failed, &mut effects);
+        }
+        (Phase::Revising, Event::RevisionAbandoned { reason }) => {
+            experiment.analysis = Some(format!("revision abandoned: {reason}"));
             finish(&mut experiment, Phase::Failed, &mut effects);
         }
         (Phase::Training, Event::Progress(point)) => {
@@ -343,6 +399,19 @@ fn start_attempt(
         Err(diagnostics) => Some(Outcome::Invalid {
             diagnostics: archspec::diagnostic::render(&program, &diagnostics),
         }),
+        Ok(valid)
+            if context
+                .max_params
+                .is_some_and(|max| valid.analysis.params > max) =>
+        {
+            Some(Outcome::Invalid {
+                diagnostics: format!(
+                    "the mixer has {} parameters; the campaign allows at most {}",
+                    valid.analysis.params,
+                    context.max_params.unwrap_or_default()
+                ),
+            })
+        }
         Ok(valid) if !context.skip_novelty => novelty_outcome(
             &valid.hash(),
             &valid.checked.graph,
@@ -439,6 +508,7 @@ mod tests {
                 qa: &self.qa,
                 weights: &self.weights,
                 max_revisions,
+                max_params: None,
                 known: &[],
                 qa_context: QaContext {
                     total_steps: 100,
@@ -460,6 +530,7 @@ mod tests {
             motivation: "try a convolution".into(),
             program: program.into(),
             retrieved: vec!["h3".into()],
+            operator: None,
         }
     }
 

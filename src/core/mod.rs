@@ -3,17 +3,23 @@
 //! driver and the Kubernetes operator both call it; neither decides anything itself.
 //!
 //! - [`lifecycle`]: the experiment state machine, `(experiment, event) -> (experiment, effects)`.
+//! - [`campaign`]: what to create next (seeds, proposals, promotions), reconcile-style.
+//! - [`verification`]: verified means and intervals, state-of-the-art wins, the discovery curve.
 //! - [`sampling`]: two-tier choice of parent and references.
 //! - [`novelty`]: structural and motivation novelty of a proposal.
 //! - [`qa`]: rules that stop a running trainer.
 //! - [`fitness`]: the documented fitness formula against the campaign's baseline.
 //! - [`stats`]: mean and confidence interval over verification seeds.
+//! - [`trainer_output`]: the trainer's JSON lines as lifecycle events.
 //! - [`budget`]: experiments, compute hours and LLM tokens against the campaign's limits.
 
 pub mod budget;
+pub mod campaign;
 pub mod fitness;
 pub mod lifecycle;
 pub mod novelty;
 pub mod qa;
 pub mod sampling;
 pub mod stats;
+pub mod trainer_output;
+pub mod verification;

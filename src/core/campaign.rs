@@ -1,0 +1,439 @@
+//! The campaign planner: from the spec and every experiment in memory, decide what to create
+//! next. Reconcile-style (no state of its own), so the local driver and the operator ask the
+//! same question after every change and get the same answer.
+//!
+//! Order: the baseline seed, then the other seeds, then proposals until the exploration share
+//! of the budget is spent, then (once every exploration has ended) the baseline and the best
+//! explorations retrained at the verification scale under `verification.seeds` training seeds.
+
+use super::budget::{Exhausted, Usage};
+use super::fitness::Scores;
+use super::lifecycle::{Context, Experiment, ExperimentId, Origin, Phase, Stage};
+use super::novelty::Known;
+use super::qa::QaContext;
+use super::sampling::{Ranked, sample};
+use crate::api::CampaignSpec;
+use archspec::{CheckConfig, Graph};
+use rand::Rng;
+use std::collections::BTreeMap;
+
+/// An experiment the driver must create (and then feed its proposal).
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExperiment {
+    pub stage: Stage,
+    pub origin: Origin,
+    pub parent: Option<ExperimentId>,
+    pub references: Vec<ExperimentId>,
+    pub replica: u32,
+    /// For seeds: the seed's name in the spec.
+    pub seed: Option<String>,
+}
+
+/// Why a campaign ended.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum Ending {
+    /// Exploration and verification are done.
+    Completed,
+    /// No exploration beat the baseline, so nothing was promoted.
+    NothingToVerify,
+    BudgetExhausted {
+        limit: Exhausted,
+    },
+    /// The baseline failed at a stage, so no fitness can be computed there.
+    BaselineFailed {
+        stage: Stage,
+    },
+}
+
+impl Ending {
+    pub fn describe(&self) -> String {
+        match self {
+            Ending::Completed => "exploration and verification completed".into(),
+            Ending::NothingToVerify => {
+                "no exploration beat the baseline; nothing was promoted to verification".into()
+            }
+            Ending::BudgetExhausted { limit } => format!("budget exhausted ({limit:?})"),
+            Ending::BaselineFailed { stage } => {
+                format!("the baseline failed at {stage:?}; fitness cannot be computed")
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Next {
+    Create(NewExperiment),
+    /// Nothing can start until a running experiment ends.
+    Wait,
+    Done(Ending),
+}
+
+/// Usage derived from memory: experiments created and trainer seconds of every attempt.
+pub fn usage(experiments: &[Experiment], llm_tokens: u64) -> Usage {
+    Usage {
+        experiments: experiments.len() as u32,
+        compute_seconds: experiments.iter().map(Experiment::compute_seconds).sum(),
+        llm_tokens,
+    }
+}
+
+/// Runs reserved for verification: the baseline and each promoted program, once per seed.
+pub fn verification_runs(spec: &CampaignSpec) -> u32 {
+    (spec.stages.verification.promote + 1) * spec.stages.verification.seeds
+}
+
+/// What to do next. `rng` draws the parent and references of a new proposal.
+pub fn next(
+    spec: &CampaignSpec,
+    experiments: &[Experiment],
+    usage: &Usage,
+    rng: &mut impl Rng,
+) -> Next {
+    if let Some(limit) = spec.budget.exhausted(usage)
+        && limit != Exhausted::Experiments
+    {
+        return Next::Done(Ending::BudgetExhausted { limit });
+    }
+    let exploration: Vec<&Experiment> = experiments
+        .iter()
+        .filter(|e| e.stage == Stage::Exploration)
+        .collect();
+    // Seeds, baseline first: everything else's fitness is relative to it.
+    let seed_names = std::iter::once(spec.baseline.as_str()).chain(
+        spec.seeds
+            .iter()
+            .map(|s| s.name.as_str())
+            .filter(|name| *name != spec.baseline),
+    );
+    for (position, name) in seed_names.enumerate() {
+        match find_seed(&exploration, name, 0) {
+            None => {
+                if position > 0 && usage.experiments >= spec.budget.max_experiments {
+                    return exhausted(experiments, Exhausted::Experiments);
+                }
+                return Next::Create(seed(Stage::Exploration, name, 0));
+            }
+            Some(baseline) if position == 0 && !baseline.phase.is_terminal() => return Next::Wait,
+            Some(baseline) if position == 0 && baseline.phase == Phase::Failed => {
+                return Next::Done(Ending::BaselineFailed {
+                    stage: Stage::Exploration,
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    let exploration_cap = spec
+        .budget
+        .max_experiments
+        .saturating_sub(verification_runs(spec));
+    if usage.experiments < exploration_cap {
+        let population: Vec<Ranked<ExperimentId>> = exploration
+            .iter()
+            .filter(|e| e.phase == Phase::Succeeded)
+            .filter_map(|e| e.fitness.map(|fitness| Ranked { id: e.id, fitness }))
+            .collect();
+        let seeds: Vec<ExperimentId> = exploration
+            .iter()
+            .filter(|e| e.origin == Origin::Seed && e.phase == Phase::Succeeded)
+            .map(|e| e.id)
+            .collect();
+        return match sample(&population, &seeds, &spec.search.sampling, rng) {
+            Some(drawn) => Next::Create(NewExperiment {
+                stage: Stage::Exploration,
+                origin: Origin::Proposal,
+                parent: Some(drawn.parent),
+                references: drawn.references,
+                replica: 0,
+                seed: None,
+            }),
+            None if exploration.iter().any(|e| !e.phase.is_terminal()) => Next::Wait,
+            // Every seed failed: nothing to build on.
+            None => Next::Done(Ending::BaselineFailed {
+                stage: Stage::Exploration,
+            }),
+        };
+    }
+    if exploration.iter().any(|e| !e.phase.is_terminal()) {
+        return Next::Wait;
+    }
+    let promoted = promoted(spec, experiments);
+    if promoted.is_empty() {
+        return Next::Done(Ending::NothingToVerify);
+    }
+    let verification: Vec<&Experiment> = experiments
+        .iter()
+        .filter(|e| e.stage == Stage::Verification)
+        .collect();
+    let seeds = spec.stages.verification.seeds;
+    for replica in 0..seeds {
+        if find_seed(&verification, &spec.baseline, replica).is_none() {
+            if usage.experiments >= spec.budget.max_experiments {
+                return exhausted(experiments, Exhausted::Experiments);
+            }
+            return Next::Create(seed(Stage::Verification, &spec.baseline, replica));
+        }
+    }
+    let baseline_runs: Vec<&&Experiment> = verification
+        .iter()
+        .filter(|e| e.origin == Origin::Seed)
+        .collect();
+    if baseline_runs.iter().any(|e| !e.phase.is_terminal()) {
+        return Next::Wait;
+    }
+    if baseline_runs.iter().all(|e| e.phase == Phase::Failed) {
+        return Next::Done(Ending::BaselineFailed {
+            stage: Stage::Verification,
+        });
+    }
+    for source in &promoted {
+        for replica in 0..seeds {
+            let exists = verification.iter().any(|e| {
+                e.origin == Origin::Verification
+                    && e.parent == Some(*source)
+                    && e.replica == replica
+            });
+            if !exists {
+                if usage.experiments >= spec.budget.max_experiments {
+                    return exhausted(experiments, Exhausted::Experiments);
+                }
+                return Next::Create(NewExperiment {
+                    stage: Stage::Verification,
+                    origin: Origin::Verification,
+                    parent: Some(*source),
+                    references: Vec::new(),
+                    replica,
+                    seed: None,
+                });
+            }
+        }
+    }
+    if verification.iter().any(|e| !e.phase.is_terminal()) {
+        return Next::Wait;
+    }
+    Next::Done(Ending::Completed)
+}
+
+/// Out of experiments: wait for running ones, then end.
+fn exhausted(experiments: &[Experiment], limit: Exhausted) -> Next {
+    if experiments.iter().any(|e| !e.phase.is_terminal()) {
+        Next::Wait
+    } else {
+        Next::Done(Ending::BudgetExhausted { limit })
+    }
+}
+
+fn seed(stage: Stage, name: &str, replica: u32) -> NewExperiment {
+    NewExperiment {
+        stage,
+        origin: Origin::Seed,
+        parent: None,
+        references: Vec::new(),
+        replica,
+        seed: Some(name.to_string()),
+    }
+}
+
+fn find_seed<'a>(
+    experiments: &[&'a Experiment],
+    name: &str,
+    replica: u32,
+) -> Option<&'a Experiment> {
+    experiments
+        .iter()
+        .find(|e| e.origin == Origin::Seed && e.name == name && e.replica == replica)
+        .copied()
+}
+
+/// The explorations promoted to verification: proposals that beat the baseline (fitness above
+/// 0.5), best first, at most `verification.promote`. Seeds are reference points, not
+/// discoveries, and are never promoted.
+pub fn promoted(spec: &CampaignSpec, experiments: &[Experiment]) -> Vec<ExperimentId> {
+    let mut candidates: Vec<(ExperimentId, f64)> = experiments
+        .iter()
+        .filter(|e| {
+            e.stage == Stage::Exploration
+                && e.origin == Origin::Proposal
+                && e.phase == Phase::Succeeded
+        })
+        .filter_map(|e| e.fitness.filter(|f| *f > 0.5).map(|f| (e.id, f)))
+        .collect();
+    candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    candidates
+        .into_iter()
+        .take(spec.stages.verification.promote as usize)
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The training config of a stage, with the replica's training seed.
+pub fn train_config(spec: &CampaignSpec, stage: Stage, replica: u32) -> trainer::TrainConfig {
+    let mut config = match stage {
+        Stage::Exploration => spec.stages.exploration.train.clone(),
+        Stage::Verification => spec.stages.verification.train.clone(),
+    };
+    config.seed = config
+        .seed
+        .wrapping_add(spec.seed)
+        .wrapping_add(u64::from(replica));
+    config
+}
+
+/// The static-check settings for an experiment: the stage's width and length, and the
+/// campaign's complexity limit (seeds and their verification runs are exempt).
+pub fn check_config(spec: &CampaignSpec, experiment: &Experiment) -> CheckConfig {
+    let config = train_config(spec, experiment.stage, experiment.replica);
+    let max_complexity = match experiment.origin {
+        Origin::Proposal => Some(spec.constraints.max_complexity.into()),
+        Origin::Seed | Origin::Verification => None,
+    };
+    CheckConfig {
+        d_model: config.model.d_model,
+        seq_len: config.data.seq_len,
+        max_complexity,
+        ..CheckConfig::default()
+    }
+}
+
+/// The baseline's scores at a stage: the exploration run, or the mean over the verification
+/// seeds. `None` until they have finished.
+pub fn baseline_scores(
+    spec: &CampaignSpec,
+    experiments: &[Experiment],
+    stage: Stage,
+) -> Option<Scores> {
+    let summaries: Vec<_> = experiments
+        .iter()
+        .filter(|e| e.stage == stage && e.origin == Origin::Seed && e.name == spec.baseline)
+        .filter_map(Experiment::summary)
+        .collect();
+    if summaries.is_empty() {
+        return None;
+    }
+    let n = summaries.len() as f64;
+    let mut accuracy: BTreeMap<String, f64> = BTreeMap::new();
+    for summary in &summaries {
+        for (task, value) in &summary.accuracy {
+            *accuracy.entry(task.clone()).or_default() += value / n;
+        }
+    }
+    Some(Scores {
+        val_loss: summaries.iter().map(|s| s.val_loss).sum::<f64>() / n,
+        accuracy,
+        judge: None,
+    })
+}
+
+/// Owned inputs of a lifecycle [`Context`] for one experiment.
+pub struct StepInputs {
+    pub check: CheckConfig,
+    known: Vec<(ExperimentId, String, Graph, String)>,
+    pub qa_context: QaContext,
+    pub baseline: Option<Scores>,
+    pub skip_novelty: bool,
+    pub max_revisions: u32,
+    pub max_params: Option<u64>,
+}
+
+impl StepInputs {
+    /// Gathers what a step of `experiment` needs from memory. `with_known` also checks every
+    /// other experiment's program for the novelty check (only proposals and revisions need it).
+    pub fn gather(
+        spec: &CampaignSpec,
+        experiments: &[Experiment],
+        experiment: &Experiment,
+        with_known: bool,
+    ) -> StepInputs {
+        let check = check_config(spec, experiment);
+        let proposal = experiment.origin == Origin::Proposal;
+        let mut known = Vec::new();
+        if with_known && proposal {
+            for other in experiments.iter().filter(|e| e.id != experiment.id) {
+                // Only the exploration scale: verification reruns the same programs.
+                if other.stage != Stage::Exploration {
+                    continue;
+                }
+                for attempt in &other.attempts {
+                    let other_check = CheckConfig {
+                        max_complexity: None,
+                        ..check.clone()
+                    };
+                    if let Ok(valid) = archspec::check_source(&attempt.program, &other_check) {
+                        known.push((
+                            other.id,
+                            valid.hash(),
+                            valid.checked.graph,
+                            other.motivation.clone(),
+                        ));
+                    }
+                }
+            }
+        }
+        let peers: Vec<&Experiment> = experiments
+            .iter()
+            .filter(|e| e.stage == experiment.stage && e.id != experiment.id)
+            .collect();
+        let config = train_config(spec, experiment.stage, experiment.replica);
+        let qa_context = QaContext {
+            total_steps: config.steps * config.optim.lr_sweep.len().max(1),
+            peer_wall_s: peers
+                .iter()
+                .filter_map(|e| e.summary().map(|s| s.wall_s))
+                .collect(),
+            best_val_loss: peers
+                .iter()
+                .filter_map(|e| e.summary().map(|s| s.val_loss))
+                .filter(|v| v.is_finite())
+                .min_by(f64::total_cmp),
+        };
+        StepInputs {
+            check,
+            known,
+            qa_context,
+            baseline: baseline_scores(spec, experiments, experiment.stage),
+            skip_novelty: !proposal,
+            max_revisions: if proposal {
+                spec.search.max_revisions
+            } else {
+                0
+            },
+            max_params: if proposal {
+                spec.constraints.max_params
+            } else {
+                None
+            },
+        }
+    }
+
+    pub fn context<'a>(
+        &'a self,
+        spec: &'a CampaignSpec,
+        known: &'a [Known<'a, ExperimentId>],
+    ) -> Context<'a> {
+        Context {
+            check: &self.check,
+            novelty: &spec.search.novelty,
+            qa: &spec.qa,
+            weights: &spec.fitness,
+            max_revisions: self.max_revisions,
+            max_params: self.max_params,
+            known,
+            qa_context: self.qa_context.clone(),
+            baseline: self.baseline.clone(),
+            skip_novelty: self.skip_novelty,
+        }
+    }
+
+    /// Borrowed views of the known programs, for [`StepInputs::context`].
+    pub fn known(&self) -> Vec<Known<'_, ExperimentId>> {
+        self.known
+            .iter()
+            .map(|(id, hash, graph, motivation)| Known {
+                id: *id,
+                hash,
+                graph,
+                motivation,
+            })
+            .collect()
+    }
+}
