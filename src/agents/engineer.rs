@@ -1,0 +1,244 @@
+//! The rule-based Engineer: repairs a failed attempt from the kind of its error.
+//!
+//! | failure | repair |
+//! |---|---|
+//! | not novel | one more mutation of the (valid) program |
+//! | fails the checks: peeks at future tokens | flip negative `token_shift` offsets, else as below |
+//! | fails the checks (shape, complexity, size) | a different edit of the parent's program |
+//! | NaN, divergence | add a normalisation, else a bounded feature map |
+//! | too slow | a different head layout, else a different edit of the parent |
+//! | crash | the same program once (crashes can be transient), then a different edit |
+//! | suspected leakage | give up: no edit makes such a number trustworthy |
+
+use super::evolutionary::{Operator, apply, valid};
+use super::{Repair, RepairRequest};
+use crate::core::lifecycle::{Attempt, Outcome};
+use crate::core::qa::QaVerdict;
+use archspec::mutate::MutationKind;
+use archspec::{Program, Valid};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::collections::HashSet;
+
+const MUTATIONS: [MutationKind; 9] = MutationKind::ALL;
+
+pub fn repair(request: &RepairRequest<'_>) -> Repair {
+    let Some(last) = request.experiment.attempts.last() else {
+        return abandon("there is no attempt to repair");
+    };
+    let mut rng = SmallRng::seed_from_u64(request.seed);
+    let tried: HashSet<String> = request
+        .experiment
+        .attempts
+        .iter()
+        .filter_map(|a| valid(&a.program, request.check).map(|v| v.hash()))
+        .collect();
+    let is_new = |candidate: &Valid| {
+        let hash = candidate.hash();
+        !tried.contains(&hash) && !request.known_hashes.contains(&hash)
+    };
+    let current = valid(&last.program, request.check);
+    let parent = request
+        .parent
+        .and_then(|p| p.program())
+        .and_then(|source| valid(source, request.check));
+    let mut edit = |base: &Option<Valid>, kinds: &[MutationKind], note: &str| -> Option<Repair> {
+        let base = base.as_ref()?;
+        for _ in 0..4 {
+            for kind in kinds {
+                if let Some(child) = apply(
+                    Operator::Mutate(*kind),
+                    &base.program,
+                    &[],
+                    &mut rng,
+                    request.check,
+                ) && is_new(&child)
+                {
+                    return Some(revised(&child.program, note));
+                }
+            }
+        }
+        None
+    };
+    let Some(outcome) = &last.outcome else {
+        return abandon("the last attempt has no outcome");
+    };
+    let repaired = match outcome {
+        Outcome::NotNovel { .. } => edit(&current, &MUTATIONS, "one more change, for novelty"),
+        Outcome::Invalid { diagnostics } => {
+            let flipped = diagnostics
+                .contains("E04")
+                .then(|| flip_negative_shifts(&last.program))
+                .flatten()
+                .and_then(|source| valid(&source, request.check))
+                .filter(|v| is_new(v))
+                .map(|v| revised(&v.program, "made every token_shift look back, not ahead"));
+            flipped.or_else(|| {
+                edit(
+                    &parent,
+                    &MUTATIONS,
+                    "the edit broke the checks; a different edit of the parent",
+                )
+            })
+        }
+        Outcome::Diverged
+        | Outcome::Stopped {
+            verdict: QaVerdict::NotFinite { .. } | QaVerdict::Diverging { .. },
+        } => edit(
+            &current,
+            &[MutationKind::ToggleNorm],
+            "added a normalisation to stabilise training",
+        )
+        .or_else(|| {
+            edit(
+                &current,
+                &[MutationKind::SwapFeatureMap],
+                "a different feature map to keep the state bounded",
+            )
+        }),
+        Outcome::Stopped {
+            verdict: QaVerdict::TooSlow { .. },
+        } => edit(
+            &current,
+            &[MutationKind::ChangeHeadLayout],
+            "a different head layout to run faster",
+        )
+        .or_else(|| edit(&parent, &MUTATIONS, "a cheaper edit of the parent")),
+        Outcome::Stopped {
+            verdict: QaVerdict::SuspectedLeakage { loss, best_known },
+        } => {
+            return abandon(&format!(
+                "the loss {loss:.4} is implausibly far below the best known {best_known:.4} (suspected leakage); no edit makes that trustworthy"
+            ));
+        }
+        Outcome::Crashed { .. } => {
+            if crashes(&request.experiment.attempts) == 1 && current.is_some() {
+                return Repair::Revised {
+                    program: last.program.clone(),
+                    note: "retrying the same program once: crashes can be transient".into(),
+                };
+            }
+            edit(
+                &parent,
+                &MUTATIONS,
+                "the program keeps crashing; a different edit of the parent",
+            )
+        }
+        Outcome::AgentFailed { message } => return abandon(message),
+        Outcome::Finished { .. } => return abandon("the last attempt finished; nothing to repair"),
+    };
+    repaired.unwrap_or_else(|| abandon("no rule produced a new valid program"))
+}
+
+fn crashes(attempts: &[Attempt]) -> usize {
+    attempts
+        .iter()
+        .filter(|a| matches!(a.outcome, Some(Outcome::Crashed { .. })))
+        .count()
+}
+
+fn revised(program: &Program, note: &str) -> Repair {
+    Repair::Revised {
+        program: archspec::print(program),
+        note: note.to_string(),
+    }
+}
+
+fn abandon(reason: &str) -> Repair {
+    Repair::Abandoned {
+        reason: format!("engineer: {reason}"),
+    }
+}
+
+/// `token_shift(-k)` peeks k tokens ahead; `token_shift(k)` is the causal version.
+fn flip_negative_shifts(source: &str) -> Option<String> {
+    let fixed = source.replace("token_shift(-", "token_shift(");
+    (fixed != source).then_some(fixed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Experiment, Stage};
+
+    fn failed_with(program: &str, outcome: Outcome) -> Experiment {
+        let mut experiment = Experiment::new(2, Stage::Exploration, Some(1), vec![]);
+        experiment.attempts.push(Attempt {
+            number: 1,
+            program: program.into(),
+            outcome: Some(outcome),
+            progress: vec![],
+        });
+        experiment
+    }
+
+    fn request<'a>(
+        experiment: &'a Experiment,
+        parent: Option<&'a Experiment>,
+        known: &'a HashSet<String>,
+        check: &'a archspec::CheckConfig,
+    ) -> RepairRequest<'a> {
+        RepairRequest {
+            seed: 7,
+            experiment,
+            parent,
+            error: "",
+            known_hashes: known,
+            check,
+        }
+    }
+
+    #[test]
+    fn a_peeking_program_is_made_causal() {
+        let check = archspec::CheckConfig::default();
+        let peeking =
+            "mixer peek(d_model) {\n  return x |> token_shift(-1) |> linear(d_model)\n}\n";
+        let diagnostics = match archspec::check_source(peeking, &check) {
+            Err(d) => archspec::diagnostic::render(peeking, &d),
+            Ok(_) => panic!("the program should not check"),
+        };
+        let experiment = failed_with(peeking, Outcome::Invalid { diagnostics });
+        let known = HashSet::new();
+        match repair(&request(&experiment, None, &known, &check)) {
+            Repair::Revised { program, .. } => {
+                assert!(program.contains("token_shift(1)"), "{program}");
+                assert!(archspec::check_source(&program, &check).is_ok());
+            }
+            other => panic!("expected a repair, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn divergence_adds_a_norm_and_leakage_is_not_repaired() {
+        let check = archspec::CheckConfig::default();
+        let source = archspec::library::get("linear_attention")
+            .map(|e| e.source)
+            .unwrap_or_default();
+        let known = HashSet::new();
+        let diverged = failed_with(source, Outcome::Diverged);
+        match repair(&request(&diverged, None, &known, &check)) {
+            Repair::Revised { program, note } => {
+                assert_ne!(program, source);
+                assert!(
+                    note.contains("normalisation") || note.contains("feature map"),
+                    "{note}"
+                );
+                assert!(archspec::check_source(&program, &check).is_ok());
+            }
+            other => panic!("expected a repair, got {other:?}"),
+        }
+        let leaked = failed_with(
+            source,
+            Outcome::Stopped {
+                verdict: QaVerdict::SuspectedLeakage {
+                    loss: 0.01,
+                    best_known: 1.0,
+                },
+            },
+        );
+        assert!(matches!(
+            repair(&request(&leaked, None, &known, &check)),
+            Repair::Abandoned { .. }
+        ));
+    }
+}
