@@ -2,8 +2,12 @@
 //!
 //! The library holds everything the `archlab` binary runs; `main.rs` only wires the CLI.
 
+pub mod agents;
 pub mod api;
 pub mod cli;
 pub mod cognition;
 pub mod core;
+pub mod engine;
+pub mod local;
 pub mod memory;
+pub mod report;

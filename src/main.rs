@@ -27,6 +27,15 @@ enum Command {
     /// `{"event":"result","status":"ok"|"diverged"|"error",…}`. Exits 1 before training when the
     /// program, config or data is invalid.
     Train(TrainArgs),
+    /// Run a discovery campaign on this machine: the manifest you would `kubectl apply`.
+    ///
+    /// Trainers run as child processes (`spec.parallelism` at once); every experiment, attempt
+    /// and failure is kept in SQLite under --state. Ctrl-C stops cleanly; running the same
+    /// command again resumes. Exits 0 when the campaign ends (budget spent or stages done).
+    Run(RunArgs),
+    /// Report on a campaign from memory: leaderboard, verification, lineage, failed attempts
+    /// and figures (SVG), as text, JSON or one self-contained HTML page.
+    Report(ReportArgs),
     /// The shipped architectures (seeds and baselines of every campaign).
     Library {
         #[command(subcommand)]
@@ -89,6 +98,54 @@ struct TrainArgs {
     /// Where to train: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Exit when standard input closes (set by `archlab run`, so trainers die with it).
+    #[arg(long, hide = true)]
+    exit_on_stdin_eof: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// The Campaign manifest (YAML), e.g. examples/quickstart.yaml.
+    manifest: PathBuf,
+    /// Directory for memory (archlab.db) and run files; reuse it to resume.
+    #[arg(long, default_value = ".archlab")]
+    state: PathBuf,
+    /// Where trainers run: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Replace the manifest's agents by an offline search strategy (for benchmarks).
+    #[arg(long, value_enum)]
+    strategy: Option<StrategyArg>,
+    /// No progress bars; one line per ended experiment.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StrategyArg {
+    /// Fitness-ranked parents, operator statistics, analysis and cognition steering.
+    Evolutionary,
+    /// Uniform operators without steering (the benchmark's control).
+    Random,
+}
+
+#[derive(Debug, clap::Args)]
+struct ReportArgs {
+    /// The state directory given to `archlab run`.
+    #[arg(long, default_value = ".archlab")]
+    state: PathBuf,
+    /// Which campaign (default: the only one in the state directory).
+    #[arg(long)]
+    campaign: Option<String>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also write one self-contained HTML page here.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
+    /// Directory for the SVG figures (default: STATE/report).
+    #[arg(long, value_name = "DIR")]
+    plots: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -205,6 +262,25 @@ fn run(cli: Cli) -> Result<ExitCode> {
             result: args.result,
             termination_message: args.termination_message,
             device: args.device,
+            exit_on_stdin_eof: args.exit_on_stdin_eof,
+        }),
+        Command::Run(args) => cli::run::run(&archlab::local::RunOptions {
+            manifest: args.manifest,
+            state: args.state,
+            strategy: args.strategy.map(|s| match s {
+                StrategyArg::Evolutionary => archlab::agents::SearchStrategy::Evolutionary,
+                StrategyArg::Random => archlab::agents::SearchStrategy::Random,
+            }),
+            trainer_exe: None,
+            device: args.device,
+            quiet: args.quiet,
+        }),
+        Command::Report(args) => cli::report::run(&cli::report::ReportOptions {
+            state: args.state,
+            campaign: args.campaign,
+            json: args.json,
+            html: args.html,
+            plots: args.plots,
         }),
         Command::Cognition {
             extra_dirs,

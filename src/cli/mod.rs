@@ -4,6 +4,8 @@
 pub mod check;
 pub mod cognition;
 pub mod library;
+pub mod report;
+pub mod run;
 pub mod train;
 
 use std::process::ExitCode;

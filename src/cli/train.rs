@@ -20,9 +20,13 @@ pub struct TrainOptions {
     pub result: Option<PathBuf>,
     pub termination_message: Option<PathBuf>,
     pub device: String,
+    pub exit_on_stdin_eof: bool,
 }
 
 pub fn run(options: &TrainOptions) -> Result<ExitCode> {
+    if options.exit_on_stdin_eof {
+        exit_when_stdin_closes();
+    }
     let prepared = match load(options) {
         Ok(prepared) => prepared,
         Err(error) => {
@@ -52,6 +56,21 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
     } else {
         EXIT_OK
     }))
+}
+
+/// `archlab run` holds our stdin open; EOF means it is gone (even by SIGKILL), so stop
+/// rather than train on as an orphan.
+fn exit_when_stdin_closes() {
+    std::thread::spawn(|| {
+        let mut sink = [0u8; 64];
+        let mut stdin = std::io::stdin().lock();
+        loop {
+            match std::io::Read::read(&mut stdin, &mut sink) {
+                Ok(0) | Err(_) => std::process::exit(3),
+                Ok(_) => {}
+            }
+        }
+    });
 }
 
 fn emit_line(line: &str) {

@@ -39,6 +39,10 @@ pub type Result<T, E = MemoryError> = std::result::Result<T, E>;
 
 /// Persistent memory of campaigns. Every write is one transaction.
 pub trait Store {
+    /// Names of the campaigns in memory.
+    fn campaigns(&self) -> Result<Vec<String>>;
+    /// A campaign's spec as registered (JSON), if known.
+    fn campaign_spec(&self, name: &str) -> Result<Option<String>>;
     /// Records a campaign's spec (as JSON) the first time; later calls must pass the same spec.
     fn register_campaign(&mut self, name: &str, spec_json: &str) -> Result<()>;
     /// Inserts or replaces an experiment with all its attempts.

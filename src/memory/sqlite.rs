@@ -38,6 +38,9 @@ const MIGRATIONS: &[&str] = &["
     );
 "];
 
+/// The database file's name inside the state directory.
+pub const DATABASE: &str = "archlab.db";
+
 pub struct SqliteStore {
     connection: Connection,
     path: String,
@@ -46,7 +49,7 @@ pub struct SqliteStore {
 impl SqliteStore {
     /// Opens (creating if needed) `archlab.db` in `state_dir` and brings its schema up to date.
     pub fn open(state_dir: &Path) -> Result<SqliteStore> {
-        let path = state_dir.join("archlab.db");
+        let path = state_dir.join(DATABASE);
         let display = path.display().to_string();
         let database = |source| MemoryError::Database {
             path: display.clone(),
@@ -132,6 +135,30 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
 }
 
 impl Store for SqliteStore {
+    fn campaigns(&self) -> Result<Vec<String>> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name FROM campaigns ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let names = statement
+            .query_map([], |row| row.get::<_, String>(0))
+            .map_err(|e| self.error(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.error(e))?;
+        Ok(names)
+    }
+
+    fn campaign_spec(&self, name: &str) -> Result<Option<String>> {
+        self.connection
+            .query_row(
+                "SELECT spec_json FROM campaigns WHERE name = ?1",
+                [name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
     fn register_campaign(&mut self, name: &str, spec_json: &str) -> Result<()> {
         let stored: Option<String> = self
             .connection

@@ -1,0 +1,457 @@
+//! The engine both drivers share: it asks the planner what to create, retrieves cognition,
+//! calls the agents, steps the lifecycle and writes every change to memory, and hands the
+//! driver only what needs a body — start or stop a trainer. The local driver runs trainers as
+//! child processes; the operator as pods. Neither decides anything.
+
+use crate::agents::{Agents, AnalysisRequest, ProposalRequest, Repair, RepairRequest};
+use crate::api::CampaignSpec;
+use crate::cognition::{Base, Retriever};
+use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
+use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
+use crate::memory::{MemoryError, Store};
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use std::collections::HashSet;
+use trainer::TrainConfig;
+
+/// What the driver must do with its body.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    Start {
+        experiment: ExperimentId,
+        name: String,
+        attempt: u32,
+        program: String,
+        config: Box<TrainConfig>,
+    },
+    Stop {
+        experiment: ExperimentId,
+        attempt: u32,
+        reason: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Memory(#[from] MemoryError),
+    #[error("seed `{0}` has no program")]
+    UnknownSeed(String),
+    #[error("cognition retrieval: {0}")]
+    Cognition(#[from] crate::cognition::CognitionError),
+}
+
+type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+/// Cognition retrieval as the campaign configured it.
+pub struct Cognition {
+    pub base: Base,
+    pub retriever: Box<dyn Retriever>,
+    pub top_k: usize,
+    pub min_score: f64,
+}
+
+/// Used when a parent has no problem summary yet (a seed that is still being analysed).
+const DEFAULT_QUERY: &str =
+    "associative recall is poor: the recurrent state cannot retrieve the value of a queried key";
+
+pub struct Engine<S: Store> {
+    pub campaign: String,
+    pub spec: CampaignSpec,
+    store: S,
+    agents: Box<dyn Agents>,
+    cognition: Cognition,
+    /// Mirror of memory (this engine is the campaign's only writer).
+    experiments: Vec<Experiment>,
+}
+
+impl<S: Store> Engine<S> {
+    pub fn open(
+        campaign: &str,
+        spec: CampaignSpec,
+        mut store: S,
+        agents: Box<dyn Agents>,
+        cognition: Cognition,
+    ) -> Result<Engine<S>> {
+        let spec_json = serde_json::to_string(&spec).map_err(|e| MemoryError::Corrupt {
+            what: "campaign spec".into(),
+            message: e.to_string(),
+        })?;
+        store.register_campaign(campaign, &spec_json)?;
+        let experiments = store.experiments(campaign)?;
+        Ok(Engine {
+            campaign: campaign.to_string(),
+            spec,
+            store,
+            agents,
+            cognition,
+            experiments,
+        })
+    }
+
+    pub fn experiments(&self) -> &[Experiment] {
+        &self.experiments
+    }
+
+    pub fn usage(&self) -> crate::core::budget::Usage {
+        let tokens = self
+            .store
+            .usage(&self.campaign)
+            .map(|u| u.llm_tokens)
+            .unwrap_or(0);
+        campaign::usage(&self.experiments, tokens)
+    }
+
+    pub fn agents_name(&self) -> &'static str {
+        self.agents.name()
+    }
+
+    fn get(&self, id: ExperimentId) -> Option<&Experiment> {
+        self.experiments.iter().find(|e| e.id == id)
+    }
+
+    fn save(&mut self, experiment: Experiment) -> Result<()> {
+        self.store.save_experiment(&self.campaign, &experiment)?;
+        match self.experiments.iter_mut().find(|e| e.id == experiment.id) {
+            Some(slot) => *slot = experiment,
+            None => self.experiments.push(experiment),
+        }
+        Ok(())
+    }
+
+    /// Picks up experiments a previous run left unfinished: restarts interrupted trainers (the
+    /// attempt's partial progress is discarded) and re-asks interrupted agents.
+    pub fn resume(&mut self) -> Result<Vec<Command>> {
+        let mut commands = Vec::new();
+        let pending: Vec<Experiment> = self
+            .experiments
+            .iter()
+            .filter(|e| !e.phase.is_terminal())
+            .cloned()
+            .collect();
+        for mut experiment in pending {
+            match experiment.phase {
+                Phase::Training => {
+                    if let Some(attempt) = experiment.attempts.last_mut() {
+                        attempt.progress.clear();
+                        attempt.outcome = None;
+                        let command = self.start_command(&experiment);
+                        self.save(experiment)?;
+                        commands.extend(command);
+                    }
+                }
+                Phase::Proposing => commands.extend(self.propose(experiment)?),
+                Phase::Revising => {
+                    let error = experiment
+                        .current()
+                        .and_then(|a| a.outcome.as_ref())
+                        .map(lifecycle::Outcome::describe)
+                        .unwrap_or_default();
+                    let program = experiment.program().unwrap_or_default().to_string();
+                    commands.extend(
+                        self.apply(experiment, vec![Effect::RequestRevision { program, error }])?,
+                    );
+                }
+                Phase::Analysing => {
+                    commands.extend(self.apply(experiment, vec![Effect::RequestAnalysis])?)
+                }
+                Phase::Succeeded | Phase::Failed => {}
+            }
+        }
+        Ok(commands)
+    }
+
+    /// Creates experiments until `free_slots` trainers have been started or the planner says
+    /// wait or done.
+    pub fn fill(&mut self, free_slots: usize) -> Result<(Vec<Command>, Option<Ending>)> {
+        let mut commands = Vec::new();
+        while commands.len() < free_slots {
+            let usage = self.usage();
+            let next_id = self.store.next_experiment_id(&self.campaign)?;
+            let mut rng = SmallRng::seed_from_u64(
+                self.spec.seed ^ next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            );
+            match campaign::next(&self.spec, &self.experiments, &usage, &mut rng) {
+                Next::Create(new) => {
+                    let experiment = self.create(next_id, new)?;
+                    commands.extend(self.propose(experiment)?);
+                }
+                Next::Wait => break,
+                Next::Done(ending) => return Ok((commands, Some(ending))),
+            }
+        }
+        Ok((commands, None))
+    }
+
+    fn create(&mut self, id: ExperimentId, new: NewExperiment) -> Result<Experiment> {
+        let mut experiment = Experiment::new(id, new.stage, new.parent, new.references);
+        experiment.origin = new.origin;
+        experiment.replica = new.replica;
+        if let Some(seed) = &new.seed {
+            experiment.name = match new.stage {
+                Stage::Exploration => seed.clone(),
+                Stage::Verification => seed.clone(),
+            };
+        }
+        self.save(experiment.clone())?;
+        Ok(experiment)
+    }
+
+    /// Produces the experiment's program (seed, verification copy or Researcher proposal) and
+    /// steps the lifecycle with it.
+    fn propose(&mut self, experiment: Experiment) -> Result<Vec<Command>> {
+        let event = match experiment.origin {
+            Origin::Seed => {
+                let seed = self
+                    .spec
+                    .seeds
+                    .iter()
+                    .find(|s| s.name == experiment.name)
+                    .ok_or_else(|| EngineError::UnknownSeed(experiment.name.clone()))?;
+                let program = match (&seed.library, &seed.program) {
+                    (_, Some(program)) => program.clone(),
+                    (Some(name), None) => archspec::library::get(name)
+                        .map(|entry| entry.source.to_string())
+                        .ok_or_else(|| EngineError::UnknownSeed(name.clone()))?,
+                    (None, None) => return Err(EngineError::UnknownSeed(seed.name.clone())),
+                };
+                Event::Proposed {
+                    name: seed.name.clone(),
+                    motivation: format!("seed `{}` of the campaign", seed.name),
+                    program,
+                    retrieved: Vec::new(),
+                    operator: None,
+                }
+            }
+            Origin::Verification => {
+                let source = experiment.parent.and_then(|id| self.get(id));
+                match source.and_then(|s| s.program().map(|p| (s, p.to_string()))) {
+                    Some((source, program)) => Event::Proposed {
+                        name: format!("{}@seed{}", source.name, experiment.replica),
+                        motivation: format!(
+                            "verification of {} at the larger scale, training seed {}",
+                            source.name, experiment.replica
+                        ),
+                        program,
+                        retrieved: Vec::new(),
+                        operator: None,
+                    },
+                    None => Event::RevisionAbandoned {
+                        reason: "the promoted experiment has no program".into(),
+                    },
+                }
+            }
+            Origin::Proposal => self.research(&experiment)?,
+        };
+        self.apply_event(experiment, event)
+    }
+
+    /// Retrieves cognition for the parent's problem and asks the Researcher.
+    fn research(&mut self, experiment: &Experiment) -> Result<Event> {
+        let Some(parent) = experiment.parent.and_then(|id| self.get(id)).cloned() else {
+            return Ok(Event::RevisionAbandoned {
+                reason: "the proposal has no parent".into(),
+            });
+        };
+        let query = parent
+            .problem_summary
+            .clone()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| DEFAULT_QUERY.to_string());
+        let hits = self.cognition.base.search(
+            self.cognition.retriever.as_ref(),
+            &query,
+            self.cognition.top_k,
+            self.cognition.min_score,
+        )?;
+        let entries: Vec<&crate::cognition::Entry> = hits
+            .iter()
+            .filter_map(|hit| self.cognition.base.get(&hit.id))
+            .collect();
+        let references: Vec<&Experiment> = experiment
+            .references
+            .iter()
+            .filter_map(|id| self.experiments.iter().find(|e| e.id == *id))
+            .collect();
+        let check = campaign::check_config(&self.spec, experiment);
+        let known = self.known_hashes(&check);
+        let request = ProposalRequest {
+            experiment: experiment.id,
+            seed: self.spec.seed ^ experiment.id.wrapping_mul(0xA24B_AED4_963E_E407),
+            parent: &parent,
+            references,
+            cognition: entries,
+            history: &self.experiments,
+            known_hashes: &known,
+            check: &check,
+        };
+        let retrieved: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
+        Ok(match self.agents.propose(&request) {
+            Ok(proposal) => Event::Proposed {
+                name: proposal.name,
+                motivation: proposal.motivation,
+                program: proposal.program,
+                retrieved,
+                operator: proposal.operator,
+            },
+            Err(error) => Event::RevisionAbandoned {
+                reason: error.to_string(),
+            },
+        })
+    }
+
+    /// Structural hashes of every program tried at the exploration scale.
+    fn known_hashes(&self, check: &archspec::CheckConfig) -> HashSet<String> {
+        let check = archspec::CheckConfig {
+            max_complexity: None,
+            ..check.clone()
+        };
+        self.experiments
+            .iter()
+            .filter(|e| e.stage == Stage::Exploration)
+            .flat_map(|e| e.attempts.iter())
+            .filter_map(|a| archspec::check_source(&a.program, &check).ok())
+            .map(|v| v.hash())
+            .collect()
+    }
+
+    fn start_command(&self, experiment: &Experiment) -> Option<Command> {
+        let attempt = experiment.current()?;
+        Some(Command::Start {
+            experiment: experiment.id,
+            name: experiment.name.clone(),
+            attempt: attempt.number,
+            program: attempt.program.clone(),
+            config: Box::new(campaign::train_config(
+                &self.spec,
+                experiment.stage,
+                experiment.replica,
+            )),
+        })
+    }
+
+    /// Feeds a trainer observation for `attempt` of `experiment`. Observations for another
+    /// attempt (a late line from a stopped run) are dropped.
+    pub fn observe(
+        &mut self,
+        experiment: ExperimentId,
+        attempt: u32,
+        event: Event,
+    ) -> Result<Vec<Command>> {
+        let Some(current) = self.get(experiment).cloned() else {
+            return Ok(Vec::new());
+        };
+        let is_current = current.phase == Phase::Training
+            && current.current().is_some_and(|a| a.number == attempt);
+        if !is_current {
+            return Ok(Vec::new());
+        }
+        self.apply_event(current, event)
+    }
+
+    /// Steps the lifecycle, saves, and carries out the effects that need no body.
+    fn apply_event(&mut self, experiment: Experiment, event: Event) -> Result<Vec<Command>> {
+        let with_known = matches!(event, Event::Proposed { .. } | Event::Revised { .. });
+        let inputs = StepInputs::gather(&self.spec, &self.experiments, &experiment, with_known);
+        let known = inputs.known();
+        let context = inputs.context(&self.spec, &known);
+        let (next, effects) = lifecycle::step(experiment, event, &context);
+        self.save(next.clone())?;
+        self.apply(next, effects)
+    }
+
+    fn apply(&mut self, experiment: Experiment, effects: Vec<Effect>) -> Result<Vec<Command>> {
+        let mut commands = Vec::new();
+        for effect in effects {
+            match effect {
+                Effect::StartTrainer { .. } => commands.extend(self.start_command(&experiment)),
+                Effect::StopTrainer { attempt, reason } => commands.push(Command::Stop {
+                    experiment: experiment.id,
+                    attempt,
+                    reason,
+                }),
+                Effect::RequestRevision { error, .. } => {
+                    let event = self.revise(&experiment, &error);
+                    let current = self
+                        .get(experiment.id)
+                        .cloned()
+                        .unwrap_or(experiment.clone());
+                    commands.extend(self.apply_event(current, event)?);
+                }
+                Effect::RequestAnalysis => {
+                    let event = self.analyse(&experiment);
+                    let current = self
+                        .get(experiment.id)
+                        .cloned()
+                        .unwrap_or(experiment.clone());
+                    commands.extend(self.apply_event(current, event)?);
+                }
+                Effect::Completed { .. } => {}
+            }
+        }
+        Ok(commands)
+    }
+
+    fn revise(&mut self, experiment: &Experiment, error: &str) -> Event {
+        let parent = experiment.parent.and_then(|id| self.get(id)).cloned();
+        let check = campaign::check_config(&self.spec, experiment);
+        let known = self.known_hashes(&check);
+        let request = RepairRequest {
+            seed: self.spec.seed ^ (experiment.id << 8) ^ experiment.attempts.len() as u64,
+            experiment,
+            parent: parent.as_ref(),
+            error,
+            known_hashes: &known,
+            check: &check,
+        };
+        match self.agents.repair(&request) {
+            Ok(Repair::Revised { program, .. }) => Event::Revised { program },
+            Ok(Repair::Abandoned { reason }) => Event::RevisionAbandoned { reason },
+            Err(error) => Event::RevisionAbandoned {
+                reason: error.to_string(),
+            },
+        }
+    }
+
+    fn analyse(&mut self, experiment: &Experiment) -> Event {
+        let finished = |e: &&Experiment| e.stage == experiment.stage && e.summary().is_some();
+        let parent = experiment
+            .parent
+            .and_then(|id| self.experiments.iter().find(|e| e.id == id));
+        let siblings: Vec<&Experiment> = self
+            .experiments
+            .iter()
+            .filter(finished)
+            .filter(|e| experiment.parent.is_some() && e.parent == experiment.parent)
+            .collect();
+        let baseline = self.experiments.iter().find(|e| {
+            e.stage == experiment.stage
+                && e.origin == Origin::Seed
+                && e.name == self.spec.baseline
+                && e.replica == experiment.replica
+        });
+        let peers: Vec<&Experiment> = self
+            .experiments
+            .iter()
+            .filter(finished)
+            .filter(|e| e.id != experiment.id)
+            .collect();
+        let request = AnalysisRequest {
+            experiment,
+            parent,
+            siblings,
+            baseline,
+            peers,
+        };
+        match self.agents.analyse(&request) {
+            Ok(analysis) => Event::Analysed {
+                analysis: analysis.analysis,
+                problem_summary: analysis.problem_summary,
+            },
+            Err(error) => Event::Analysed {
+                analysis: format!("analysis failed: {error}"),
+                problem_summary: String::new(),
+            },
+        }
+    }
+}

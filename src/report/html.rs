@@ -1,0 +1,129 @@
+//! One self-contained HTML page: figures inlined as SVG, leaderboard, verification, lineage
+//! and every experiment with all its attempts. Everything from memory is escaped: names,
+//! motivations and programs may come from an LLM.
+
+use super::{Report, text};
+use std::fmt::Write;
+
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn opt(value: Option<f64>) -> String {
+    value.map_or_else(|| "–".into(), |v| format!("{v:.3}"))
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}
+th{background:#f4f4f4}.sota{color:#b8860b;font-weight:bold}.failed{color:#a00}pre{background:#f8f8f8;padding:8px;overflow-x:auto;font-size:12px}
+details{margin:4px 0}figure{display:inline-block;margin:0 1em 1em 0}";
+
+/// The page, with `figures` (file name, SVG text) inlined.
+pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
+    let mut page = String::new();
+    let _ = write!(
+        page,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>archlab report: {name}</title><style>{STYLE}</style></head><body>\n<h1>Campaign {name}</h1>\n<p>{n} experiments, {m:.1} trainer-minutes, baseline <code>{baseline}</code>, {wins} verified discoveries.</p>\n",
+        name = escape(&report.campaign),
+        n = report.usage.experiments,
+        m = report.usage.compute_seconds / 60.0,
+        baseline = escape(&report.baseline),
+        wins = report.verification.discoveries(),
+    );
+    for (name, svg) in figures {
+        let _ = writeln!(
+            page,
+            "<figure>{svg}<figcaption>{}</figcaption></figure>",
+            escape(name)
+        );
+    }
+    page.push_str("<h2>Leaderboard</h2><table><tr><th>rank</th><th>id</th><th>name</th><th>fitness</th><th>val loss</th><th>accuracy</th><th>params</th><th>cost in T</th><th>verified val loss</th></tr>\n");
+    for row in &report.leaderboard {
+        let accuracy: Vec<String> = row
+            .accuracy
+            .iter()
+            .map(|(t, a)| format!("{} {a:.3}", escape(t)))
+            .collect();
+        let verified = row.verified.map_or_else(String::new, |v| {
+            format!(
+                "{:.3} ± {:.3}{}",
+                v.mean,
+                v.half_width,
+                if row.state_of_the_art {
+                    " <span class=\"sota\">★ new state of the art</span>"
+                } else {
+                    ""
+                }
+            )
+        });
+        let _ = writeln!(
+            page,
+            "<tr><td>{}</td><td><a href=\"#e{id}\">{id}</a></td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verified}</td></tr>",
+            row.rank,
+            escape(&row.name),
+            row.fitness,
+            opt(row.val_loss),
+            accuracy.join(", "),
+            row.params.map_or_else(|| "–".into(), |p| p.to_string()),
+            escape(row.complexity.as_deref().unwrap_or("–")),
+            id = row.id,
+        );
+    }
+    page.push_str("</table>\n<h2>Summary, verification and lineage</h2><pre>");
+    page.push_str(&escape(&text::render(report)));
+    page.push_str("</pre>\n<h2>Experiments</h2>\n");
+    for e in &report.experiments {
+        let class = if e.phase == crate::core::lifecycle::Phase::Failed {
+            " class=\"failed\""
+        } else {
+            ""
+        };
+        let _ = write!(
+            page,
+            "<details id=\"e{id}\"><summary{class}>e{id} {name} — {stage:?}, {phase:?}, fitness {fitness}, {attempts} attempt(s)</summary>\n<p><b>Parent</b> {parent} · <b>operator</b> {operator} · <b>retrieved</b> {retrieved}</p><p><b>Motivation</b> {motivation}</p><p><b>Analysis</b> {analysis}</p><p><b>Problem</b> {problem}</p>\n<ol>",
+            id = e.id,
+            name = escape(&e.name),
+            stage = e.stage,
+            phase = e.phase,
+            fitness = opt(e.fitness),
+            attempts = e.attempts.len(),
+            parent = e
+                .parent
+                .map_or_else(|| "–".into(), |p| format!("<a href=\"#e{p}\">e{p}</a>")),
+            operator = escape(e.operator.as_deref().unwrap_or("–")),
+            retrieved = escape(&e.retrieved.join(", ")),
+            motivation = escape(&e.motivation),
+            analysis = escape(e.analysis.as_deref().unwrap_or("–")),
+            problem = escape(e.problem_summary.as_deref().unwrap_or("–")),
+        );
+        for attempt in &e.attempts {
+            let _ = write!(
+                page,
+                "<li>{} {}{}</li>",
+                escape(&attempt.outcome),
+                attempt
+                    .val_loss
+                    .map_or_else(String::new, |v| format!("(val loss {v:.3})")),
+                if attempt.reason.is_empty() {
+                    String::new()
+                } else {
+                    format!("<pre>{}</pre>", escape(&attempt.reason))
+                }
+            );
+        }
+        let _ = writeln!(page, "</ol><pre>{}</pre></details>", escape(&e.program));
+    }
+    page.push_str("</body></html>\n");
+    page
+}

@@ -1,0 +1,204 @@
+//! `archlab report`: what a campaign found, from memory alone. [`Report::build`] gathers the
+//! data (leaderboard, lineage, attempts, verification); `text`, `plots` and `html` render it.
+//! The JSON form is the [`Report`] itself.
+
+pub mod html;
+pub mod plots;
+pub mod text;
+
+use crate::core::budget::Usage;
+use crate::core::lifecycle::{Experiment, ExperimentId, Origin, Outcome, Phase, Stage};
+use crate::core::stats::MeanInterval;
+use crate::core::verification::{self, Verification};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptRow {
+    pub number: u32,
+    /// `finished`, `invalid`, `not_novel`, `stopped`, `diverged`, `crashed`, `agent_failed`,
+    /// or `running`.
+    pub outcome: String,
+    /// Why the attempt failed (empty when it finished).
+    pub reason: String,
+    pub val_loss: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ExperimentRow {
+    pub id: ExperimentId,
+    pub name: String,
+    pub parent: Option<ExperimentId>,
+    pub references: Vec<ExperimentId>,
+    pub stage: Stage,
+    pub origin: Origin,
+    pub replica: u32,
+    pub phase: Phase,
+    pub fitness: Option<f64>,
+    pub val_loss: Option<f64>,
+    pub accuracy: BTreeMap<String, f64>,
+    /// Whole-model parameters as trained.
+    pub params: Option<u64>,
+    /// Cost in the sequence length (`linear`, `window`, `quadratic`).
+    pub complexity: Option<String>,
+    pub operator: Option<String>,
+    pub motivation: String,
+    pub analysis: Option<String>,
+    pub problem_summary: Option<String>,
+    pub retrieved: Vec<String>,
+    pub compute_s: f64,
+    pub attempts: Vec<AttemptRow>,
+    /// The final attempt's program.
+    pub program: String,
+    /// `(step, training loss)` of the final attempt.
+    pub loss_curve: Vec<(usize, f64)>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaderboardRow {
+    pub rank: usize,
+    pub id: ExperimentId,
+    pub name: String,
+    pub origin: Origin,
+    pub fitness: f64,
+    pub val_loss: Option<f64>,
+    pub accuracy: BTreeMap<String, f64>,
+    pub params: Option<u64>,
+    pub complexity: Option<String>,
+    /// Verification: validation loss mean ± 95% interval over seeds.
+    pub verified: Option<MeanInterval>,
+    pub state_of_the_art: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub campaign: String,
+    pub baseline: String,
+    pub usage: Usage,
+    pub experiments: Vec<ExperimentRow>,
+    /// Exploration results, best fitness first.
+    pub leaderboard: Vec<LeaderboardRow>,
+    pub verification: Verification,
+}
+
+fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
+    let (kind, reason, val_loss) = match outcome {
+        None => ("running", String::new(), None),
+        Some(Outcome::Finished { summary }) => ("finished", String::new(), Some(summary.val_loss)),
+        Some(other) => (
+            match other {
+                Outcome::Invalid { .. } => "invalid",
+                Outcome::NotNovel { .. } => "not_novel",
+                Outcome::Stopped { .. } => "stopped",
+                Outcome::Diverged => "diverged",
+                Outcome::Crashed { .. } => "crashed",
+                Outcome::AgentFailed { .. } => "agent_failed",
+                Outcome::Finished { .. } => "finished",
+            },
+            other.describe(),
+            None,
+        ),
+    };
+    AttemptRow {
+        number,
+        outcome: kind.into(),
+        reason,
+        val_loss,
+    }
+}
+
+fn complexity(program: &str) -> Option<String> {
+    let check = archspec::CheckConfig {
+        max_complexity: None,
+        ..archspec::CheckConfig::default()
+    };
+    archspec::check_source(program, &check)
+        .ok()
+        .map(|v| v.analysis.complexity.name().to_string())
+}
+
+impl Report {
+    pub fn build(
+        campaign: &str,
+        baseline: &str,
+        experiments: &[Experiment],
+        usage: Usage,
+    ) -> Report {
+        let verification = verification::summarise(experiments);
+        let rows: Vec<ExperimentRow> = experiments
+            .iter()
+            .map(|e| {
+                let summary = e.summary();
+                let program = e.program().unwrap_or_default().to_string();
+                ExperimentRow {
+                    id: e.id,
+                    name: e.name.clone(),
+                    parent: e.parent,
+                    references: e.references.clone(),
+                    stage: e.stage,
+                    origin: e.origin,
+                    replica: e.replica,
+                    phase: e.phase,
+                    fitness: e.fitness,
+                    val_loss: summary.map(|s| s.val_loss),
+                    accuracy: summary.map(|s| s.accuracy.clone()).unwrap_or_default(),
+                    params: summary.map(|s| s.params),
+                    complexity: complexity(&program),
+                    operator: e.operator.clone(),
+                    motivation: e.motivation.clone(),
+                    analysis: e.analysis.clone(),
+                    problem_summary: e.problem_summary.clone(),
+                    retrieved: e.retrieved.clone(),
+                    compute_s: e.compute_seconds(),
+                    attempts: e
+                        .attempts
+                        .iter()
+                        .map(|a| outcome_row(a.number, a.outcome.as_ref()))
+                        .collect(),
+                    program,
+                    loss_curve: e
+                        .current()
+                        .map(|a| a.progress.iter().map(|p| (p.step, p.loss)).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        let mut leaderboard: Vec<LeaderboardRow> = rows
+            .iter()
+            .filter(|r| r.stage == Stage::Exploration && r.phase == Phase::Succeeded)
+            .filter_map(|r| {
+                let fitness = r.fitness?;
+                let verified = verification.programs.iter().find(|p| p.source == r.id);
+                Some(LeaderboardRow {
+                    rank: 0,
+                    id: r.id,
+                    name: r.name.clone(),
+                    origin: r.origin,
+                    fitness,
+                    val_loss: r.val_loss,
+                    accuracy: r.accuracy.clone(),
+                    params: r.params,
+                    complexity: r.complexity.clone(),
+                    verified: verified.map(|v| v.val_loss),
+                    state_of_the_art: verified.is_some_and(|v| v.state_of_the_art),
+                })
+            })
+            .collect();
+        leaderboard.sort_by(|a, b| b.fitness.total_cmp(&a.fitness).then(a.id.cmp(&b.id)));
+        for (index, row) in leaderboard.iter_mut().enumerate() {
+            row.rank = index + 1;
+        }
+        Report {
+            campaign: campaign.to_string(),
+            baseline: baseline.to_string(),
+            usage,
+            experiments: rows,
+            leaderboard,
+            verification,
+        }
+    }
+
+    pub fn experiment(&self, id: ExperimentId) -> Option<&ExperimentRow> {
+        self.experiments.iter().find(|e| e.id == id)
+    }
+}

@@ -1,0 +1,213 @@
+//! The report's figures as SVG (plotters): the discovery curve (cumulative verified
+//! state-of-the-art count against trainer hours), fitness of every exploration in the order it
+//! ran with the running best, and training-loss curves of the best explorations and the
+//! baseline. SVG text needs no font files, so this works on any machine.
+
+use super::Report;
+use crate::core::lifecycle::{Origin, Stage};
+use plotters::prelude::*;
+
+type PlotResult<T> = Result<T, String>;
+
+const SIZE: (u32, u32) = (760, 420);
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// Cumulative verified discoveries against compute, as a step curve.
+pub fn discovery_curve(report: &Report) -> PlotResult<String> {
+    let curve = &report.verification.curve;
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for point in curve {
+        if let Some(&(_, last)) = steps.last() {
+            steps.push((point.compute_hours, last));
+        }
+        steps.push((point.compute_hours, f64::from(point.discoveries)));
+    }
+    let x_max = steps.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.05;
+    let y_max = steps.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) + 0.5;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Discovery curve: verified state of the art vs compute",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("trainer hours spent")
+            .y_desc("verified discoveries")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(steps.clone(), BLUE.stroke_width(2)))
+            .map_err(err)?;
+        chart
+            .draw_series(curve.iter().map(|p| {
+                Circle::new(
+                    (p.compute_hours, f64::from(p.discoveries)),
+                    3,
+                    BLUE.filled(),
+                )
+            }))
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Exploration fitness in run order, with the running best.
+pub fn fitness_progress(report: &Report) -> PlotResult<String> {
+    let points: Vec<(f64, f64, bool)> = report
+        .experiments
+        .iter()
+        .filter(|e| e.stage == Stage::Exploration)
+        .filter_map(|e| {
+            e.fitness
+                .map(|f| (e.id as f64, f, e.origin == Origin::Seed))
+        })
+        .collect();
+    let x_max = points.iter().map(|p| p.0).fold(1.0, f64::max) + 1.0;
+    let mut best = f64::NEG_INFINITY;
+    let running: Vec<(f64, f64)> = points
+        .iter()
+        .map(|p| {
+            best = best.max(p.1);
+            (p.0, best)
+        })
+        .collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Exploration fitness by experiment (seeds in red)",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_max, 0.0..1.0)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("experiment id")
+            .y_desc("fitness (0.5 = baseline)")
+            .draw()
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(running, BLACK.stroke_width(1)))
+            .map_err(err)?
+            .label("best so far")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+        chart
+            .draw_series(points.iter().map(|&(x, y, seed)| {
+                Circle::new((x, y), 4, if seed { RED.filled() } else { BLUE.filled() })
+            }))
+            .map_err(err)?;
+        chart
+            .draw_series(LineSeries::new(
+                vec![(0.0, 0.5), (x_max, 0.5)],
+                RGBColor(160, 160, 160),
+            ))
+            .map_err(err)?;
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Training loss of the top explorations and the baseline.
+pub fn loss_curves(report: &Report, top: usize) -> PlotResult<String> {
+    let mut ids: Vec<u64> = report.leaderboard.iter().take(top).map(|r| r.id).collect();
+    if let Some(baseline) = report.experiments.iter().find(|e| {
+        e.stage == Stage::Exploration && e.origin == Origin::Seed && e.name == report.baseline
+    }) && !ids.contains(&baseline.id)
+    {
+        ids.push(baseline.id);
+    }
+    let series: Vec<(String, Vec<(f64, f64)>)> = ids
+        .iter()
+        .filter_map(|id| report.experiment(*id))
+        .map(|e| {
+            (
+                e.name.clone(),
+                e.loss_curve
+                    .iter()
+                    .filter(|(_, l)| l.is_finite())
+                    .map(|&(s, l)| (s as f64, l))
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .filter(|(_, points)| !points.is_empty())
+        .collect();
+    let x_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.0))
+        .fold(1.0, f64::max);
+    let y_max = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|q| q.1))
+        .fold(0.1, f64::max)
+        * 1.05;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(
+                "Training loss: best explorations and the baseline",
+                ("sans-serif", 18),
+            )
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("training loss")
+            .draw()
+            .map_err(err)?;
+        for (index, (name, points)) in series.into_iter().enumerate() {
+            let color = Palette99::pick(index).to_rgba();
+            chart
+                .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                .map_err(err)?
+                .label(name)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+        }
+        chart
+            .configure_series_labels()
+            .border_style(BLACK)
+            .background_style(WHITE.mix(0.8))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
+}
+
+/// Every figure by file name.
+pub fn all(report: &Report) -> PlotResult<Vec<(&'static str, String)>> {
+    Ok(vec![
+        ("discovery.svg", discovery_curve(report)?),
+        ("fitness.svg", fitness_progress(report)?),
+        ("loss.svg", loss_curves(report, 5)?),
+    ])
+}

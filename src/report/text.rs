@@ -1,0 +1,175 @@
+//! The report as terminal text: leaderboard, verification, lineage tree, failed attempts.
+
+use super::Report;
+use crate::core::lifecycle::{ExperimentId, Stage};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+fn fmt_opt(value: Option<f64>, digits: usize) -> String {
+    value.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
+}
+
+fn accuracy(values: &BTreeMap<String, f64>) -> String {
+    if values.is_empty() {
+        return "-".into();
+    }
+    values
+        .iter()
+        .map(|(task, a)| format!("{task} {a:.3}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+pub fn render(report: &Report) -> String {
+    let mut out = String::new();
+    let usage = &report.usage;
+    let _ = writeln!(
+        out,
+        "campaign `{}` — {} experiments, {:.1} trainer-minutes, baseline `{}`\n",
+        report.campaign,
+        usage.experiments,
+        usage.compute_seconds / 60.0,
+        report.baseline
+    );
+    let _ = writeln!(out, "LEADERBOARD (exploration, by fitness)");
+    let _ = writeln!(
+        out,
+        "{:>4} {:>5}  {:<28} {:>7} {:>8}  {:<14} {:>8} {:<10} verified val loss",
+        "rank", "id", "name", "fitness", "val loss", "accuracy", "params", "cost in T"
+    );
+    for row in &report.leaderboard {
+        let verified = row.verified.map_or_else(String::new, |v| {
+            format!(
+                "{:.3} ± {:.3}{}",
+                v.mean,
+                v.half_width,
+                if row.state_of_the_art {
+                    "  ★ new SOTA"
+                } else {
+                    ""
+                }
+            )
+        });
+        let _ = writeln!(
+            out,
+            "{:>4} {:>5}  {:<28} {:>7.3} {:>8}  {:<14} {:>8} {:<10} {}",
+            row.rank,
+            row.id,
+            truncate(&row.name, 28),
+            row.fitness,
+            fmt_opt(row.val_loss, 3),
+            accuracy(&row.accuracy),
+            row.params.map_or_else(|| "-".into(), |p| p.to_string()),
+            row.complexity.as_deref().unwrap_or("-"),
+            verified
+        );
+    }
+    let verification = &report.verification;
+    let _ = writeln!(
+        out,
+        "\nVERIFICATION (validation loss, mean ± 95% interval over seeds)"
+    );
+    match verification.baseline {
+        Some(b) => {
+            let _ = writeln!(
+                out,
+                "  baseline {:<24} {:.3} ± {:.3} ({} runs)",
+                report.baseline, b.mean, b.half_width, b.runs
+            );
+        }
+        None => {
+            let _ = writeln!(out, "  (no verification yet)");
+        }
+    }
+    for program in &verification.programs {
+        let _ = writeln!(
+            out,
+            "  {:<33} {:.3} ± {:.3} ({} of {} runs){}",
+            truncate(&program.name, 33),
+            program.val_loss.mean,
+            program.val_loss.half_width,
+            program.runs,
+            program.tried,
+            if program.state_of_the_art {
+                "  ★ new state of the art"
+            } else {
+                ""
+            }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  verified discoveries: {}",
+        verification.discoveries()
+    );
+
+    let _ = writeln!(out, "\nLINEAGE (exploration)");
+    let exploration: Vec<_> = report
+        .experiments
+        .iter()
+        .filter(|e| e.stage == Stage::Exploration)
+        .collect();
+    let mut children: BTreeMap<Option<ExperimentId>, Vec<ExperimentId>> = BTreeMap::new();
+    for e in &exploration {
+        children.entry(e.parent).or_default().push(e.id);
+    }
+    let mut stack: Vec<(ExperimentId, usize)> = children
+        .get(&None)
+        .map(|roots| roots.iter().rev().map(|id| (*id, 0)).collect())
+        .unwrap_or_default();
+    while let Some((id, depth)) = stack.pop() {
+        if let Some(e) = report.experiment(id) {
+            let _ = writeln!(
+                out,
+                "  {}{} e{} {}  {}{}",
+                "  ".repeat(depth),
+                if depth == 0 { "●" } else { "└" },
+                e.id,
+                e.name,
+                e.fitness.map_or_else(
+                    || format!("{:?}", e.phase).to_lowercase(),
+                    |f| format!("fitness {f:.3}")
+                ),
+                e.operator
+                    .as_deref()
+                    .map_or_else(String::new, |o| format!("  ({o})"))
+            );
+        }
+        if depth < 64
+            && let Some(kids) = children.get(&Some(id))
+        {
+            stack.extend(kids.iter().rev().map(|k| (*k, depth + 1)));
+        }
+    }
+
+    let failed: Vec<_> = report
+        .experiments
+        .iter()
+        .flat_map(|e| e.attempts.iter().map(move |a| (e, a)))
+        .filter(|(_, a)| a.outcome != "finished" && a.outcome != "running")
+        .collect();
+    let _ = writeln!(out, "\nFAILED ATTEMPTS ({})", failed.len());
+    for (e, attempt) in failed {
+        let reason = attempt.reason.lines().next().unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "  e{} {} #{}: {} — {}",
+            e.id,
+            e.name,
+            attempt.number,
+            attempt.outcome,
+            truncate(reason, 110)
+        );
+    }
+    out
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        text.to_string()
+    } else {
+        let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
+        cut.push('…');
+        cut
+    }
+}
