@@ -380,8 +380,10 @@ impl StepInputs {
                 .iter()
                 .filter_map(|e| e.summary().map(|s| s.wall_s))
                 .collect(),
+            // Seeds and verification reruns are trusted programs: no leakage suspicion.
             best_val_loss: peers
                 .iter()
+                .filter(|_| proposal)
                 .filter_map(|e| e.summary().map(|s| s.val_loss))
                 .filter(|v| v.is_finite())
                 .min_by(f64::total_cmp),
@@ -435,5 +437,180 @@ impl StepInputs {
                 motivation,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Attempt, Outcome, TrainSummary};
+
+    fn spec() -> CampaignSpec {
+        let text = include_str!("../../tests/fixtures/tiny_campaign.yaml");
+        crate::api::parse_campaign(text)
+            .map(|c| c.spec)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn finished(id: u64, origin: Origin, name: &str, stage: Stage, fitness: f64) -> Experiment {
+        let mut e = Experiment::new(id, stage, None, vec![]);
+        e.origin = origin;
+        e.name = name.into();
+        e.phase = Phase::Succeeded;
+        e.fitness = Some(fitness);
+        e.attempts.push(Attempt {
+            number: 1,
+            program: String::new(),
+            outcome: Some(Outcome::Finished {
+                summary: TrainSummary {
+                    val_loss: 2.0 - fitness,
+                    accuracy: BTreeMap::new(),
+                    wall_s: 1.0,
+                    params: 10,
+                },
+            }),
+            progress: vec![],
+        });
+        e
+    }
+
+    fn plan(spec: &CampaignSpec, experiments: &[Experiment]) -> Next {
+        let usage = usage(experiments, 0);
+        next(spec, experiments, &usage, &mut SmallRng::seed_from_u64(1))
+    }
+
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    #[test]
+    fn the_baseline_comes_first_and_is_waited_for() {
+        let spec = spec();
+        match plan(&spec, &[]) {
+            Next::Create(new) => {
+                assert_eq!(new.seed.as_deref(), Some("linear_attention"));
+                assert_eq!(new.origin, Origin::Seed);
+            }
+            other => panic!("{other:?}"),
+        }
+        let mut running = finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5);
+        running.phase = Phase::Training;
+        assert_eq!(plan(&spec, &[running.clone()]), Next::Wait);
+        running.phase = Phase::Failed;
+        assert_eq!(
+            plan(&spec, &[running]),
+            Next::Done(Ending::BaselineFailed {
+                stage: Stage::Exploration
+            })
+        );
+    }
+
+    #[test]
+    fn proposals_stop_where_the_verification_reserve_begins() {
+        let spec = spec();
+        // 12 experiments, (1 promoted + baseline) × 3 seeds reserved: 6 explore.
+        assert_eq!(verification_runs(&spec), 6);
+        let mut experiments = vec![
+            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
+            finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.3),
+        ];
+        match plan(&spec, &experiments) {
+            Next::Create(new) => {
+                assert_eq!(new.origin, Origin::Proposal);
+                assert!(matches!(new.parent, Some(1 | 2)));
+            }
+            other => panic!("{other:?}"),
+        }
+        for id in 3..=6 {
+            experiments.push(finished(
+                id,
+                Origin::Proposal,
+                "p",
+                Stage::Exploration,
+                0.4 + id as f64 / 20.0,
+            ));
+        }
+        // Exploration is spent: the baseline is verified first, replica by replica.
+        match plan(&spec, &experiments) {
+            Next::Create(new) => {
+                assert_eq!(
+                    (new.stage, new.origin, new.replica),
+                    (Stage::Verification, Origin::Seed, 0)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        // Only proposals that beat the baseline are promoted, the best first.
+        assert_eq!(promoted(&spec, &experiments), vec![6]);
+        for replica in 0..3 {
+            let mut e = finished(
+                7 + u64::from(replica),
+                Origin::Seed,
+                "linear_attention",
+                Stage::Verification,
+                0.5,
+            );
+            e.replica = replica;
+            experiments.push(e);
+        }
+        match plan(&spec, &experiments) {
+            Next::Create(new) => {
+                assert_eq!(
+                    (new.origin, new.parent, new.replica),
+                    (Origin::Verification, Some(6), 0)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        for replica in 0..3 {
+            let mut e = finished(
+                10 + u64::from(replica),
+                Origin::Verification,
+                "p@seed",
+                Stage::Verification,
+                0.8,
+            );
+            e.parent = Some(6);
+            e.replica = replica;
+            experiments.push(e);
+        }
+        assert_eq!(plan(&spec, &experiments), Next::Done(Ending::Completed));
+        let verified = crate::core::verification::summarise(&experiments);
+        assert_eq!(verified.programs.len(), 1);
+        // Loss 1.2 ± 0 against the baseline's 1.5: a verified win.
+        assert!(verified.programs[0].state_of_the_art);
+        assert_eq!(verified.discoveries(), 1);
+    }
+
+    #[test]
+    fn nothing_is_verified_when_no_proposal_beats_the_baseline() {
+        let spec = spec();
+        let mut experiments = vec![
+            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
+            finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6),
+        ];
+        for id in 3..=6 {
+            experiments.push(finished(id, Origin::Proposal, "p", Stage::Exploration, 0.4));
+        }
+        assert_eq!(
+            plan(&spec, &experiments),
+            Next::Done(Ending::NothingToVerify)
+        );
+    }
+
+    #[test]
+    fn the_compute_budget_ends_the_campaign() {
+        let mut spec = spec();
+        spec.budget.max_compute_hours = Some(1.0 / 3600.0);
+        let experiments = vec![finished(
+            1,
+            Origin::Seed,
+            "linear_attention",
+            Stage::Exploration,
+            0.5,
+        )];
+        assert!(matches!(
+            plan(&spec, &experiments),
+            Next::Done(Ending::BudgetExhausted { .. })
+        ));
     }
 }

@@ -27,6 +27,11 @@ pub struct QaLimits {
     /// Steps before the divergence and leakage rules apply.
     #[serde(default = "grace_steps")]
     pub grace_steps: usize,
+    /// The leakage rule looks only at this first fraction of training: a leak shows as a
+    /// collapse long before honest learning gets there (solved synthetic tasks legitimately
+    /// end near zero).
+    #[serde(default = "leakage_window")]
+    pub leakage_window: f64,
 }
 
 fn slow_factor() -> f64 {
@@ -39,7 +44,10 @@ fn divergence_factor() -> f64 {
     3.0
 }
 fn leakage_ratio() -> f64 {
-    0.5
+    0.25
+}
+fn leakage_window() -> f64 {
+    0.25
 }
 fn leakage_floor() -> f64 {
     0.1
@@ -57,6 +65,7 @@ impl Default for QaLimits {
             leakage_ratio: leakage_ratio(),
             leakage_floor: leakage_floor(),
             grace_steps: grace_steps(),
+            leakage_window: leakage_window(),
         }
     }
 }
@@ -151,7 +160,10 @@ pub fn judge(
             first_loss,
         });
     }
+    let early = (latest.step as f64) <= limits.leakage_window * context.total_steps as f64;
     if past_grace
+        && early
+        && context.peer_wall_s.len() >= limits.min_peers
         && let Some(best) = context
             .best_val_loss
             .filter(|b| b.is_finite() && *b > limits.leakage_floor)
@@ -250,13 +262,27 @@ mod tests {
     fn a_loss_far_below_the_best_known_suggests_leakage_unless_the_task_is_solved() {
         let context = QaContext {
             total_steps: 100,
-            peer_wall_s: vec![],
+            peer_wall_s: vec![10.0, 10.0, 10.0],
             best_val_loss: Some(2.0),
         };
         assert!(matches!(
-            check(&[point(1, 4.0, 0.1), point(40, 0.5, 1.0)], &context),
+            check(&[point(1, 4.0, 0.1), point(20, 0.4, 1.0)], &context),
             Some(QaVerdict::SuspectedLeakage { .. })
         ));
+        // The same loss late in training is honest learning.
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(60, 0.4, 6.0)], &context),
+            None
+        );
+        // Too few finished peers to know what is plausible.
+        let lonely = QaContext {
+            peer_wall_s: vec![10.0],
+            ..context.clone()
+        };
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(20, 0.4, 1.0)], &lonely),
+            None
+        );
         let solved = QaContext {
             best_val_loss: Some(0.01),
             ..context

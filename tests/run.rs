@@ -1,0 +1,366 @@
+//! `archlab run` and `archlab report` through the real binary: a whole campaign with real
+//! trainer children and real SQLite, a SIGKILL mid-training followed by a resume, and bad
+//! manifests rejected with the field path.
+
+#![allow(clippy::unwrap_used)] // Test set-up: failures should fail loudly.
+
+use serde_json::Value;
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const TINY: &str = include_str!("fixtures/tiny_campaign.yaml");
+
+fn archlab(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(args)
+        .output()
+        .expect("archlab runs")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("archlab-run-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn write_manifest(dir: &Path, text: &str) -> String {
+    let path = dir.join("campaign.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn report_json(state: &Path) -> Value {
+    let output = archlab(&["report", "--state", state.to_str().unwrap(), "--json"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// Invariants every finished campaign holds, whatever happened on the way.
+fn check_memory(report: &Value, max_experiments: usize) {
+    let experiments = report["experiments"].as_array().unwrap();
+    assert!(
+        experiments.len() <= max_experiments,
+        "budget exceeded: {}",
+        experiments.len()
+    );
+    let ids: Vec<u64> = experiments
+        .iter()
+        .map(|e| e["id"].as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = (1..=ids.len() as u64).collect();
+    assert_eq!(ids, expected, "ids are dense and unique");
+    // Each seed once per stage and training seed; each promoted program once per seed.
+    let mut seen = HashSet::new();
+    for e in experiments {
+        for field in [
+            "id", "name", "parent", "stage", "phase", "fitness", "attempts",
+        ] {
+            assert!(e.get(field).is_some(), "experiment lacks `{field}`: {e}");
+        }
+        let phase = e["phase"].as_str().unwrap();
+        assert!(
+            phase == "succeeded" || phase == "failed",
+            "not terminal: {e}"
+        );
+        let origin = e["origin"].as_str().unwrap();
+        if origin != "proposal" {
+            let key = (
+                e["name"].to_string(),
+                e["stage"].to_string(),
+                e["replica"].as_u64(),
+            );
+            assert!(seen.insert(key), "duplicated: {e}");
+        }
+        let attempts = e["attempts"].as_array().unwrap();
+        assert!(!attempts.is_empty(), "no attempt recorded: {e}");
+        for attempt in attempts {
+            let outcome = attempt["outcome"].as_str().unwrap();
+            if outcome != "finished" {
+                assert!(
+                    !attempt["reason"].as_str().unwrap().is_empty(),
+                    "a failed attempt without its reason: {e}"
+                );
+            }
+        }
+        if phase == "failed" {
+            assert_ne!(attempts.last().unwrap()["outcome"], "finished");
+        }
+    }
+}
+
+#[test]
+fn a_campaign_runs_to_completion_and_the_report_shows_it() {
+    let dir = temp_dir("complete");
+    let manifest = write_manifest(&dir, TINY);
+    let state = dir.join("state");
+    let output = archlab(&[
+        "run",
+        &manifest,
+        "--state",
+        state.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("exploration and verification completed"),
+        "{stderr}"
+    );
+
+    let report = report_json(&state);
+    check_memory(&report, 12);
+    let experiments = report["experiments"].as_array().unwrap();
+    assert_eq!(experiments.len(), 12, "the budget is used");
+    let by_stage = |stage: &str, origin: &str| {
+        experiments
+            .iter()
+            .filter(|e| e["stage"] == stage && e["origin"] == origin)
+            .count()
+    };
+    assert_eq!(by_stage("exploration", "seed"), 2);
+    assert_eq!(by_stage("exploration", "proposal"), 4);
+    // Baseline and one promoted program, three training seeds each.
+    assert_eq!(by_stage("verification", "seed"), 3);
+    assert_eq!(by_stage("verification", "verification"), 3);
+    for proposal in experiments.iter().filter(|e| e["origin"] == "proposal") {
+        assert!(proposal["parent"].is_u64(), "{proposal}");
+        assert!(!proposal["motivation"].as_str().unwrap().is_empty());
+        assert!(
+            !proposal["retrieved"].as_array().unwrap().is_empty(),
+            "every proposal records the cognition entries it drew on: {proposal}"
+        );
+    }
+    let leaderboard = report["leaderboard"].as_array().unwrap();
+    assert!(!leaderboard.is_empty());
+    let fitness: Vec<f64> = leaderboard
+        .iter()
+        .map(|r| r["fitness"].as_f64().unwrap())
+        .collect();
+    assert!(
+        fitness.windows(2).all(|w| w[0] >= w[1]),
+        "sorted: {fitness:?}"
+    );
+    let verified = &report["verification"];
+    assert_eq!(verified["programs"].as_array().unwrap().len(), 1);
+    assert_eq!(verified["programs"][0]["runs"].as_u64(), Some(3));
+    assert!(verified["baseline"]["half_width"].as_f64().is_some());
+
+    // Text, figures and the HTML page.
+    let html = dir.join("report.html");
+    let output = archlab(&[
+        "report",
+        "--state",
+        state.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success());
+    for heading in ["LEADERBOARD", "VERIFICATION", "LINEAGE", "FAILED ATTEMPTS"] {
+        assert!(text.contains(heading), "{text}");
+    }
+    for figure in ["discovery.svg", "fitness.svg", "loss.svg"] {
+        let svg = std::fs::read_to_string(state.join("report").join(figure)).unwrap();
+        assert!(
+            svg.starts_with("<svg") && svg.contains("</svg>"),
+            "{figure}"
+        );
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("<svg") && page.contains("Leaderboard") && page.contains("linear_attention")
+    );
+
+    // Running it again finds the campaign complete and starts nothing.
+    let again = archlab(&[
+        "run",
+        &manifest,
+        "--state",
+        state.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(again.status.success());
+    assert_eq!(
+        report_json(&state)["experiments"].as_array().unwrap().len(),
+        12
+    );
+}
+
+/// Processes whose command line mentions `needle` (Linux /proc).
+fn processes_mentioning(needle: &str) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+fn experiments_in_db(state: &Path) -> Vec<(i64, String, i64)> {
+    let Ok(connection) = rusqlite::Connection::open_with_flags(
+        state.join("archlab.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    ) else {
+        return Vec::new();
+    };
+    let Ok(mut statement) = connection.prepare(
+        "SELECT e.id, e.phase, (SELECT COUNT(*) FROM attempts a WHERE a.campaign = e.campaign AND a.experiment = e.id AND a.progress_json != '[]') FROM experiments e",
+    ) else {
+        return Vec::new();
+    };
+    statement
+        .query_map([], |row| {
+            Ok((
+                row.get::<_, i64>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, i64>(2)?,
+            ))
+        })
+        .map(|rows| rows.filter_map(|r| r.ok()).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
+    let dir = temp_dir("sigkill");
+    // Longer runs, so the kill lands while trainers are mid-way.
+    let manifest = write_manifest(&dir, &TINY.replace("steps: 40", "steps: 1500"));
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["run", &manifest, "--state", &state_arg, "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // Wait until a proposal (after the seeds) is training with progress recorded.
+    loop {
+        let rows = experiments_in_db(&state);
+        if rows.iter().any(|(id, phase, with_progress)| {
+            *id >= 3 && phase.contains("training") && *with_progress > 0
+        }) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never saw a proposal training: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let before = experiments_in_db(&state);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    // Trainers notice their driver is gone (stdin closes) and exit instead of running on.
+    let runs = state.join("runs").display().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !processes_mentioning(&runs).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "orphaned trainers: {:?}",
+            processes_mentioning(&runs)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    let output = archlab(&["run", &manifest, "--state", &state_arg, "--quiet"]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("resuming"), "{stderr}");
+    let report = report_json(&state);
+    check_memory(&report, 12);
+    let experiments: BTreeMap<u64, &Value> = report["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["id"].as_u64().unwrap(), e))
+        .collect();
+    // Everything that existed at the kill is still there, under the same id and name.
+    for (id, _, _) in &before {
+        assert!(
+            experiments.contains_key(&(*id as u64)),
+            "experiment {id} was lost"
+        );
+    }
+    // The interrupted runs restarted as the same attempt, not as new experiments or attempts:
+    // attempt numbers stay dense, and the killed attempt ended normally.
+    for (id, phase, _) in &before {
+        if phase.contains("training") {
+            let attempts = experiments[&(*id as u64)]["attempts"].as_array().unwrap();
+            let numbers: Vec<u64> = attempts
+                .iter()
+                .map(|a| a["number"].as_u64().unwrap())
+                .collect();
+            assert_eq!(
+                numbers,
+                (1..=numbers.len() as u64).collect::<Vec<_>>(),
+                "experiment {id}"
+            );
+            assert_ne!(
+                attempts[0]["outcome"], "crashed",
+                "experiment {id}: {attempts:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn malformed_manifests_are_rejected_with_the_field_path() {
+    let dir = temp_dir("malformed");
+    let state = dir.join("state");
+    for (broken, expected) in [
+        (
+            TINY.replace("steps: 40", "steps: many"),
+            "spec.stages.exploration.train.steps",
+        ),
+        (
+            TINY.replace("maxExperiments: 12", "maxExperimentz: 12"),
+            "spec.budget",
+        ),
+        (
+            TINY.replace("baseline: linear_attention", "baseline: nope"),
+            "spec.baseline",
+        ),
+        (
+            TINY.replace("library: retnet", "library: retnett"),
+            "spec.seeds[1].library",
+        ),
+        (
+            TINY.replace("seeds: 3", "seeds: 1"),
+            "spec.stages.verification.seeds",
+        ),
+    ] {
+        let manifest = write_manifest(&dir, &broken);
+        let output = archlab(&[
+            "run",
+            &manifest,
+            "--state",
+            state.to_str().unwrap(),
+            "--quiet",
+        ]);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "expected `{expected}` in: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    let output = archlab(&["report", "--state", dir.join("nothing").to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no archlab memory"));
+}
