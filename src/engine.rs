@@ -173,6 +173,7 @@ impl<S: Store> Engine<S> {
             );
             match campaign::next(&self.spec, &self.experiments, &usage, &mut rng) {
                 Next::Create(new) => {
+                    tracing::debug!(id = next_id, ?new, "creating an experiment");
                     let experiment = self.create(next_id, new)?;
                     commands.extend(self.propose(experiment)?);
                 }
@@ -294,9 +295,12 @@ impl<S: Store> Engine<S> {
                 retrieved,
                 operator: proposal.operator,
             },
-            Err(error) => Event::RevisionAbandoned {
-                reason: error.to_string(),
-            },
+            Err(error) => {
+                tracing::warn!(experiment = experiment.id, %error, "the Researcher failed");
+                Event::RevisionAbandoned {
+                    reason: error.to_string(),
+                }
+            }
         })
     }
 
@@ -356,6 +360,7 @@ impl<S: Store> Engine<S> {
         let known = inputs.known();
         let context = inputs.context(&self.spec, &known);
         let (next, effects) = lifecycle::step(experiment, event, &context);
+        tracing::debug!(experiment = next.id, phase = ?next.phase, ?effects, "stepped");
         self.save(next.clone())?;
         self.apply(next, effects)
     }

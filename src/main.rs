@@ -226,6 +226,13 @@ fn parse_override(text: &str) -> Result<(String, i64), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics for developers: `ARCHLAB_LOG=debug archlab run …` (default: warnings only).
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHLAB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(error) => {

@@ -1,8 +1,9 @@
-//! The API: `Campaign` (and, with the operator, `Experiment`) custom resources in group
+//! The API: `Campaign` and `Experiment` custom resources in group
 //! `archlab.dev`, version `v1alpha1`. `archlab run` reads the very manifest a user would
 //! `kubectl apply`.
 
 pub mod campaign;
+pub mod experiment;
 pub mod manifest;
 
 pub use campaign::{Campaign, CampaignSpec, CampaignStatus};

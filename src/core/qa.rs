@@ -71,11 +71,31 @@ impl Default for QaLimits {
 }
 
 /// One progress report of a running trainer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ProgressPoint {
     pub step: usize,
+    /// NaN or infinite losses are stored as `null` (JSON has no NaN) and read back as NaN.
+    #[serde(with = "nullable_f64")]
+    #[schemars(with = "Option<f64>")]
     pub loss: f64,
     pub elapsed_s: f64,
+}
+
+/// Serde for a float that may be NaN: `null` on the wire.
+mod nullable_f64 {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &f64, serializer: S) -> Result<S::Ok, S::Error> {
+        if value.is_finite() {
+            serializer.serialize_f64(*value)
+        } else {
+            serializer.serialize_none()
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<f64, D::Error> {
+        Ok(Option::<f64>::deserialize(deserializer)?.unwrap_or(f64::NAN))
+    }
 }
 
 /// What the rules know beyond the run itself.
@@ -90,7 +110,7 @@ pub struct QaContext {
 }
 
 /// Why QA stopped a run.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "rule", rename_all = "snake_case")]
 pub enum QaVerdict {
     /// The loss is NaN or infinite.
@@ -203,6 +223,15 @@ mod tests {
 
     fn check(history: &[ProgressPoint], context: &QaContext) -> Option<QaVerdict> {
         judge(history, context, &QaLimits::default())
+    }
+
+    #[test]
+    fn a_nan_loss_survives_storage() {
+        let json = serde_json::to_string(&point(3, f64::NAN, 0.1)).unwrap_or_default();
+        assert!(json.contains("null"), "{json}");
+        let back: ProgressPoint = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(back.loss.is_nan());
+        assert_eq!(back.step, 3);
     }
 
     #[test]

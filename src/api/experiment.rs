@@ -1,0 +1,253 @@
+//! The `Experiment` custom resource: one experiment of a campaign, as the operator keeps it in
+//! the cluster. The spec is what never changes (identity, stage, lineage); the status is the
+//! lifecycle's record (phase, every attempt with its outcome, fitness, analysis). Conversion
+//! to and from the core's record is lossless, so both drivers remember the same things.
+
+use crate::core::lifecycle::{self, Attempt, ExperimentId, Origin, Phase, Stage};
+use crate::core::qa::ProgressPoint;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+// Several print columns share a type; clippy reads that as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "archlab.dev",
+    version = "v1alpha1",
+    kind = "Experiment",
+    namespaced,
+    status = "ExperimentStatus",
+    shortname = "exp",
+    derive = "PartialEq",
+    doc = "One architecture experiment of a campaign: its program's attempts, outcome and fitness.",
+    printcolumn(name = "Campaign", type_ = "string", json_path = ".spec.campaign"),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Fitness", type_ = "number", json_path = ".status.fitness"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ExperimentSpec {
+    /// The Campaign this experiment belongs to.
+    pub campaign: String,
+    /// Number within the campaign (1, 2, …), in creation order.
+    pub id: ExperimentId,
+    pub stage: Stage,
+    pub origin: Origin,
+    #[serde(default)]
+    pub parent: Option<ExperimentId>,
+    #[serde(default)]
+    pub references: Vec<ExperimentId>,
+    /// Training seed index at verification.
+    #[serde(default)]
+    pub replica: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ExperimentStatus {
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub motivation: String,
+    #[serde(default)]
+    pub operator: Option<String>,
+    #[serde(default)]
+    pub attempts: Vec<AttemptStatus>,
+    #[serde(default)]
+    pub fitness: Option<f64>,
+    #[serde(default)]
+    pub analysis: Option<String>,
+    #[serde(default)]
+    pub problem_summary: Option<String>,
+    #[serde(default)]
+    pub retrieved: Vec<String>,
+}
+
+/// One attempt as stored in the status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AttemptStatus {
+    pub number: u32,
+    pub program: String,
+    /// The outcome (`kind` plus its fields, as in memory), absent while running. Kept as free
+    /// JSON: Kubernetes' structural schemas cannot express internally tagged unions.
+    #[serde(default)]
+    #[schemars(schema_with = "free_object")]
+    pub outcome: Option<serde_json::Value>,
+    #[serde(default)]
+    pub progress: Vec<ProgressPoint>,
+}
+
+fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "nullable": true,
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// The resource name of experiment `id` of `campaign` (a DNS label: lowercase, ≤ 63).
+pub fn resource_name(campaign: &str, id: ExperimentId) -> String {
+    let mut prefix: String = campaign
+        .to_lowercase()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    prefix.truncate(50);
+    format!("{}-e{id:05}", prefix.trim_matches('-'))
+}
+
+/// The core record as a resource.
+pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment {
+    let mut resource = Experiment::new(
+        &resource_name(campaign, record.id),
+        ExperimentSpec {
+            campaign: campaign.to_string(),
+            id: record.id,
+            stage: record.stage,
+            origin: record.origin,
+            parent: record.parent,
+            references: record.references.clone(),
+            replica: record.replica,
+        },
+    );
+    resource.status = Some(ExperimentStatus {
+        phase: Some(record.phase),
+        name: record.name.clone(),
+        motivation: record.motivation.clone(),
+        operator: record.operator.clone(),
+        attempts: record
+            .attempts
+            .iter()
+            .map(|a| AttemptStatus {
+                number: a.number,
+                program: a.program.clone(),
+                outcome: a
+                    .outcome
+                    .as_ref()
+                    .and_then(|o| serde_json::to_value(o).ok()),
+                progress: a.progress.clone(),
+            })
+            .collect(),
+        fitness: record.fitness,
+        analysis: record.analysis.clone(),
+        problem_summary: record.problem_summary.clone(),
+        retrieved: record.retrieved.clone(),
+    });
+    resource
+}
+
+/// The core record a resource holds (a resource without status is waiting for its proposal).
+/// An outcome that does not parse is an error naming the attempt.
+pub fn from_resource(resource: &Experiment) -> Result<lifecycle::Experiment, String> {
+    let spec = &resource.spec;
+    let status = resource.status.clone().unwrap_or_default();
+    let mut attempts = Vec::with_capacity(status.attempts.len());
+    for (index, attempt) in status.attempts.into_iter().enumerate() {
+        let outcome = match attempt.outcome {
+            None | Some(serde_json::Value::Null) => None,
+            Some(value) => Some(
+                serde_json::from_value(value)
+                    .map_err(|e| format!("status.attempts[{index}].outcome: {e}"))?,
+            ),
+        };
+        attempts.push(Attempt {
+            number: attempt.number,
+            program: attempt.program,
+            outcome,
+            progress: attempt.progress,
+        });
+    }
+    Ok(lifecycle::Experiment {
+        id: spec.id,
+        name: status.name,
+        stage: spec.stage,
+        origin: spec.origin,
+        replica: spec.replica,
+        operator: status.operator,
+        parent: spec.parent,
+        references: spec.references.clone(),
+        motivation: status.motivation,
+        phase: status.phase.unwrap_or(Phase::Proposing),
+        attempts,
+        fitness: status.fitness,
+        analysis: status.analysis,
+        problem_summary: status.problem_summary,
+        retrieved: status.retrieved,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Outcome, TrainSummary};
+    use crate::core::qa::{ProgressPoint, QaVerdict};
+    use kube::CustomResourceExt;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn records_survive_the_round_trip_through_the_resource_and_yaml() {
+        let mut record = lifecycle::Experiment::new(7, Stage::Exploration, Some(3), vec![1, 2]);
+        record.name = "gla-conv-7".into();
+        record.motivation = "a short convolution".into();
+        record.operator = Some("toggle_short_conv".into());
+        record.phase = Phase::Succeeded;
+        record.fitness = Some(0.7);
+        record.retrieved = vec!["h3".into()];
+        record.attempts = vec![
+            Attempt {
+                number: 1,
+                program: "mixer a(d_model) { return x }".into(),
+                outcome: Some(Outcome::Stopped {
+                    verdict: QaVerdict::NotFinite { step: 4 },
+                }),
+                progress: vec![ProgressPoint {
+                    step: 4,
+                    loss: 2.0,
+                    elapsed_s: 0.5,
+                }],
+            },
+            Attempt {
+                number: 2,
+                program: "mixer b(d_model) { return x }".into(),
+                outcome: Some(Outcome::Finished {
+                    summary: TrainSummary {
+                        val_loss: 1.25,
+                        accuracy: BTreeMap::from([("mqar".into(), 0.5)]),
+                        wall_s: 3.0,
+                        params: 100,
+                    },
+                }),
+                progress: vec![],
+            },
+        ];
+        let resource = to_resource("Quick_Start", &record);
+        assert_eq!(
+            resource.metadata.name.as_deref(),
+            Some("quick-start-e00007")
+        );
+        let yaml = serde_yaml::to_string(&resource).unwrap_or_default();
+        let parsed: Experiment =
+            serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
+        assert_eq!(from_resource(&parsed), Ok(record));
+    }
+
+    #[test]
+    fn the_crd_names_group_version_and_kind() {
+        let crd = serde_json::to_value(Experiment::crd()).unwrap_or_default();
+        assert_eq!(crd["spec"]["group"], "archlab.dev");
+        assert_eq!(crd["spec"]["names"]["kind"], "Experiment");
+        assert_eq!(crd["spec"]["versions"][0]["name"], "v1alpha1");
+        let status =
+            &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["status"];
+        assert!(status["properties"]["attempts"].is_object(), "{status}");
+    }
+}
