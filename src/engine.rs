@@ -3,7 +3,10 @@
 //! driver only what needs a body — start or stop a trainer. The local driver runs trainers as
 //! child processes; the operator as pods. Neither decides anything.
 
-use crate::agents::{Agents, AnalysisRequest, ProposalRequest, Repair, RepairRequest};
+use crate::agents::llm::client::RoleStats;
+use crate::agents::{
+    Agents, AnalysisRequest, JudgeRequest, ProposalRequest, Repair, RepairRequest,
+};
 use crate::api::CampaignSpec;
 use crate::cognition::{Base, Retriever};
 use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
@@ -11,7 +14,7 @@ use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Orig
 use crate::memory::{MemoryError, Store};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use trainer::TrainConfig;
 
 /// What the driver must do with its body.
@@ -63,6 +66,10 @@ pub struct Engine<S: Store> {
     cognition: Cognition,
     /// Mirror of memory (this engine is the campaign's only writer).
     experiments: Vec<Experiment>,
+    /// Agent statistics of earlier runs of this campaign, and this run's tokens already
+    /// added to the usage in memory.
+    stats_before: BTreeMap<String, RoleStats>,
+    tokens_recorded: u64,
 }
 
 impl<S: Store> Engine<S> {
@@ -79,6 +86,11 @@ impl<S: Store> Engine<S> {
         })?;
         store.register_campaign(campaign, &spec_json)?;
         let experiments = store.experiments(campaign)?;
+        let stats_before = store
+            .agent_stats(campaign)?
+            .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
+            .and_then(|record| serde_json::from_value(record["roles"].clone()).ok())
+            .unwrap_or_default();
         Ok(Engine {
             campaign: campaign.to_string(),
             spec,
@@ -86,6 +98,8 @@ impl<S: Store> Engine<S> {
             agents,
             cognition,
             experiments,
+            stats_before,
+            tokens_recorded: 0,
         })
     }
 
@@ -102,8 +116,66 @@ impl<S: Store> Engine<S> {
         campaign::usage(&self.experiments, tokens)
     }
 
+    /// Usage as the planner should see it: when the LLM backend may fall back to the
+    /// evolutionary agents, spent LLM tokens switch agents instead of ending the campaign.
+    fn planning_usage(&self) -> crate::core::budget::Usage {
+        let mut usage = self.usage();
+        if self
+            .spec
+            .agents
+            .llm
+            .as_ref()
+            .is_some_and(|llm| llm.fallback_to_evolutionary)
+        {
+            usage.llm_tokens = 0;
+        }
+        usage
+    }
+
+    /// Per-role statistics over every run of this campaign.
+    pub fn agent_stats(&self) -> BTreeMap<String, RoleStats> {
+        let mut merged = self.stats_before.clone();
+        for (role, stats) in self.agents.stats() {
+            let total = merged.entry(role).or_default();
+            total.requests += stats.requests;
+            total.errors += stats.errors;
+            total.retries += stats.retries;
+            total.prompt_tokens += stats.prompt_tokens;
+            total.completion_tokens += stats.completion_tokens;
+            total.latency_ms += stats.latency_ms;
+        }
+        merged
+    }
+
+    /// Writes the agents' token usage and statistics to memory.
+    fn record_agents(&mut self) -> Result<()> {
+        let tokens = self.agents.tokens_used();
+        if tokens > self.tokens_recorded {
+            let delta = crate::core::budget::Usage {
+                llm_tokens: tokens - self.tokens_recorded,
+                ..Default::default()
+            };
+            self.store.add_usage(&self.campaign, &delta)?;
+            self.tokens_recorded = tokens;
+        }
+        if tokens > 0 || self.agents.fallback().is_some() {
+            let record = serde_json::json!({
+                "roles": self.agent_stats(),
+                "fallback": self.agents.fallback(),
+            });
+            self.store
+                .save_agent_stats(&self.campaign, &record.to_string())?;
+        }
+        Ok(())
+    }
+
     pub fn agents_name(&self) -> &'static str {
         self.agents.name()
+    }
+
+    /// Why the agents fell back to the evolutionary backend, once they have.
+    pub fn agents_fallback(&self) -> Option<&str> {
+        self.agents.fallback()
     }
 
     fn get(&self, id: ExperimentId) -> Option<&Experiment> {
@@ -166,7 +238,7 @@ impl<S: Store> Engine<S> {
     pub fn fill(&mut self, free_slots: usize) -> Result<(Vec<Command>, Option<Ending>)> {
         let mut commands = Vec::new();
         while commands.len() < free_slots {
-            let usage = self.usage();
+            let usage = self.planning_usage();
             let next_id = self.store.next_experiment_id(&self.campaign)?;
             let mut rng = SmallRng::seed_from_u64(
                 self.spec.seed ^ next_id.wrapping_mul(0x9E37_79B9_7F4A_7C15),
@@ -360,6 +432,7 @@ impl<S: Store> Engine<S> {
         let known = inputs.known();
         let context = inputs.context(&self.spec, &known);
         let (next, effects) = lifecycle::step(experiment, event, &context);
+        self.record_agents()?;
         tracing::debug!(experiment = next.id, phase = ?next.phase, ?effects, "stepped");
         self.save(next.clone())?;
         self.apply(next, effects)
@@ -449,13 +522,21 @@ impl<S: Store> Engine<S> {
             peers,
         };
         match self.agents.analyse(&request) {
-            Ok(analysis) => Event::Analysed {
-                analysis: analysis.analysis,
-                problem_summary: analysis.problem_summary,
-            },
+            Ok(analysis) => {
+                let judge = self.agents.judge(&JudgeRequest {
+                    experiment,
+                    numbers: &analysis.analysis,
+                });
+                Event::Analysed {
+                    analysis: analysis.analysis,
+                    problem_summary: analysis.problem_summary,
+                    judge,
+                }
+            }
             Err(error) => Event::Analysed {
                 analysis: format!("analysis failed: {error}"),
                 problem_summary: String::new(),
+                judge: None,
             },
         }
     }

@@ -144,7 +144,7 @@ fn a_changed_spec_under_the_same_name_is_refused() {
 fn the_schema_is_versioned_in_wal_mode_and_a_newer_one_is_refused() {
     let dir = state_dir("schema");
     let store = SqliteStore::open(&dir).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 1);
+    assert_eq!(store.schema_version().unwrap(), 2);
     drop(store);
     let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
     let mode: String = connection
@@ -163,4 +163,32 @@ fn the_schema_is_versioned_in_wal_mode_and_a_newer_one_is_refused() {
         }) => {}
         other => panic!("expected a newer-schema error, got {:?}", other.map(|_| ())),
     }
+}
+
+#[test]
+fn a_version_1_database_is_upgraded_in_place_keeping_its_records() {
+    let dir = state_dir("upgrade");
+    std::fs::create_dir_all(&dir).unwrap();
+    {
+        // What the first release wrote: schema 1, one campaign.
+        let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
+        connection
+            .execute_batch(
+                "CREATE TABLE campaigns (name TEXT PRIMARY KEY, spec_json TEXT NOT NULL, usage_json TEXT NOT NULL);
+                 CREATE TABLE experiments (campaign TEXT NOT NULL REFERENCES campaigns(name), id INTEGER NOT NULL, name TEXT NOT NULL, stage TEXT NOT NULL, phase TEXT NOT NULL, parent INTEGER, fitness REAL, record_json TEXT NOT NULL, PRIMARY KEY (campaign, id));
+                 CREATE TABLE attempts (campaign TEXT NOT NULL, experiment INTEGER NOT NULL, number INTEGER NOT NULL, program TEXT NOT NULL, outcome_json TEXT, progress_json TEXT NOT NULL, PRIMARY KEY (campaign, experiment, number), FOREIGN KEY (campaign, experiment) REFERENCES experiments(campaign, id));
+                 INSERT INTO campaigns VALUES ('old', '{}', '{\"experiments\":0,\"computeSeconds\":0.0,\"llmTokens\":7}');
+                 PRAGMA user_version = 1;",
+            )
+            .unwrap();
+    }
+    let mut store = SqliteStore::open(&dir).unwrap();
+    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.usage("old").unwrap().llm_tokens, 7);
+    assert_eq!(store.agent_stats("old").unwrap(), None);
+    store.save_agent_stats("old", "{\"roles\":{}}").unwrap();
+    assert_eq!(
+        store.agent_stats("old").unwrap().as_deref(),
+        Some("{\"roles\":{}}")
+    );
 }

@@ -5,6 +5,7 @@
 pub mod analyst;
 pub mod engineer;
 pub mod evolutionary;
+pub mod llm;
 pub mod random;
 
 use crate::cognition::Entry;
@@ -80,13 +81,35 @@ pub struct Analysis {
     pub problem_summary: String,
 }
 
-/// One backend for the three roles.
+/// What the judge sees: the finished experiment and the Analyst's numbers.
+pub struct JudgeRequest<'a> {
+    pub experiment: &'a Experiment,
+    pub numbers: &'a str,
+}
+
+/// One backend for the roles.
 pub trait Agents: Send {
     /// The backend's name, for logs and reports.
     fn name(&self) -> &'static str;
     fn propose(&mut self, request: &ProposalRequest<'_>) -> Result<Proposal, AgentError>;
     fn repair(&mut self, request: &RepairRequest<'_>) -> Result<Repair, AgentError>;
     fn analyse(&mut self, request: &AnalysisRequest<'_>) -> Result<Analysis, AgentError>;
+    /// A 1–10 quality score for fitness's judge term; `None` when there is no judge.
+    fn judge(&mut self, _request: &JudgeRequest<'_>) -> Option<f64> {
+        None
+    }
+    /// LLM tokens spent by this process.
+    fn tokens_used(&self) -> u64 {
+        0
+    }
+    /// Requests, errors, tokens and latency per role (this process).
+    fn stats(&self) -> std::collections::BTreeMap<String, llm::client::RoleStats> {
+        std::collections::BTreeMap::new()
+    }
+    /// Why the backend fell back to the evolutionary agents, if it has.
+    fn fallback(&self) -> Option<&str> {
+        None
+    }
 }
 
 /// The Researcher variants of the offline backend.

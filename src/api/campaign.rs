@@ -181,6 +181,81 @@ pub enum AgentBackend {
 pub struct AgentsSpec {
     #[serde(default)]
     pub backend: AgentBackend,
+    /// The endpoint and models, for `backend: llm`.
+    #[serde(default)]
+    pub llm: Option<LlmSpec>,
+}
+
+/// An OpenAI-compatible endpoint (OpenAI, vLLM, Ollama, llama.cpp's server).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct LlmSpec {
+    /// Base URL up to and including `/v1`, e.g. `http://localhost:8000/v1`.
+    pub base_url: String,
+    /// Environment variable holding the API key (locally); none for keyless endpoints. The key
+    /// itself never appears in the spec, logs, status or memory.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// The model every role uses unless it names its own.
+    pub model: String,
+    #[serde(default)]
+    pub researcher: RoleSpec,
+    #[serde(default)]
+    pub engineer: RoleSpec,
+    #[serde(default)]
+    pub analyst: RoleSpec,
+    #[serde(default)]
+    pub judge: RoleSpec,
+    /// Ask the judge for a score that enters fitness.
+    #[serde(default = "yes")]
+    pub use_judge: bool,
+    /// Seconds before a request counts as hung.
+    #[serde(default = "timeout_seconds")]
+    pub timeout_seconds: f64,
+    /// Retries after a 429, a 5xx, a timeout or a refused connection.
+    #[serde(default = "max_retries")]
+    pub max_retries: u32,
+    /// First backoff in seconds (doubled each retry, with jitter; `Retry-After` wins).
+    #[serde(default = "backoff_seconds")]
+    pub backoff_seconds: f64,
+    /// Re-asks after a reply that is not valid JSON of the role's schema.
+    #[serde(default = "max_reasks")]
+    pub max_reasks: u32,
+    /// Model for `/v1/embeddings` (cognition retrieval); none: the built-in embedding.
+    #[serde(default)]
+    pub embeddings_model: Option<String>,
+    /// Use the evolutionary agents when the endpoint stays unreachable or the token budget is
+    /// spent, instead of failing those experiments.
+    #[serde(default = "yes")]
+    pub fallback_to_evolutionary: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+fn timeout_seconds() -> f64 {
+    120.0
+}
+fn max_retries() -> u32 {
+    4
+}
+fn backoff_seconds() -> f64 {
+    1.0
+}
+fn max_reasks() -> u32 {
+    2
+}
+
+/// One role's model settings.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoleSpec {
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub temperature: Option<f64>,
+    #[serde(default)]
+    pub max_tokens: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -189,6 +264,8 @@ pub enum EmbedderKind {
     #[default]
     Lexical,
     Minilm,
+    /// `/v1/embeddings` of the agents' endpoint (`agents.llm.embeddingsModel`).
+    Endpoint,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -147,6 +147,42 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
     if spec.parallelism == 0 {
         return Err(error("spec.parallelism", "must be at least 1"));
     }
+    if spec.agents.backend == super::campaign::AgentBackend::Llm {
+        let Some(llm) = &spec.agents.llm else {
+            return Err(error(
+                "spec.agents.llm",
+                "`backend: llm` needs an `llm` block with `baseUrl` and `model`",
+            ));
+        };
+        if !(llm.base_url.starts_with("http://") || llm.base_url.starts_with("https://")) {
+            return Err(error(
+                "spec.agents.llm.baseUrl",
+                format!(
+                    "expected an http:// or https:// URL, found `{}`",
+                    llm.base_url
+                ),
+            ));
+        }
+        if !(llm.timeout_seconds > 0.0 && llm.timeout_seconds.is_finite()) {
+            return Err(error(
+                "spec.agents.llm.timeoutSeconds",
+                "must be a positive number",
+            ));
+        }
+    }
+    if spec.cognition.embedder == super::campaign::EmbedderKind::Endpoint
+        && spec
+            .agents
+            .llm
+            .as_ref()
+            .and_then(|llm| llm.embeddings_model.as_ref())
+            .is_none()
+    {
+        return Err(error(
+            "spec.cognition.embedder",
+            "`endpoint` needs `spec.agents.llm.embeddingsModel` (and its baseUrl)",
+        ));
+    }
     if spec.search.sampling.parent_top_k == 0 {
         return Err(error(
             "spec.search.sampling.parentTopK",

@@ -54,7 +54,10 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
     let experiments = store.experiments(&campaign)?;
     let tokens = store.usage(&campaign)?.llm_tokens;
     let usage = crate::core::campaign::usage(&experiments, tokens);
-    let report = Report::build(&campaign, &baseline, &experiments, usage);
+    let mut report = Report::build(&campaign, &baseline, &experiments, usage);
+    report.agents = store
+        .agent_stats(&campaign)?
+        .and_then(|json| serde_json::from_str(&json).ok());
     let figures = plots::all(&report).map_err(|e| anyhow::anyhow!("drawing the figures: {e}"))?;
     let plot_dir = options
         .plots

@@ -66,6 +66,10 @@ pub enum Outcome {
     /// The program or motivation is not novel.
     NotNovel {
         reason: String,
+        /// A program can be changed into a novel one; a repeated motivation cannot (the
+        /// Engineer edits programs, not ideas), so that attempt is not revised.
+        #[serde(default = "yes")]
+        repairable: bool,
     },
     /// QA stopped the trainer.
     Stopped {
@@ -94,7 +98,7 @@ impl Outcome {
             Outcome::Invalid { diagnostics } => {
                 format!("the program fails the checks:\n{diagnostics}")
             }
-            Outcome::NotNovel { reason } => reason.clone(),
+            Outcome::NotNovel { reason, .. } => reason.clone(),
             Outcome::Stopped { verdict } => {
                 format!("quality assurance stopped training: {}", verdict.describe())
             }
@@ -115,6 +119,10 @@ pub struct Attempt {
     pub outcome: Option<Outcome>,
     /// Progress seen so far (kept for QA and the loss curves).
     pub progress: Vec<ProgressPoint>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// Where an experiment's program came from.
@@ -249,6 +257,8 @@ pub enum Event {
     Analysed {
         analysis: String,
         problem_summary: String,
+        /// The judge's 1–10 score, when a judge ran: it enters fitness.
+        judge: Option<f64>,
     },
 }
 
@@ -377,8 +387,19 @@ pub fn step(
             Event::Analysed {
                 analysis,
                 problem_summary,
+                judge,
             },
         ) => {
+            if let (Some(judge), Some(summary), Some(baseline)) =
+                (judge, experiment.summary(), context.baseline.as_ref())
+            {
+                let scores = Scores {
+                    val_loss: summary.val_loss,
+                    accuracy: summary.accuracy.clone(),
+                    judge: Some(judge),
+                };
+                experiment.fitness = fitness(&scores, baseline, context.weights);
+            }
             experiment.analysis = Some(analysis);
             experiment.problem_summary = Some(problem_summary);
             finish(&mut experiment, Phase::Succeeded, &mut effects);
@@ -450,14 +471,24 @@ fn novelty_outcome(
         .err()
         .map(|not_novel| Outcome::NotNovel {
             reason: not_novel.describe(),
+            repairable: !matches!(not_novel, novelty::NotNovel::RepeatedMotivation { .. }),
         })
 }
 
 /// After a failed attempt: ask for a revision while the bound allows, else fail.
 fn revise_or_fail(experiment: &mut Experiment, context: &Context<'_>, effects: &mut Vec<Effect>) {
     let revisions_used = experiment.attempts.len().saturating_sub(1) as u32;
+    let repairable = |attempt: &Attempt| {
+        !matches!(
+            attempt.outcome,
+            Some(Outcome::NotNovel {
+                repairable: false,
+                ..
+            })
+        )
+    };
     match experiment.attempts.last() {
-        Some(attempt) if revisions_used < context.max_revisions => {
+        Some(attempt) if revisions_used < context.max_revisions && repairable(attempt) => {
             let error = attempt
                 .outcome
                 .as_ref()
@@ -563,6 +594,7 @@ mod tests {
         let analysed = Event::Analysed {
             analysis: "better".into(),
             problem_summary: "recall is fine".into(),
+            judge: None,
         };
         let (experiment, effects) = run(vec![proposed(GOOD), finished(1.5), analysed], 2);
         assert_eq!(experiment.phase, Phase::Succeeded);
@@ -714,7 +746,7 @@ mod tests {
         );
         assert_eq!(experiment.phase, Phase::Failed);
         assert!(
-            matches!(&experiment.attempts[0].outcome, Some(Outcome::NotNovel { reason }) if reason.contains("experiment 9"))
+            matches!(&experiment.attempts[0].outcome, Some(Outcome::NotNovel { reason, .. }) if reason.contains("experiment 9"))
         );
         assert_eq!(
             effects,

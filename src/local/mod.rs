@@ -5,15 +5,20 @@
 pub mod child;
 pub mod progress;
 
+use crate::agents::llm::LlmAgents;
+use crate::agents::llm::client::{ApiKey, Client, RetryPolicy};
 use crate::agents::{Agents, Offline, SearchStrategy};
+use crate::api::campaign::LlmSpec;
 use crate::api::campaign::{AgentBackend, EmbedderKind};
 use crate::api::{Campaign, parse_campaign};
+use crate::cognition::endpoint::EndpointRetriever;
 use crate::cognition::{Base, Retriever, minilm};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId};
 use crate::core::trainer_output::parse_line;
 use crate::core::verification;
 use crate::engine::{Cognition, Command, Engine};
+use crate::memory::Store;
 use crate::memory::sqlite::SqliteStore;
 use anyhow::{Context, Result, bail};
 use child::{Message, TrainerChild};
@@ -21,6 +26,7 @@ use progress::Display;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::time::Duration;
 
 pub struct RunOptions {
     pub manifest: PathBuf,
@@ -56,6 +62,31 @@ pub fn campaign_name(campaign: &Campaign) -> Result<String> {
     }
 }
 
+/// The endpoint client settings shared by agents and embeddings.
+fn api_key(llm: &LlmSpec) -> Result<Option<ApiKey>> {
+    match &llm.api_key_env {
+        None => Ok(None),
+        Some(name) => match std::env::var(name) {
+            Ok(key) if !key.is_empty() => Ok(Some(ApiKey::new(key))),
+            _ => bail!("spec.agents.llm.apiKeyEnv: the environment variable `{name}` is not set"),
+        },
+    }
+}
+
+fn llm_client(llm: &LlmSpec) -> Result<Client> {
+    Client::new(
+        &llm.base_url,
+        api_key(llm)?,
+        Duration::from_secs_f64(llm.timeout_seconds),
+        RetryPolicy {
+            max_retries: llm.max_retries,
+            backoff: Duration::from_secs_f64(llm.backoff_seconds.max(0.0)),
+            max_wait: Duration::from_secs(60),
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))
+}
+
 fn cognition(campaign: &Campaign) -> Result<Cognition> {
     let spec = &campaign.spec.cognition;
     let dirs: Vec<PathBuf> = spec.extra_dirs.iter().map(PathBuf::from).collect();
@@ -70,6 +101,16 @@ fn cognition(campaign: &Campaign) -> Result<Cognition> {
                 )
             })?)
         }
+        EmbedderKind::Endpoint => {
+            let llm = campaign.spec.agents.llm.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("spec.cognition.embedder: `endpoint` needs spec.agents.llm")
+            })?;
+            let model = llm.embeddings_model.as_deref().unwrap_or_default();
+            Box::new(
+                EndpointRetriever::new(llm_client(llm)?, model, &base.entries)
+                    .map_err(|e| anyhow::anyhow!("spec.cognition.embedder: {e}"))?,
+            )
+        }
     };
     Ok(Cognition {
         base,
@@ -79,7 +120,28 @@ fn cognition(campaign: &Campaign) -> Result<Cognition> {
     })
 }
 
-fn agents(campaign: &Campaign, strategy: Option<SearchStrategy>) -> Result<Box<dyn Agents>> {
+/// The campaign's constraints in words, for LLM prompts.
+fn constraints_text(campaign: &Campaign) -> String {
+    let spec = &campaign.spec;
+    let train = &spec.stages.exploration.train;
+    format!(
+        "- cost in the sequence length at most `{:?}` (linear < window < quadratic)\n- d_model {} and sequence length {} at exploration\n{}",
+        spec.constraints.max_complexity,
+        train.model.d_model,
+        train.data.seq_len,
+        spec.constraints
+            .max_params
+            .map_or_else(String::new, |p| format!(
+                "- at most {p} parameters per mixer\n"
+            ))
+    )
+}
+
+fn agents(
+    campaign: &Campaign,
+    strategy: Option<SearchStrategy>,
+    tokens_before: u64,
+) -> Result<Box<dyn Agents>> {
     if let Some(strategy) = strategy {
         return Ok(Box::new(Offline { strategy }));
     }
@@ -87,9 +149,20 @@ fn agents(campaign: &Campaign, strategy: Option<SearchStrategy>) -> Result<Box<d
         AgentBackend::Evolutionary => Ok(Box::new(Offline {
             strategy: SearchStrategy::Evolutionary,
         })),
-        AgentBackend::Llm => bail!(
-            "spec.agents.backend: `llm` is not available in this build yet; use `evolutionary`"
-        ),
+        AgentBackend::Llm => {
+            let Some(llm) = &campaign.spec.agents.llm else {
+                bail!("spec.agents.llm: `backend: llm` needs an `llm` block");
+            };
+            let agents = LlmAgents::new(
+                llm,
+                api_key(llm)?,
+                campaign.spec.budget.max_llm_tokens,
+                tokens_before,
+                constraints_text(campaign),
+            )
+            .map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))?;
+            Ok(Box::new(agents))
+        }
     }
 }
 
@@ -97,7 +170,8 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let campaign = load_campaign(&options.manifest)?;
     let name = campaign_name(&campaign)?;
     let store = SqliteStore::open(&options.state)?;
-    let agents = agents(&campaign, options.strategy)?;
+    let tokens_before = store.usage(&name).map(|u| u.llm_tokens).unwrap_or(0);
+    let agents = agents(&campaign, options.strategy, tokens_before)?;
     let cognition = cognition(&campaign)?;
     let parallelism = campaign.spec.parallelism.max(1) as usize;
     let budget = campaign.spec.budget.max_experiments;
@@ -209,6 +283,11 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
 fn refresh<S: crate::memory::Store>(display: &mut Display, engine: &Engine<S>) {
     let wins = verification::summarise(engine.experiments()).discoveries();
     display.update(engine.experiments(), wins);
+    if let Some(reason) = engine.agents_fallback() {
+        display.notice_once(&format!(
+            "the LLM agents fell back to the evolutionary agents: {reason}"
+        ));
+    }
 }
 
 /// Starts and stops trainer children for the engine's commands.
@@ -313,6 +392,15 @@ fn summary<S: crate::memory::Store>(
             } else {
                 ""
             }
+        ));
+    }
+    for (role, stats) in engine.agent_stats() {
+        lines.push(format!(
+            "llm {role}: {} requests, {} errors, {} retries, {} tokens",
+            stats.requests,
+            stats.errors,
+            stats.retries,
+            stats.tokens()
         ));
     }
     lines.push(format!(

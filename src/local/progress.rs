@@ -12,6 +12,7 @@ pub struct Display {
     campaign: ProgressBar,
     runs: BTreeMap<(ExperimentId, u32), ProgressBar>,
     reported: HashSet<ExperimentId>,
+    notices: HashSet<String>,
     visible: bool,
 }
 
@@ -36,6 +37,7 @@ impl Display {
             campaign,
             runs: BTreeMap::new(),
             reported: HashSet::new(),
+            notices: HashSet::new(),
             visible,
         }
     }
@@ -46,6 +48,13 @@ impl Display {
             let _ = self.multi.println(text);
         } else {
             eprintln!("{text}");
+        }
+    }
+
+    /// A line shown once however often it is raised.
+    pub fn notice_once(&mut self, text: &str) {
+        if self.notices.insert(text.to_string()) {
+            self.line(text);
         }
     }
 

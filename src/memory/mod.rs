@@ -54,4 +54,7 @@ pub trait Store {
     /// Adds to the campaign's recorded usage and returns the new total.
     fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage>;
     fn usage(&self, campaign: &str) -> Result<Usage>;
+    /// Stores the agents' statistics (JSON: per-role counters and any fallback reason).
+    fn save_agent_stats(&mut self, campaign: &str, json: &str) -> Result<()>;
+    fn agent_stats(&self, campaign: &str) -> Result<Option<String>>;
 }

@@ -9,7 +9,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 
 /// Schema migrations; `user_version` holds how many have run.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE campaigns (
         name TEXT PRIMARY KEY,
         spec_json TEXT NOT NULL,
@@ -36,7 +37,11 @@ const MIGRATIONS: &[&str] = &["
         PRIMARY KEY (campaign, experiment, number),
         FOREIGN KEY (campaign, experiment) REFERENCES experiments(campaign, id)
     );
-"];
+",
+    "
+    ALTER TABLE campaigns ADD COLUMN agents_json TEXT;
+",
+];
 
 /// The database file's name inside the state directory.
 pub const DATABASE: &str = "archlab.db";
@@ -146,6 +151,28 @@ impl Store for SqliteStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.error(e))?;
         Ok(names)
+    }
+
+    fn save_agent_stats(&mut self, campaign: &str, json: &str) -> Result<()> {
+        self.connection
+            .execute(
+                "UPDATE campaigns SET agents_json = ?2 WHERE name = ?1",
+                params![campaign, json],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    fn agent_stats(&self, campaign: &str) -> Result<Option<String>> {
+        self.connection
+            .query_row(
+                "SELECT agents_json FROM campaigns WHERE name = ?1",
+                [campaign],
+                |row| row.get::<_, Option<String>>(0),
+            )
+            .optional()
+            .map(Option::flatten)
+            .map_err(|e| self.error(e))
     }
 
     fn campaign_spec(&self, name: &str) -> Result<Option<String>> {

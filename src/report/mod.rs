@@ -70,6 +70,15 @@ pub struct LeaderboardRow {
     pub state_of_the_art: bool,
 }
 
+/// What the agents cost (LLM backend): per-role counters and any fallback.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct AgentsRecord {
+    #[serde(default)]
+    pub roles: BTreeMap<String, crate::agents::llm::client::RoleStats>,
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub campaign: String,
@@ -79,6 +88,8 @@ pub struct Report {
     /// Exploration results, best fitness first.
     pub leaderboard: Vec<LeaderboardRow>,
     pub verification: Verification,
+    /// Requests, errors, retries, tokens and latency per LLM role (absent without an LLM).
+    pub agents: Option<AgentsRecord>,
 }
 
 fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
@@ -195,6 +206,7 @@ impl Report {
             experiments: rows,
             leaderboard,
             verification,
+            agents: None,
         }
     }
 

@@ -1,0 +1,73 @@
+//! Retrieval through an OpenAI-compatible `/v1/embeddings` endpoint: every entry's trigger is
+//! embedded once at start, each query on demand, and entries are ranked by cosine similarity.
+
+use super::{CognitionError, Entry, Retriever};
+use crate::agents::llm::client::Client;
+use std::sync::Mutex;
+
+pub struct EndpointRetriever {
+    client: Mutex<Client>,
+    model: String,
+    entries: Vec<Vec<f32>>,
+}
+
+fn failed(error: impl std::fmt::Display) -> CognitionError {
+    CognitionError::Invalid {
+        origin: "embeddings endpoint".into(),
+        message: error.to_string(),
+    }
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| f64::from(*x) * f64::from(*y))
+        .sum();
+    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
+    let denominator = norm(a) * norm(b);
+    if denominator > 0.0 {
+        dot / denominator
+    } else {
+        0.0
+    }
+}
+
+impl EndpointRetriever {
+    /// Embeds every entry's trigger (in batches of 32).
+    pub fn new(
+        mut client: Client,
+        model: &str,
+        entries: &[Entry],
+    ) -> Result<EndpointRetriever, CognitionError> {
+        let mut vectors = Vec::with_capacity(entries.len());
+        for batch in entries.chunks(32) {
+            let texts: Vec<String> = batch.iter().map(|e| e.trigger.clone()).collect();
+            vectors.extend(client.embed(model, &texts).map_err(failed)?);
+        }
+        Ok(EndpointRetriever {
+            client: Mutex::new(client),
+            model: model.to_string(),
+            entries: vectors,
+        })
+    }
+}
+
+impl Retriever for EndpointRetriever {
+    fn name(&self) -> &'static str {
+        "endpoint"
+    }
+
+    fn scores(&self, query: &str) -> Result<Vec<f64>, CognitionError> {
+        let mut client = self
+            .client
+            .lock()
+            .map_err(|_| failed("the client lock is poisoned"))?;
+        let query = client
+            .embed(&self.model, &[query.to_string()])
+            .map_err(failed)?
+            .pop()
+            .unwrap_or_default();
+        Ok(self.entries.iter().map(|e| cosine(&query, e)).collect())
+    }
+}

@@ -1,0 +1,577 @@
+//! The LLM backend against a real HTTP server on 127.0.0.1 that speaks the OpenAI
+//! chat-completions protocol with scripted replies: retries (429 with Retry-After, 500, a hung
+//! response), structured-output downgrades, malformed and schema-invalid JSON, empty content,
+//! a program that fails the checks and is repaired, whole campaigns through the binary, and
+//! the API key never leaving the Authorization header.
+
+#![allow(clippy::unwrap_used)] // Test set-up: failures should fail loudly.
+
+use archlab::agents::llm::client::{ApiKey, Client, LlmError, RetryPolicy};
+use archlab::agents::llm::structured::{Mode, Settings, ask};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One scripted HTTP reply.
+#[derive(Clone)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+    delay: Duration,
+}
+
+fn ok(body: Value) -> Reply {
+    Reply {
+        status: 200,
+        headers: vec![],
+        body: body.to_string(),
+        delay: Duration::ZERO,
+    }
+}
+
+fn status(code: u16, body: &str) -> Reply {
+    Reply {
+        status: code,
+        headers: vec![],
+        body: body.into(),
+        delay: Duration::ZERO,
+    }
+}
+
+/// A chat completion whose message content is `content`.
+fn chat(content: &str) -> Reply {
+    ok(json!({
+        "id": "x", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120}
+    }))
+}
+
+/// What the server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    path: String,
+    authorization: Option<String>,
+    body: Value,
+}
+
+type Script = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+struct Server {
+    url: String,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+fn read_request(stream: &mut TcpStream) -> Option<Seen> {
+    let mut reader = BufReader::new(stream.try_clone().ok()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).ok()?;
+    let path = request_line.split_whitespace().nth(1)?.to_string();
+    let mut length = 0;
+    let mut authorization = None;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).ok()?;
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            match name.to_ascii_lowercase().as_str() {
+                "content-length" => length = value.trim().parse().ok()?,
+                "authorization" => authorization = Some(value.trim().to_string()),
+                _ => {}
+            }
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some(Seen {
+        path,
+        authorization,
+        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+    })
+}
+
+/// Serves `script` (given the request and its index) until the test ends.
+fn serve(script: Box<Script>) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let script: Arc<Script> = Arc::from(script);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let log = log.clone();
+            let script = script.clone();
+            std::thread::spawn(move || {
+                let Some(request) = read_request(&mut stream) else {
+                    return;
+                };
+                let index = {
+                    let mut log = log.lock().unwrap();
+                    log.push(request.clone());
+                    log.len() - 1
+                };
+                let reply = script(&request, index);
+                std::thread::sleep(reply.delay);
+                let mut head = format!(
+                    "HTTP/1.1 {} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n",
+                    reply.status,
+                    reply.body.len()
+                );
+                for (name, value) in &reply.headers {
+                    head.push_str(&format!("{name}: {value}\r\n"));
+                }
+                head.push_str("\r\n");
+                let _ = stream.write_all(head.as_bytes());
+                let _ = stream.write_all(reply.body.as_bytes());
+            });
+        }
+    });
+    Server { url, seen }
+}
+
+fn client(url: &str, retries: u32, timeout: Duration) -> Client {
+    Client::new(
+        url,
+        Some(ApiKey::new("sk-unit-key".into())),
+        timeout,
+        RetryPolicy {
+            max_retries: retries,
+            backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(2),
+        },
+    )
+    .unwrap()
+}
+
+#[derive(Debug, serde::Deserialize, schemars::JsonSchema, PartialEq)]
+struct Answer {
+    name: String,
+    score: f64,
+}
+
+fn ask_answer(client: &mut Client, mode: &mut Mode) -> Result<Answer, LlmError> {
+    ask::<Answer>(
+        client,
+        "researcher",
+        &Settings {
+            model: "m",
+            temperature: Some(0.2),
+            max_tokens: None,
+            max_reasks: 2,
+        },
+        mode,
+        "Give an answer.".into(),
+    )
+}
+
+const GOOD_ANSWER: &str = r#"{"name": "a", "score": 3}"#;
+
+#[test]
+fn retries_honour_retry_after_and_recover_from_500_and_hung_replies() {
+    let server = serve(Box::new(|_, index| match index {
+        0 => Reply {
+            headers: vec![("retry-after".into(), "1".into())],
+            ..status(429, "slow down")
+        },
+        1 => status(500, "boom"),
+        2 => Reply {
+            delay: Duration::from_secs(3),
+            ..chat(GOOD_ANSWER)
+        },
+        _ => chat(GOOD_ANSWER),
+    }));
+    let mut client = client(&server.url, 4, Duration::from_millis(800));
+    let started = std::time::Instant::now();
+    let answer = ask_answer(&mut client, &mut Mode::JsonSchema).unwrap();
+    assert_eq!(answer.name, "a");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+    let stats = &client.stats["researcher"];
+    assert_eq!((stats.requests, stats.retries, stats.errors), (1, 3, 0));
+    assert_eq!(stats.tokens(), 120);
+    let seen = server.seen.lock().unwrap();
+    assert_eq!(seen.len(), 4);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].authorization.as_deref(), Some("Bearer sk-unit-key"));
+    assert_eq!(seen[0].body["response_format"]["type"], "json_schema");
+}
+
+#[test]
+fn an_endpoint_that_stays_down_is_unreachable_after_the_bounded_retries() {
+    let server = serve(Box::new(|_, _| status(503, "overloaded")));
+    let mut client = client(&server.url, 2, Duration::from_secs(2));
+    match ask_answer(&mut client, &mut Mode::JsonSchema) {
+        Err(error @ LlmError::Unreachable { attempts: 3, .. }) => assert!(error.endpoint_down()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(server.seen.lock().unwrap().len(), 3);
+    // Nothing listening at all.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let mut client = self::client(&dead, 1, Duration::from_secs(1));
+    assert!(matches!(
+        ask_answer(&mut client, &mut Mode::Text),
+        Err(LlmError::Unreachable { .. })
+    ));
+}
+
+#[test]
+fn malformed_schema_invalid_and_empty_replies_are_re_asked_within_the_bound() {
+    let server = serve(Box::new(|_, index| match index {
+        0 => chat("I think the answer is a, with a score of three."),
+        1 => chat(r#"{"name": "a", "score": "three"}"#),
+        2 => ok(
+            json!({"choices": [{"message": {"role": "assistant", "content": "", "reasoning_content": "thinking…"}}]}),
+        ),
+        _ => ok(
+            json!({"choices": [{"message": {"role": "assistant", "content": GOOD_ANSWER, "reasoning_content": "done"}}]}),
+        ),
+    }));
+    let mut client = client(&server.url, 0, Duration::from_secs(2));
+    // Two re-asks are allowed; the third reply (empty) exhausts them.
+    match ask_answer(&mut client, &mut Mode::JsonSchema) {
+        Err(LlmError::Malformed { reasks: 2, last }) => assert!(last.contains("empty"), "{last}"),
+        other => panic!("{other:?}"),
+    }
+    // The re-asks carried the validation error back to the model.
+    let seen = server.seen.lock().unwrap().clone();
+    let last_messages = seen[2].body["messages"].as_array().unwrap();
+    let feedback = last_messages.last().unwrap()["content"].as_str().unwrap();
+    assert!(feedback.contains("score"), "{feedback}");
+    // Next time the fourth reply is fine, and a missing `usage` is tolerated.
+    assert_eq!(
+        ask_answer(&mut client, &mut Mode::JsonSchema)
+            .unwrap()
+            .score,
+        3.0
+    );
+    assert!(
+        client.stats["researcher"].tokens() > 0,
+        "tokens are estimated without usage"
+    );
+}
+
+#[test]
+fn an_endpoint_without_json_schema_support_is_asked_more_simply() {
+    let server = serve(Box::new(
+        |seen, _| match seen.body["response_format"]["type"].as_str() {
+            Some("json_schema") => status(
+                400,
+                r#"{"error": "response_format json_schema unsupported"}"#,
+            ),
+            Some("json_object") => status(400, r#"{"error": "unsupported"}"#),
+            _ => chat(&format!("Sure! {GOOD_ANSWER}")),
+        },
+    ));
+    let mut client = client(&server.url, 0, Duration::from_secs(2));
+    let mut mode = Mode::JsonSchema;
+    assert_eq!(ask_answer(&mut client, &mut mode).unwrap().name, "a");
+    assert_eq!(mode, Mode::Text);
+    assert_eq!(server.seen.lock().unwrap().len(), 3);
+}
+
+// ---------------------------------------------------------------------------------------
+// Whole campaigns through the binary.
+
+const SECRET: &str = "sk-test-9f8e7d6c5b4a-DO-NOT-LEAK";
+const PEEKING: &str =
+    "mixer peek(d_model) {\n  return x |> token_shift(-1) |> linear(d_model)\n}\n";
+
+fn library(name: &str) -> String {
+    archspec::library::get(name).unwrap().source.to_string()
+}
+
+/// A well-behaved endpoint: the first proposal fails the checks (the Engineer repairs it),
+/// later ones are library programs the campaign does not have yet.
+fn good_endpoint() -> Box<Script> {
+    let proposals = std::sync::atomic::AtomicUsize::new(0);
+    Box::new(move |seen: &Seen, _| {
+        let prompt = seen.body["messages"][0]["content"]
+            .as_str()
+            .unwrap_or_default();
+        let content = if prompt.contains("You are the Researcher") {
+            let n = proposals.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let ideas = [
+                ("peek", "look one token ahead to anticipate the query"),
+                (
+                    "gated-delta",
+                    "combine gating with the delta rule so stale associations decay",
+                ),
+                (
+                    "per-key-decay",
+                    "a data-dependent decay per key dimension keeps recent pairs sharp",
+                ),
+                (
+                    "ssd",
+                    "a scalar state-space decay with a short convolution for local context",
+                ),
+                (
+                    "routed",
+                    "route tokens between attention-like and recurrent paths",
+                ),
+            ];
+            let programs = [
+                PEEKING.to_string(),
+                library("gated_deltanet"),
+                library("gla"),
+                library("mamba2_ssd"),
+                library("routed_hybrid"),
+            ];
+            let (name, motivation) = ideas[n % ideas.len()];
+            json!({"name": name, "motivation": motivation, "program": programs[n % programs.len()]})
+        } else if prompt.contains("You are the Engineer") {
+            json!({"program": library("deltanet"), "explanation": "replaced the peeking shift by a causal delta rule"})
+        } else if prompt.contains("You are the Analyst") {
+            json!({"analysis": "the model recalls some keys", "problem_summary": "associative recall is partial"})
+        } else {
+            json!({"performance": 7, "innovation": 5, "complexity": 6, "rationale": "solid"})
+        };
+        chat(&content.to_string())
+    })
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("archlab-llm-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn llm_manifest(dir: &Path, url: &str, extra: &str) -> String {
+    let text = include_str!("fixtures/tiny_campaign.yaml").replace(
+        "  parallelism: 2\n",
+        &format!(
+            "  parallelism: 2\n  agents:\n    backend: llm\n    llm:\n      baseUrl: {url}\n      apiKeyEnv: ARCHLAB_TEST_KEY\n      model: scripted\n      timeoutSeconds: 5\n      maxRetries: 1\n      backoffSeconds: 0.01\n{extra}"
+        ),
+    );
+    let path = dir.join("campaign.yaml");
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+fn run_campaign(manifest: &str, state: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args([
+            "run",
+            manifest,
+            "--state",
+            state.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("ARCHLAB_TEST_KEY", SECRET)
+        .env("ARCHLAB_LOG", "debug")
+        .output()
+        .unwrap();
+    let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
+    text.push_str(&String::from_utf8_lossy(&output.stderr));
+    (output.status.success(), text)
+}
+
+fn report_of(state: &Path, html: &Path) -> (Value, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args([
+            "report",
+            "--state",
+            state.to_str().unwrap(),
+            "--json",
+            "--html",
+            html.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    (serde_json::from_str(&text).unwrap(), text)
+}
+
+/// Every file under `dir`, read as bytes, must not contain the key.
+fn assert_no_secret_under(dir: &Path) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            assert_no_secret_under(&path);
+        } else {
+            let bytes = std::fs::read(&path).unwrap();
+            let found = bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes());
+            assert!(!found, "the API key is in {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn an_llm_campaign_runs_end_to_end_and_the_key_never_leaks() {
+    let server = serve(good_endpoint());
+    let dir = temp_dir("campaign");
+    let manifest = llm_manifest(&dir, &server.url, "");
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "{log}");
+    assert!(!log.contains(SECRET), "the key is in the log");
+    let html = dir.join("report.html");
+    let (report, text) = report_of(&state, &html);
+    assert!(!text.contains(SECRET));
+    assert_no_secret_under(&dir);
+
+    // The server saw the key where it belongs, and every role was asked.
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}") as &str))
+    );
+    let roles = &report["agents"]["roles"];
+    for role in ["researcher", "engineer", "analyst", "judge"] {
+        assert!(
+            roles[role]["requests"].as_u64().unwrap() > 0,
+            "{role}: {roles}"
+        );
+        assert!(
+            roles[role]["prompt_tokens"].as_u64().unwrap() > 0,
+            "{role}: {roles}"
+        );
+    }
+    assert!(report["usage"]["llmTokens"].as_u64().unwrap() > 0);
+    assert!(report["agents"]["fallback"].is_null());
+
+    // The first proposal failed the checks, was repaired by the Engineer, and both attempts
+    // are remembered; proposals are marked as the LLM's.
+    let experiments = report["experiments"].as_array().unwrap();
+    let first = experiments
+        .iter()
+        .find(|e| e["origin"] == "proposal")
+        .unwrap();
+    let attempts = first["attempts"].as_array().unwrap();
+    assert_eq!(attempts[0]["outcome"], "invalid", "{first}");
+    assert!(attempts[0]["reason"].as_str().unwrap().contains("E0401"));
+    assert!(attempts.len() >= 2, "{first}");
+    assert_eq!(first["operator"], "llm");
+    // The judge's score entered fitness: with the judge term it differs from the
+    // loss/task-only fitness (0.5 exactly for the baseline without a judge).
+    let baseline = experiments
+        .iter()
+        .find(|e| e["name"] == "linear_attention" && e["stage"] == "exploration")
+        .unwrap();
+    assert_ne!(baseline["fitness"].as_f64(), Some(0.5), "{baseline}");
+}
+
+#[test]
+fn garbage_from_the_endpoint_ends_in_recorded_failures_or_a_fallback() {
+    // Every reply is unusable: 200 with a body that is not a chat completion.
+    let server = serve(Box::new(|_, _| Reply {
+        body: "<html>gateway error</html>".into(),
+        ..status(200, "")
+    }));
+    let dir = temp_dir("garbage");
+    let manifest = llm_manifest(&dir, &server.url, "      fallbackToEvolutionary: false\n");
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "the campaign goes on: {log}");
+    let (report, _) = report_of(&state, &dir.join("r.html"));
+    let experiments = report["experiments"].as_array().unwrap();
+    let proposals: Vec<&Value> = experiments
+        .iter()
+        .filter(|e| e["origin"] == "proposal")
+        .collect();
+    assert!(!proposals.is_empty());
+    for proposal in &proposals {
+        assert_eq!(proposal["phase"], "failed");
+        let attempt = &proposal["attempts"][0];
+        assert_eq!(attempt["outcome"], "agent_failed", "{proposal}");
+        assert!(
+            attempt["reason"].as_str().unwrap().contains("not JSON"),
+            "{proposal}"
+        );
+    }
+    assert_no_secret_under(&dir);
+
+    // A dead endpoint with fallback allowed: the campaign switches to the evolutionary
+    // agents, says so, and its proposals succeed.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead = format!("http://{}/v1", listener.local_addr().unwrap());
+    drop(listener);
+    let dir = temp_dir("fallback");
+    let manifest = llm_manifest(&dir, &dead, "");
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "{log}");
+    assert!(
+        log.contains("fell back to the evolutionary agents"),
+        "{log}"
+    );
+    let (report, _) = report_of(&state, &dir.join("r.html"));
+    assert!(
+        report["agents"]["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("unreachable")
+    );
+    let succeeded = report["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["origin"] == "proposal" && e["phase"] == "succeeded")
+        .count();
+    assert!(succeeded > 0, "{report}");
+}
+
+/// A toy embedding: letter counts, so texts sharing words score high.
+fn letters(text: &str) -> Vec<f64> {
+    let mut counts = vec![0.0; 26];
+    for c in text.to_lowercase().chars().filter(char::is_ascii_lowercase) {
+        counts[(c as u8 - b'a') as usize] += 1.0;
+    }
+    counts
+}
+
+#[test]
+fn cognition_retrieval_through_the_embeddings_endpoint() {
+    let server = serve(Box::new(|seen: &Seen, _| {
+        let inputs: Vec<String> = seen.body["input"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| json!({"index": index, "embedding": letters(text)}))
+            .collect();
+        ok(json!({"data": data, "usage": {"total_tokens": 10}}))
+    }));
+    let base = archlab::cognition::Base::load(&[]).unwrap();
+    let retriever = archlab::cognition::endpoint::EndpointRetriever::new(
+        client(&server.url, 0, Duration::from_secs(5)),
+        "toy-embedder",
+        &base.entries,
+    )
+    .unwrap();
+    // The exact trigger of an entry is its own best match.
+    let entry = &base.entries[7];
+    let hits = base.search(&retriever, &entry.trigger, 3, 0.0).unwrap();
+    assert_eq!(hits[0].id, entry.id);
+    let seen = server.seen.lock().unwrap();
+    assert!(
+        seen.iter()
+            .all(|s| s.path == "/v1/embeddings" && s.body["model"] == "toy-embedder")
+    );
+    // Entries are embedded in batches, then one request per query.
+    assert_eq!(seen.len(), base.entries.len().div_ceil(32) + 1);
+}
