@@ -54,6 +54,53 @@ pub struct Cognition {
     pub min_score: f64,
 }
 
+/// Embeds texts for the motivation-novelty check (an embeddings endpoint). Without one the
+/// core's built-in lexical embedding decides.
+pub trait TextEmbedder: Send {
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
+}
+
+/// An embedder with a cache, so each motivation is embedded once.
+struct Motivations {
+    embedder: Box<dyn TextEmbedder>,
+    cache: std::collections::HashMap<String, Vec<f32>>,
+}
+
+impl Motivations {
+    /// Similarity of `motivation` to each of `others`, or `None` when the endpoint fails.
+    fn similarities(&mut self, motivation: &str, others: &[&str]) -> Option<Vec<f64>> {
+        let missing: Vec<String> = std::iter::once(motivation)
+            .chain(others.iter().copied())
+            .filter(|t| !self.cache.contains_key(*t))
+            .map(str::to_string)
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if !missing.is_empty() {
+            match self.embedder.embed(&missing) {
+                Ok(vectors) if vectors.len() == missing.len() => {
+                    self.cache.extend(missing.into_iter().zip(vectors));
+                }
+                Ok(_) | Err(_) => {
+                    tracing::warn!(
+                        "motivation embeddings unavailable; using the built-in embedding"
+                    );
+                    return None;
+                }
+            }
+        }
+        let own = self.cache.get(motivation)?;
+        others
+            .iter()
+            .map(|o| {
+                self.cache
+                    .get(*o)
+                    .map(|v| crate::cognition::endpoint::cosine(own, v))
+            })
+            .collect()
+    }
+}
+
 /// Used when a parent has no problem summary yet (a seed that is still being analysed).
 const DEFAULT_QUERY: &str =
     "associative recall is poor: the recurrent state cannot retrieve the value of a queried key";
@@ -70,6 +117,7 @@ pub struct Engine<S: Store> {
     /// added to the usage in memory.
     stats_before: BTreeMap<String, RoleStats>,
     tokens_recorded: u64,
+    motivations: Option<Motivations>,
 }
 
 impl<S: Store> Engine<S> {
@@ -100,7 +148,17 @@ impl<S: Store> Engine<S> {
             experiments,
             stats_before,
             tokens_recorded: 0,
+            motivations: None,
         })
+    }
+
+    /// Judges motivation novelty with `embedder` instead of the built-in lexical embedding.
+    pub fn with_motivation_embedder(mut self, embedder: Box<dyn TextEmbedder>) -> Engine<S> {
+        self.motivations = Some(Motivations {
+            embedder,
+            cache: std::collections::HashMap::new(),
+        });
+        self
     }
 
     pub fn experiments(&self) -> &[Experiment] {
@@ -429,7 +487,19 @@ impl<S: Store> Engine<S> {
     fn apply_event(&mut self, experiment: Experiment, event: Event) -> Result<Vec<Command>> {
         let with_known = matches!(event, Event::Proposed { .. } | Event::Revised { .. });
         let inputs = StepInputs::gather(&self.spec, &self.experiments, &experiment, with_known);
-        let known = inputs.known();
+        let mut known = inputs.known();
+        if let (Some(motivations), Event::Proposed { motivation, .. }) =
+            (self.motivations.as_mut(), &event)
+            && !known.is_empty()
+            && !motivation.trim().is_empty()
+        {
+            let others: Vec<&str> = known.iter().map(|k| k.motivation).collect();
+            if let Some(similarities) = motivations.similarities(motivation, &others) {
+                for (k, similarity) in known.iter_mut().zip(similarities) {
+                    k.motivation_similarity = Some(similarity);
+                }
+            }
+        }
         let context = inputs.context(&self.spec, &known);
         let (next, effects) = lifecycle::step(experiment, event, &context);
         self.record_agents()?;

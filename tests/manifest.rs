@@ -30,7 +30,7 @@ fn the_quickstart_manifest_is_a_valid_campaign() {
 
 #[test]
 fn type_errors_and_unknown_fields_name_the_field_path() {
-    let wrong_type = rejected(&quickstart().replace("steps: 150", "steps: many"));
+    let wrong_type = rejected(&quickstart().replace("steps: 400", "steps: many"));
     assert_eq!(wrong_type.path, "spec.stages.exploration.train.steps");
     let unknown =
         rejected(&quickstart().replace("maxRevisions: 2", "maxRevisions: 2\n    temperature: 3"));
@@ -47,14 +47,14 @@ fn type_errors_and_unknown_fields_name_the_field_path() {
 #[test]
 fn semantic_errors_name_the_field_and_what_was_expected() {
     let unknown_seed = rejected(&quickstart().replace("library: gla", "library: glaa"));
-    assert_eq!(unknown_seed.path, "spec.seeds[1].library");
+    assert_eq!(unknown_seed.path, "spec.seeds[2].library");
     assert!(unknown_seed.message.contains("expected one of"));
     let baseline =
         rejected(&quickstart().replace("baseline: linear_attention", "baseline: transformer"));
     assert_eq!(baseline.path, "spec.baseline");
     let range = rejected(&quickstart().replace(
-        "num_kv_pairs: 4}]\n        steps: 150",
-        "num_kv_pairs: 40}]\n        steps: 150",
+        "num_kv_pairs: 4}]\n        steps: 400",
+        "num_kv_pairs: 40}]\n        steps: 400",
     ));
     assert_eq!(
         range.path,
@@ -64,10 +64,32 @@ fn semantic_errors_name_the_field_and_what_was_expected() {
         "    - name: retnet\n      library: retnet\n",
         "    - name: peek\n      program: \"mixer p(d_model) {\\n  return x |> token_shift(-1) |> linear(d_model)\\n}\"\n",
     ));
-    assert_eq!(inline.path, "spec.seeds[3].program");
+    assert_eq!(inline.path, "spec.seeds[1].program");
     assert!(inline.message.contains("E0401"), "{}", inline.message);
     let kind = rejected(&quickstart().replace("kind: Campaign", "kind: Experiment"));
     assert_eq!(kind.path, "apiVersion/kind");
+}
+
+#[test]
+fn every_example_campaign_parses_and_llm_settings_are_checked() {
+    for example in ["examples/llm.yaml", "examples/bench/search.yaml"] {
+        let path = format!("{}/{example}", env!("CARGO_MANIFEST_DIR"));
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        parse_campaign(&text).unwrap_or_else(|e| panic!("{example}: {e}"));
+    }
+    let llm_without_block =
+        rejected(&quickstart().replace("backend: evolutionary", "backend: llm"));
+    assert_eq!(llm_without_block.path, "spec.agents.llm");
+    let bad_url = rejected(&quickstart().replace(
+        "backend: evolutionary",
+        "backend: llm\n    llm: {baseUrl: localhost:8000, model: m}",
+    ));
+    assert_eq!(bad_url.path, "spec.agents.llm.baseUrl");
+    let endpoint_without_model = rejected(&quickstart().replace(
+        "  seed: 1\n",
+        "  seed: 1\n  cognition: {embedder: endpoint}\n",
+    ));
+    assert_eq!(endpoint_without_model.path, "spec.cognition.embedder");
 }
 
 #[test]

@@ -158,7 +158,7 @@ fn the_schema_is_versioned_in_wal_mode_and_a_newer_one_is_refused() {
     match SqliteStore::open(&dir) {
         Err(MemoryError::NewerSchema {
             found: 99,
-            supported: 1,
+            supported: 2,
             ..
         }) => {}
         other => panic!("expected a newer-schema error, got {:?}", other.map(|_| ())),

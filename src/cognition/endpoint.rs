@@ -18,7 +18,7 @@ fn failed(error: impl std::fmt::Display) -> CognitionError {
     }
 }
 
-fn cosine(a: &[f32], b: &[f32]) -> f64 {
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
     let dot: f64 = a
         .iter()
         .zip(b)
@@ -69,5 +69,19 @@ impl Retriever for EndpointRetriever {
             .pop()
             .unwrap_or_default();
         Ok(self.entries.iter().map(|e| cosine(&query, e)).collect())
+    }
+}
+
+/// Embeds texts through the endpoint (motivation novelty).
+pub struct EndpointEmbedder {
+    pub client: Client,
+    pub model: String,
+}
+
+impl crate::engine::TextEmbedder for EndpointEmbedder {
+    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
+        self.client
+            .embed(&self.model, texts)
+            .map_err(|e| e.to_string())
     }
 }

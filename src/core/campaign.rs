@@ -435,6 +435,7 @@ impl StepInputs {
                 hash,
                 graph,
                 motivation,
+                motivation_similarity: None,
             })
             .collect()
     }

@@ -736,6 +736,7 @@ mod tests {
             hash: &hash,
             graph: &valid.checked.graph,
             motivation: "something else entirely",
+            motivation_similarity: None,
         }];
         let mut context = fixture.context(0);
         context.known = &known;

@@ -37,6 +37,9 @@ pub struct Known<'a, Id> {
     pub hash: &'a str,
     pub graph: &'a Graph,
     pub motivation: &'a str,
+    /// This proposal's motivation similarity to `motivation`, when an external embedder (an
+    /// embeddings endpoint) computed it; otherwise the built-in lexical embedding is used.
+    pub motivation_similarity: Option<f64>,
 }
 
 /// Why a proposal is not novel.
@@ -92,10 +95,12 @@ pub fn check<Id: Clone>(
         }
     }
     if !motivation.trim().is_empty() && !known.is_empty() {
-        let mut texts: Vec<String> = known.iter().map(|k| k.motivation.to_string()).collect();
-        texts.push(motivation.to_string());
-        let index = LexicalIndex::from_texts(&texts);
-        let scores = index.scores(motivation);
+        let external: Option<Vec<f64>> = known.iter().map(|k| k.motivation_similarity).collect();
+        let scores = external.unwrap_or_else(|| {
+            let mut texts: Vec<String> = known.iter().map(|k| k.motivation.to_string()).collect();
+            texts.push(motivation.to_string());
+            LexicalIndex::from_texts(&texts).scores(motivation)
+        });
         if let Some((position, similarity)) = scores[..known.len()]
             .iter()
             .copied()
@@ -122,6 +127,43 @@ mod tests {
     }
 
     #[test]
+    fn similarities_from_an_external_embedder_replace_the_lexical_ones() {
+        let deltanet = valid("deltanet");
+        let gla = valid("gla");
+        let hash = deltanet.hash();
+        let mut known = [Known {
+            id: 3,
+            hash: &hash,
+            graph: &deltanet.checked.graph,
+            motivation: "completely different words",
+            motivation_similarity: Some(0.97),
+        }];
+        let config = NoveltyConfig::default();
+        // Lexically unrelated, but the embedder says they mean the same.
+        assert!(matches!(
+            check(
+                &gla.hash(),
+                &gla.checked.graph,
+                "paraphrase of it",
+                &known,
+                &config
+            ),
+            Err(NotNovel::RepeatedMotivation { of: 3, .. })
+        ));
+        known[0].motivation_similarity = Some(0.2);
+        assert_eq!(
+            check(
+                &gla.hash(),
+                &gla.checked.graph,
+                "paraphrase of it",
+                &known,
+                &config
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
     fn identical_structure_and_repeated_motivations_are_rejected() {
         let deltanet = valid("deltanet");
         let gla = valid("gla");
@@ -131,6 +173,7 @@ mod tests {
             hash: &hash,
             graph: &deltanet.checked.graph,
             motivation: "overwrite stale associations with an error-correcting write to fix recall",
+            motivation_similarity: None,
         }];
         let config = NoveltyConfig::default();
         assert_eq!(
@@ -168,6 +211,7 @@ mod tests {
             hash: &hash,
             graph: &deltanet.checked.graph,
             motivation: "",
+            motivation_similarity: None,
         }];
         let strict = NoveltyConfig {
             min_distance: 0.9,

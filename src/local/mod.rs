@@ -11,7 +11,7 @@ use crate::agents::{Agents, Offline, SearchStrategy};
 use crate::api::campaign::LlmSpec;
 use crate::api::campaign::{AgentBackend, EmbedderKind};
 use crate::api::{Campaign, parse_campaign};
-use crate::cognition::endpoint::EndpointRetriever;
+use crate::cognition::endpoint::{EndpointEmbedder, EndpointRetriever};
 use crate::cognition::{Base, Retriever, minilm};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId};
@@ -176,6 +176,15 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let parallelism = campaign.spec.parallelism.max(1) as usize;
     let budget = campaign.spec.budget.max_experiments;
     let mut engine = Engine::open(&name, campaign.spec.clone(), store, agents, cognition)?;
+    if let Some(llm) = &campaign.spec.agents.llm
+        && let Some(model) = &llm.embeddings_model
+        && campaign.spec.agents.backend == AgentBackend::Llm
+    {
+        engine = engine.with_motivation_embedder(Box::new(EndpointEmbedder {
+            client: llm_client(llm)?,
+            model: model.clone(),
+        }));
+    }
     let exe = match &options.trainer_exe {
         Some(exe) => exe.clone(),
         None => std::env::current_exe().context("locating the archlab executable")?,
