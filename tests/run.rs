@@ -19,6 +19,17 @@ fn archlab(args: &[&str]) -> Output {
         .expect("archlab runs")
 }
 
+/// `archlab run MANIFEST --state STATE --quiet`.
+fn run_quietly(manifest: &str, state: &Path) -> Output {
+    archlab(&[
+        "run",
+        manifest,
+        "--state",
+        state.to_str().unwrap(),
+        "--quiet",
+    ])
+}
+
 fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("archlab-run-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -100,13 +111,7 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     let dir = temp_dir("complete");
     let manifest = write_manifest(&dir, TINY);
     let state = dir.join("state");
-    let output = archlab(&[
-        "run",
-        &manifest,
-        "--state",
-        state.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let output = run_quietly(&manifest, &state);
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(
@@ -179,13 +184,7 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     );
 
     // Running it again finds the campaign complete and starts nothing.
-    let again = archlab(&[
-        "run",
-        &manifest,
-        "--state",
-        state.to_str().unwrap(),
-        "--quiet",
-    ]);
+    let again = run_quietly(&manifest, &state);
     assert!(again.status.success());
     assert_eq!(
         report_json(&state)["experiments"].as_array().unwrap().len(),
@@ -345,13 +344,7 @@ fn malformed_manifests_are_rejected_with_the_field_path() {
         ),
     ] {
         let manifest = write_manifest(&dir, &broken);
-        let output = archlab(&[
-            "run",
-            &manifest,
-            "--state",
-            state.to_str().unwrap(),
-            "--quiet",
-        ]);
+        let output = run_quietly(&manifest, &state);
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(1), "{stderr}");
         assert!(

@@ -5,14 +5,57 @@
 
 use super::Report;
 use crate::core::lifecycle::{Origin, Stage};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
+use std::ops::Range;
 
 type PlotResult<T> = Result<T, String>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 const SIZE: (u32, u32) = (760, 420);
 
 fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
+}
+
+/// The frame every figure shares: caption, axes with descriptions, series drawn by `draw`,
+/// and a legend when `legend` is set.
+fn figure(
+    caption: &str,
+    (x, x_desc): (Range<f64>, &str),
+    (y, y_desc): (Range<f64>, &str),
+    legend: bool,
+    draw: impl FnOnce(&mut Chart<'_, '_>) -> PlotResult<()>,
+) -> PlotResult<String> {
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(50)
+            .build_cartesian_2d(x, y)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .draw()
+            .map_err(err)?;
+        draw(&mut chart)?;
+        if legend {
+            chart
+                .configure_series_labels()
+                .border_style(BLACK)
+                .background_style(WHITE.mix(0.8))
+                .draw()
+                .map_err(err)?;
+        }
+        root.present().map_err(err)?;
+    }
+    Ok(svg)
 }
 
 /// Cumulative verified discoveries against compute, as a step curve.
@@ -27,41 +70,27 @@ pub fn discovery_curve(report: &Report) -> PlotResult<String> {
     }
     let x_max = steps.iter().map(|p| p.0).fold(0.0, f64::max).max(1e-3) * 1.05;
     let y_max = steps.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) + 0.5;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Discovery curve: verified state of the art vs compute",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("trainer hours spent")
-            .y_desc("verified discoveries")
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(steps.clone(), BLUE.stroke_width(2)))
-            .map_err(err)?;
-        chart
-            .draw_series(curve.iter().map(|p| {
-                Circle::new(
-                    (p.compute_hours, f64::from(p.discoveries)),
-                    3,
-                    BLUE.filled(),
-                )
-            }))
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+    figure(
+        "Discovery curve: verified state of the art vs compute",
+        (0.0..x_max, "trainer hours spent"),
+        (0.0..y_max, "verified discoveries"),
+        false,
+        |chart| {
+            chart
+                .draw_series(LineSeries::new(steps, BLUE.stroke_width(2)))
+                .map_err(err)?;
+            chart
+                .draw_series(curve.iter().map(|p| {
+                    Circle::new(
+                        (p.compute_hours, f64::from(p.discoveries)),
+                        3,
+                        BLUE.filled(),
+                    )
+                }))
+                .map_err(err)?;
+            Ok(())
+        },
+    )
 }
 
 /// Exploration fitness in run order, with the running best.
@@ -84,51 +113,31 @@ pub fn fitness_progress(report: &Report) -> PlotResult<String> {
             (p.0, best)
         })
         .collect();
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Exploration fitness by experiment (seeds in red)",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..x_max, 0.0..1.0)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("experiment id")
-            .y_desc("fitness (0.5 = baseline)")
-            .draw()
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(running, BLACK.stroke_width(1)))
-            .map_err(err)?
-            .label("best so far")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
-        chart
-            .draw_series(points.iter().map(|&(x, y, seed)| {
-                Circle::new((x, y), 4, if seed { RED.filled() } else { BLUE.filled() })
-            }))
-            .map_err(err)?;
-        chart
-            .draw_series(LineSeries::new(
-                vec![(0.0, 0.5), (x_max, 0.5)],
-                RGBColor(160, 160, 160),
-            ))
-            .map_err(err)?;
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+    figure(
+        "Exploration fitness by experiment (seeds in red)",
+        (0.0..x_max, "experiment id"),
+        (0.0..1.0, "fitness (0.5 = baseline)"),
+        true,
+        |chart| {
+            chart
+                .draw_series(LineSeries::new(running, BLACK.stroke_width(1)))
+                .map_err(err)?
+                .label("best so far")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+            chart
+                .draw_series(points.iter().map(|&(x, y, seed)| {
+                    Circle::new((x, y), 4, if seed { RED.filled() } else { BLUE.filled() })
+                }))
+                .map_err(err)?;
+            chart
+                .draw_series(LineSeries::new(
+                    vec![(0.0, 0.5), (x_max, 0.5)],
+                    RGBColor(160, 160, 160),
+                ))
+                .map_err(err)?;
+            Ok(())
+        },
+    )
 }
 
 /// Training loss of the top explorations and the baseline.
@@ -144,63 +153,36 @@ pub fn loss_curves(report: &Report, top: usize) -> PlotResult<String> {
         .iter()
         .filter_map(|id| report.experiment(*id))
         .map(|e| {
-            (
-                e.name.clone(),
-                e.loss_curve
-                    .iter()
-                    .filter(|(_, l)| l.is_finite())
-                    .map(|&(s, l)| (s as f64, l))
-                    .collect::<Vec<_>>(),
-            )
+            let points = e
+                .loss_curve
+                .iter()
+                .filter(|(_, l)| l.is_finite())
+                .map(|&(s, l)| (s as f64, l))
+                .collect::<Vec<_>>();
+            (e.name.clone(), points)
         })
         .filter(|(_, points)| !points.is_empty())
         .collect();
-    let x_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.0))
-        .fold(1.0, f64::max);
-    let y_max = series
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|q| q.1))
-        .fold(0.1, f64::max)
-        * 1.05;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Training loss: best explorations and the baseline",
-                ("sans-serif", 18),
-            )
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("step")
-            .y_desc("training loss")
-            .draw()
-            .map_err(err)?;
-        for (index, (name, points)) in series.into_iter().enumerate() {
-            let color = Palette99::pick(index).to_rgba();
-            chart
-                .draw_series(LineSeries::new(points, color.stroke_width(2)))
-                .map_err(err)?
-                .label(name)
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
-        }
-        chart
-            .configure_series_labels()
-            .border_style(BLACK)
-            .background_style(WHITE.mix(0.8))
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(svg)
+    let all = series.iter().flat_map(|(_, p)| p.iter());
+    let x_max = all.clone().map(|q| q.0).fold(1.0, f64::max);
+    let y_max = all.map(|q| q.1).fold(0.1, f64::max) * 1.05;
+    figure(
+        "Training loss: best explorations and the baseline",
+        (0.0..x_max, "step"),
+        (0.0..y_max, "training loss"),
+        true,
+        |chart| {
+            for (index, (name, points)) in series.into_iter().enumerate() {
+                let color = Palette99::pick(index).to_rgba();
+                chart
+                    .draw_series(LineSeries::new(points, color.stroke_width(2)))
+                    .map_err(err)?
+                    .label(name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color));
+            }
+            Ok(())
+        },
+    )
 }
 
 /// Every figure by file name.
