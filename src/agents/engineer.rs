@@ -6,7 +6,7 @@
 //! | fails the checks: peeks at future tokens | flip negative `token_shift` offsets, else as below |
 //! | fails the checks (shape, complexity, size) | a different edit of the parent's program |
 //! | NaN, divergence | add a normalisation, else a bounded feature map |
-//! | too slow | a different head layout, else a different edit of the parent |
+//! | too slow | a cheap edit of the parent (no new paths or mixers), else fewer heads |
 //! | crash | the same program once (crashes can be transient), then a different edit |
 //! | suspected leakage | give up: no edit makes such a number trustworthy |
 
@@ -21,6 +21,15 @@ use rand::rngs::SmallRng;
 use std::collections::HashSet;
 
 const MUTATIONS: [MutationKind; 9] = MutationKind::ALL;
+/// Edits that add little or no compute.
+const CHEAP: [MutationKind; 6] = [
+    MutationKind::SwapActivation,
+    MutationKind::SwapFeatureMap,
+    MutationKind::ToggleShortConv,
+    MutationKind::ChangeDecay,
+    MutationKind::ToggleNorm,
+    MutationKind::ChangeHeadLayout,
+];
 
 pub fn repair(request: &RepairRequest<'_>) -> Repair {
     let Some(last) = request.experiment.attempts.last() else {
@@ -96,14 +105,21 @@ pub fn repair(request: &RepairRequest<'_>) -> Repair {
                 "a different feature map to keep the state bounded",
             )
         }),
+        // The edit made the program slow: go back to the parent and make a cheap edit instead.
         Outcome::Stopped {
             verdict: QaVerdict::TooSlow { .. },
         } => edit(
-            &current,
-            &[MutationKind::ChangeHeadLayout],
-            "a different head layout to run faster",
+            &parent,
+            &CHEAP,
+            "the edit was too slow; a cheap edit of the parent instead",
         )
-        .or_else(|| edit(&parent, &MUTATIONS, "a cheaper edit of the parent")),
+        .or_else(|| {
+            edit(
+                &current,
+                &[MutationKind::ChangeHeadLayout],
+                "a different head layout to run faster",
+            )
+        }),
         Outcome::Stopped {
             verdict: QaVerdict::SuspectedLeakage { loss, best_known },
         } => {
