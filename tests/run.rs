@@ -318,6 +318,62 @@ fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
 }
 
 #[test]
+fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
+    let dir = temp_dir("interrupt");
+    let manifest = write_manifest(&dir, &TINY.replace("steps: 40", "steps: 1500"));
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["run", &manifest, "--state", &state_arg, "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while !experiments_in_db(&state)
+        .iter()
+        .any(|(_, phase, with_progress)| phase.contains("training") && *with_progress > 0)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "never saw training"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    // The interrupted runs are not recorded as crashes: they are still training, to restart.
+    let rows = experiments_in_db(&state);
+    assert!(
+        rows.iter().any(|(_, phase, _)| phase.contains("training")),
+        "{rows:?}"
+    );
+    let resumed = run_quietly(&manifest, &state);
+    assert!(
+        resumed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let report = report_json(&state);
+    check_memory(&report, 12);
+    for e in report["experiments"].as_array().unwrap() {
+        for attempt in e["attempts"].as_array().unwrap() {
+            assert_ne!(
+                attempt["outcome"], "crashed",
+                "an interrupted run became a crash: {e}"
+            );
+        }
+    }
+}
+
+#[test]
 fn malformed_manifests_are_rejected_with_the_field_path() {
     let dir = temp_dir("malformed");
     let state = dir.join("state");

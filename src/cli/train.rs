@@ -59,8 +59,10 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
 }
 
 /// `archlab run` holds our stdin open; EOF means it is gone (even by SIGKILL), so stop
-/// rather than train on as an orphan.
+/// rather than train on as an orphan. Ctrl-C in the terminal reaches us too; the driver
+/// decides what stops, so we ignore it.
 fn exit_when_stdin_closes() {
+    let _ = ctrlc::set_handler(|| {});
     std::thread::spawn(|| {
         let mut sink = [0u8; 64];
         let mut stdin = std::io::stdin().lock();

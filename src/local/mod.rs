@@ -25,6 +25,8 @@ use child::{Message, TrainerChild};
 use progress::Display;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -192,7 +194,10 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let (sender, messages) = mpsc::channel();
     let interrupt = sender.clone();
     // A second handler cannot be installed in one process (tests call `run` once per process).
+    let interrupted = Arc::new(AtomicBool::new(false));
+    let flag = interrupted.clone();
     let _ = ctrlc::set_handler(move || {
+        flag.store(true, Ordering::SeqCst);
         let _ = interrupt.send(Message::Interrupt);
     });
     let mut display = Display::new(budget, options.quiet);
@@ -261,6 +266,9 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                 let commands = engine.observe(experiment, attempt, event)?;
                 body.execute(commands, &mut running, &mut display)?;
             }
+            // After Ctrl-C, an ended child is an interrupted run, not a crash: it restarts on
+            // resume.
+            Message::Closed { .. } if interrupted.load(Ordering::SeqCst) => {}
             Message::Closed {
                 experiment,
                 attempt,
