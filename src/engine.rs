@@ -319,10 +319,7 @@ impl<S: Store> Engine<S> {
         experiment.origin = new.origin;
         experiment.replica = new.replica;
         if let Some(seed) = &new.seed {
-            experiment.name = match new.stage {
-                Stage::Exploration => seed.clone(),
-                Stage::Verification => seed.clone(),
-            };
+            experiment.name = seed.clone();
         }
         self.save(experiment.clone())?;
         Ok(experiment)
