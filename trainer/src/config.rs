@@ -53,13 +53,15 @@ pub struct DataConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TaskConfig {
-    /// Multi-query associative recall (Zoology).
+    /// Multi-query associative recall (Zoology's `multiquery_ar`).
     Mqar {
         #[serde(default = "default_weight")]
         weight: f64,
         num_kv_pairs: usize,
         #[serde(default = "default_power_a")]
         power_a: f64,
+        #[serde(default)]
+        variant: MqarVariant,
     },
     SelectiveCopy {
         #[serde(default = "default_weight")]
@@ -97,6 +99,21 @@ impl TaskConfig {
             | TaskConfig::Text { weight, .. } => *weight,
         }
     }
+}
+
+/// How an MQAR sequence is laid out.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum MqarVariant {
+    /// Zoology's `multiquery_ar`: distinct keys and values, each key queried alone (its value
+    /// is only the target), every other position a uniform random token.
+    #[default]
+    Zoology,
+    /// An easier layout: each query is followed by its value and unused positions are 0, so
+    /// there are no distractors (archlab 0.1's generator; recurrent mixers score higher on it).
+    Answered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -306,12 +323,12 @@ impl TrainConfig {
                     power_a,
                     ..
                 } => {
-                    if *num_kv_pairs == 0 || 4 * num_kv_pairs > seq_len + 1 {
+                    if *num_kv_pairs == 0 || 4 * num_kv_pairs > seq_len {
                         return fail(
                             &field("num_kv_pairs"),
                             format!(
-                                "must be in 1..={} for seq_len {seq_len} (pairs and queries must fit)",
-                                (seq_len + 1) / 4
+                                "must be in 1..={} for seq_len {seq_len} (the pairs and a query slot for each must fit, as in Zoology)",
+                                seq_len / 4
                             ),
                         );
                     }

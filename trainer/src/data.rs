@@ -5,7 +5,7 @@
 //! Streams: train, validation and test draw from independent seeds (synthetic tasks) or
 //! disjoint byte ranges (text), so no evaluation example is trained on.
 
-use crate::config::{DataConfig, TaskConfig};
+use crate::config::{DataConfig, MqarVariant, TaskConfig};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -64,10 +64,20 @@ pub enum DataError {
 /// A task ready to sample from.
 #[derive(Debug, Clone)]
 enum Task {
-    Mqar { num_kv_pairs: usize, power_a: f64 },
-    SelectiveCopy { num_tokens: usize },
-    Induction { prefix_len: usize },
-    Text { bytes: std::sync::Arc<Vec<u8>> },
+    Mqar {
+        num_kv_pairs: usize,
+        power_a: f64,
+        variant: MqarVariant,
+    },
+    SelectiveCopy {
+        num_tokens: usize,
+    },
+    Induction {
+        prefix_len: usize,
+    },
+    Text {
+        bytes: std::sync::Arc<Vec<u8>>,
+    },
 }
 
 /// Samples batches of a weighted task mix for one split.
@@ -100,10 +110,12 @@ impl Stream {
                 TaskConfig::Mqar {
                     num_kv_pairs,
                     power_a,
+                    variant,
                     ..
                 } => Task::Mqar {
                     num_kv_pairs: *num_kv_pairs,
                     power_a: *power_a,
+                    variant: *variant,
                 },
                 TaskConfig::SelectiveCopy { num_tokens, .. } => Task::SelectiveCopy {
                     num_tokens: *num_tokens,
@@ -174,7 +186,13 @@ impl Stream {
             Task::Mqar {
                 num_kv_pairs,
                 power_a,
+                variant: MqarVariant::Zoology,
             } => mqar(&mut self.rng, vocab, len, *num_kv_pairs, *power_a),
+            Task::Mqar {
+                num_kv_pairs,
+                power_a,
+                variant: MqarVariant::Answered,
+            } => mqar_answered(&mut self.rng, vocab, len, *num_kv_pairs, *power_a),
             Task::SelectiveCopy { num_tokens } => {
                 selective_copy(&mut self.rng, vocab, len, *num_tokens)
             }
@@ -203,11 +221,60 @@ fn shifted(sequence: Vec<i64>, scored: &[usize]) -> Example {
     }
 }
 
-/// Multi-query associative recall as defined by Zoology (Arora et al. 2023): `num_kv_pairs`
-/// key–value pairs (keys from the first half of the vocabulary, values from the second, token 0
-/// reserved as filler), then each key queried once at a power-law distributed gap; only the
-/// value following each query is scored.
+/// Multi-query associative recall exactly as Zoology's `multiquery_ar` (Arora et al. 2023,
+/// HazyResearch/zoology `data/associative_recall.py`, `random_non_queries=True`):
+/// `num_kv_pairs` distinct keys from `1..vocab/2` each followed by one of as many distinct values
+/// from `vocab/2..vocab`; then each key is queried once, alone, at slot `context + 2·gap` with
+/// gaps drawn without replacement by `p(g) ∝ a·g^(a-1)`; the value is the target at the query
+/// and is never written into the input; every other position is a uniform random token of the
+/// whole vocabulary (distractors). Only the queries are scored.
 pub fn mqar(
+    rng: &mut SmallRng,
+    vocab: usize,
+    seq_len: usize,
+    num_kv_pairs: usize,
+    power_a: f64,
+) -> Example {
+    let half = vocab / 2;
+    let context = 2 * num_kv_pairs;
+    // 0 marks "not written yet"; Zoology fills those positions with random tokens at the end.
+    let mut inputs = vec![0i64; seq_len];
+    let mut targets = vec![0i64; seq_len];
+    let mut mask = vec![0.0; seq_len];
+    let keys = distinct(rng, 1, half, num_kv_pairs);
+    let values = distinct(rng, half, vocab, num_kv_pairs);
+    for (index, (key, value)) in keys.iter().zip(&values).enumerate() {
+        inputs[2 * index] = *key;
+        inputs[2 * index + 1] = *value;
+    }
+    let slots = seq_len.saturating_sub(context) / 2;
+    let chosen = weighted_distinct(rng, &power_law(slots, power_a), num_kv_pairs.min(slots));
+    for (index, slot) in chosen.into_iter().enumerate() {
+        let position = context + 2 * slot;
+        inputs[position] = keys[index];
+        targets[position] = values[index];
+        mask[position] = 1.0;
+    }
+    for token in inputs.iter_mut().filter(|token| **token == 0) {
+        *token = rng.random_range(0..vocab) as i64;
+    }
+    // Unscored targets are the next input, so every target is a real next token.
+    for position in 0..seq_len {
+        if mask[position] == 0.0 {
+            targets[position] = inputs.get(position + 1).copied().unwrap_or(0);
+        }
+    }
+    Example {
+        inputs,
+        targets,
+        mask,
+    }
+}
+
+/// The easier MQAR layout ([`MqarVariant::Answered`]): keys and values as in [`mqar`] (values
+/// may repeat), but each query is followed by its value in the input and every unused position
+/// is 0, so the sequence has no distractors.
+pub fn mqar_answered(
     rng: &mut SmallRng,
     vocab: usize,
     seq_len: usize,
@@ -225,12 +292,8 @@ pub fn mqar(
         sequence[2 * index] = *key;
         sequence[2 * index + 1] = *value;
     }
-    // Query slots are pairs of positions after the context; gaps follow p(g) ∝ a·g^(a-1).
-    let slots = (seq_len + 1 - context) / 2;
-    let weights: Vec<f64> = (1..=slots)
-        .map(|g| power_a * (g as f64).powf(power_a - 1.0))
-        .collect();
-    let chosen = weighted_distinct(rng, &weights, num_kv_pairs.min(slots));
+    let slots = (seq_len + 1).saturating_sub(context) / 2;
+    let chosen = weighted_distinct(rng, &power_law(slots, power_a), num_kv_pairs.min(slots));
     let mut scored = Vec::new();
     for (index, slot) in chosen.into_iter().enumerate() {
         let position = context + 2 * slot;
@@ -239,6 +302,13 @@ pub fn mqar(
         scored.push(position);
     }
     shifted(sequence, &scored)
+}
+
+/// Zoology's gap weights over slots `1..=slots`: `a·g^(a-1)` (normalised by the sampler).
+fn power_law(slots: usize, power_a: f64) -> Vec<f64> {
+    (1..=slots)
+        .map(|g| power_a * (g as f64).powf(power_a - 1.0))
+        .collect()
 }
 
 /// Selective copying (Gu & Dao 2023): `num_tokens` data tokens scattered among blanks (0) in

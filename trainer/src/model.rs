@@ -44,7 +44,7 @@ impl LanguageModel {
         let embedding = store.add(
             "embedding",
             [vocab, d],
-            Init::UniformFanIn,
+            Init::Normal(1.0),
             true,
             rng,
             device,
