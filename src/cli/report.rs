@@ -41,20 +41,20 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
             many.join(", ")
         ),
     };
-    let spec = store.campaign_spec(&campaign)?;
-    let baseline = spec
-        .as_deref()
-        .and_then(|json| serde_json::from_str::<serde_json::Value>(json).ok())
-        .and_then(|v| {
-            v.get("baseline")
-                .and_then(|b| b.as_str())
-                .map(str::to_string)
-        })
+    let spec = store
+        .campaign_spec(&campaign)?
+        .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .unwrap_or_default();
+    let baseline = spec["baseline"].as_str().unwrap_or_default().to_string();
+    let seeds = spec["stages"]["verification"]["seeds"]
+        .as_u64()
+        .and_then(|s| u32::try_from(s).ok())
+        .unwrap_or(3);
     let experiments = store.experiments(&campaign)?;
     let tokens = store.usage(&campaign)?.llm_tokens;
     let usage = crate::core::campaign::usage(&experiments, tokens);
-    let mut report = Report::build(&campaign, &baseline, &experiments, usage);
+    let required = crate::core::verification::required_runs(seeds);
+    let mut report = Report::build(&campaign, &baseline, required, &experiments, usage);
     report.agents = store
         .agent_stats(&campaign)?
         .and_then(|json| serde_json::from_str(&json).ok());

@@ -298,12 +298,15 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
 }
 
 fn refresh<S: crate::memory::Store>(display: &mut Display, engine: &Engine<S>) {
-    let wins = verification::summarise(engine.experiments()).discoveries();
+    let wins = verification::summarise(engine.experiments(), engine.required_runs()).discoveries();
     display.update(engine.experiments(), wins);
     if let Some(reason) = engine.agents_fallback() {
         display.notice_once(&format!(
             "the LLM agents fell back to the evolutionary agents: {reason}"
         ));
+    }
+    if let Some(reason) = engine.retrieval_fallback() {
+        display.notice_once(&format!("cognition retrieval: {reason}"));
     }
 }
 
@@ -373,7 +376,7 @@ fn summary<S: crate::memory::Store>(
 ) {
     let experiments = engine.experiments();
     let usage = engine.usage();
-    let verified = verification::summarise(experiments);
+    let verified = verification::summarise(experiments, engine.required_runs());
     let mut lines = vec![
         String::new(),
         format!(

@@ -127,3 +127,86 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     page.push_str("</body></html>\n");
     page
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Attempt, Experiment, Outcome, Phase, Stage, TrainSummary};
+    use std::collections::BTreeMap;
+
+    const HOSTILE: &str = "<script>alert('x')</script>&\"";
+
+    #[test]
+    fn every_text_from_memory_is_escaped() {
+        let mut e = Experiment::new(1, Stage::Exploration, None, vec![]);
+        e.name = format!("name{HOSTILE}");
+        e.motivation = format!("motivation{HOSTILE}");
+        e.analysis = Some(format!("analysis{HOSTILE}"));
+        e.problem_summary = Some(format!("problem{HOSTILE}"));
+        e.operator = Some(format!("operator{HOSTILE}"));
+        e.retrieved = vec![format!("entry{HOSTILE}")];
+        e.phase = Phase::Succeeded;
+        e.fitness = Some(0.6);
+        e.attempts.push(Attempt {
+            number: 1,
+            program: format!("# program{HOSTILE}\nmixer m(d_model) {{ return x }}"),
+            outcome: Some(Outcome::Crashed {
+                message: format!("crash{HOSTILE}"),
+                log_tail: String::new(),
+            }),
+            progress: vec![],
+        });
+        e.attempts.push(Attempt {
+            number: 2,
+            program: format!("# program{HOSTILE}\nmixer m(d_model) {{ return x }}"),
+            outcome: Some(Outcome::Finished {
+                summary: TrainSummary {
+                    val_loss: 1.0,
+                    accuracy: BTreeMap::from([(format!("task{HOSTILE}"), 0.5)]),
+                    wall_s: 1.0,
+                    params: 10,
+                },
+            }),
+            progress: vec![],
+        });
+        let experiments = vec![e];
+        let usage = crate::core::campaign::usage(&experiments, 0);
+        let report = Report::build(
+            &format!("campaign{HOSTILE}"),
+            &format!("baseline{HOSTILE}"),
+            3,
+            &experiments,
+            usage,
+        );
+        let page = render(
+            &report,
+            &[(&format!("figure{HOSTILE}.svg"), "<svg></svg>".into())],
+        );
+        assert!(!page.contains("<script"), "raw markup reached the page");
+        assert!(
+            !page.contains("alert('x')"),
+            "an unescaped quote reached the page"
+        );
+        for field in [
+            "campaign",
+            "baseline",
+            "name",
+            "motivation",
+            "analysis",
+            "problem",
+            "operator",
+            "entry",
+            "program",
+            "crash",
+            "task",
+            "figure",
+        ] {
+            assert!(
+                page.contains(&format!(
+                    "{field}&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
+                )),
+                "{field} is not shown escaped"
+            );
+        }
+    }
+}

@@ -77,6 +77,9 @@ pub struct AgentsRecord {
     pub roles: BTreeMap<String, crate::agents::llm::client::RoleStats>,
     #[serde(default)]
     pub fallback: Option<String>,
+    /// Why cognition retrieval fell back to the lexical retriever, if it did.
+    #[serde(default, rename = "retrievalFallback")]
+    pub retrieval_fallback: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -132,10 +135,11 @@ impl Report {
     pub fn build(
         campaign: &str,
         baseline: &str,
+        required_runs: usize,
         experiments: &[Experiment],
         usage: Usage,
     ) -> Report {
-        let verification = verification::summarise(experiments);
+        let verification = verification::summarise(experiments, required_runs);
         let rows: Vec<ExperimentRow> = experiments
             .iter()
             .map(|e| {

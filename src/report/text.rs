@@ -73,8 +73,12 @@ pub fn render(report: &Report) -> String {
         Some(b) => {
             let _ = writeln!(
                 out,
-                "  baseline {:<24} {:.3} ± {:.3} ({} runs)",
-                report.baseline, b.mean, b.half_width, b.runs
+                "  baseline {:<24} {:.3} ± {:.3} ({} runs){}",
+                report.baseline,
+                b.mean,
+                b.half_width,
+                b.runs,
+                shortfall_note(verification.baseline_shortfall, verification.required_runs)
             );
         }
         None => {
@@ -84,12 +88,13 @@ pub fn render(report: &Report) -> String {
     for program in &verification.programs {
         let _ = writeln!(
             out,
-            "  {:<33} {:.3} ± {:.3} ({} of {} runs){}",
+            "  {:<33} {:.3} ± {:.3} ({} of {} runs){}{}",
             truncate(&program.name, 33),
             program.val_loss.mean,
             program.val_loss.half_width,
             program.runs,
             program.tried,
+            shortfall_note(program.shortfall, verification.required_runs),
             if program.state_of_the_art {
                 "  ★ new state of the art"
             } else {
@@ -165,6 +170,9 @@ pub fn render(report: &Report) -> String {
         if let Some(reason) = &agents.fallback {
             let _ = writeln!(out, "  fell back to the evolutionary agents: {reason}");
         }
+        if let Some(reason) = &agents.retrieval_fallback {
+            let _ = writeln!(out, "  cognition retrieval: {reason}");
+        }
     }
 
     let failed: Vec<_> = report
@@ -196,5 +204,14 @@ fn truncate(text: &str, max: usize) -> String {
         let mut cut: String = text.chars().take(max.saturating_sub(1)).collect();
         cut.push('…');
         cut
+    }
+}
+
+/// Why a verification result cannot back a claim, if it cannot.
+fn shortfall_note(shortfall: usize, required: usize) -> String {
+    if shortfall == 0 {
+        String::new()
+    } else {
+        format!("  — {shortfall} run(s) short of the {required} a claim needs: no claim")
     }
 }
