@@ -118,6 +118,7 @@ pub struct Engine<S: Store> {
     stats_before: BTreeMap<String, RoleStats>,
     tokens_recorded: u64,
     motivations: Option<Motivations>,
+    retrieval_fallback: Option<String>,
 }
 
 impl<S: Store> Engine<S> {
@@ -149,6 +150,7 @@ impl<S: Store> Engine<S> {
             stats_before,
             tokens_recorded: 0,
             motivations: None,
+            retrieval_fallback: None,
         })
     }
 
@@ -216,10 +218,11 @@ impl<S: Store> Engine<S> {
             self.store.add_usage(&self.campaign, &delta)?;
             self.tokens_recorded = tokens;
         }
-        if tokens > 0 || self.agents.fallback().is_some() {
+        if tokens > 0 || self.agents.fallback().is_some() || self.retrieval_fallback.is_some() {
             let record = serde_json::json!({
                 "roles": self.agent_stats(),
                 "fallback": self.agents.fallback(),
+                "retrievalFallback": self.retrieval_fallback,
             });
             self.store
                 .save_agent_stats(&self.campaign, &record.to_string())?;
@@ -374,6 +377,44 @@ impl<S: Store> Engine<S> {
         self.apply_event(experiment, event)
     }
 
+    /// The cognition entries for `query`. A retriever that fails (an embeddings endpoint that
+    /// went down, a vector of the wrong size) is replaced by the built-in lexical one for the
+    /// rest of the run, which the run's output and the report say; retrieval never ends a
+    /// campaign.
+    fn retrieve(&mut self, query: &str) -> Vec<crate::cognition::Hit> {
+        let (top_k, min_score) = (self.cognition.top_k, self.cognition.min_score);
+        match self
+            .cognition
+            .base
+            .search(self.cognition.retriever.as_ref(), query, top_k, min_score)
+        {
+            Ok(hits) => return hits,
+            Err(error) => {
+                let reason = format!(
+                    "the {} retriever failed ({error}); using the lexical retriever",
+                    self.cognition.retriever.name()
+                );
+                tracing::warn!("{reason}");
+                self.retrieval_fallback = Some(reason);
+                self.cognition.retriever = Box::new(self.cognition.base.lexical());
+            }
+        }
+        self.cognition
+            .base
+            .search(self.cognition.retriever.as_ref(), query, top_k, min_score)
+            .unwrap_or_default()
+    }
+
+    /// Finished runs a verification claim needs in this campaign.
+    pub fn required_runs(&self) -> usize {
+        crate::core::verification::required_runs(self.spec.stages.verification.seeds)
+    }
+
+    /// Why retrieval fell back to the lexical retriever, once it has.
+    pub fn retrieval_fallback(&self) -> Option<&str> {
+        self.retrieval_fallback.as_deref()
+    }
+
     /// Retrieves cognition for the parent's problem and asks the Researcher.
     fn research(&mut self, experiment: &Experiment) -> Result<Event> {
         let Some(parent) = experiment.parent.and_then(|id| self.get(id)).cloned() else {
@@ -386,12 +427,7 @@ impl<S: Store> Engine<S> {
             .clone()
             .filter(|s| !s.trim().is_empty())
             .unwrap_or_else(|| DEFAULT_QUERY.to_string());
-        let hits = self.cognition.base.search(
-            self.cognition.retriever.as_ref(),
-            &query,
-            self.cognition.top_k,
-            self.cognition.min_score,
-        )?;
+        let hits = self.retrieve(&query);
         let entries: Vec<&crate::cognition::Entry> = hits
             .iter()
             .filter_map(|hit| self.cognition.base.get(&hit.id))

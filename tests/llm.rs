@@ -575,3 +575,84 @@ fn cognition_retrieval_through_the_embeddings_endpoint() {
     // Entries are embedded in batches, then one request per query.
     assert_eq!(seen.len(), base.entries.len().div_ceil(32) + 1);
 }
+
+#[test]
+fn an_embeddings_endpoint_that_dies_mid_campaign_degrades_to_lexical_retrieval() {
+    let chat_script = good_endpoint();
+    let embeddings = std::sync::atomic::AtomicUsize::new(0);
+    let entry_batches = archlab::cognition::Base::load(&[])
+        .unwrap()
+        .entries
+        .len()
+        .div_ceil(32);
+    let server = serve(Box::new(move |seen: &Seen, index| {
+        if seen.path != "/v1/embeddings" {
+            return chat_script(seen, index);
+        }
+        // The entries at start-up and two queries succeed; then the endpoint is down for good.
+        let n = embeddings.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        if n >= entry_batches + 2 {
+            return status(503, r#"{"error": {"message": "embedding model unloaded"}}"#);
+        }
+        let inputs: Vec<String> = seen.body["input"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let data: Vec<Value> = inputs
+            .iter()
+            .enumerate()
+            .map(|(index, text)| json!({"index": index, "embedding": letters(text)}))
+            .collect();
+        ok(json!({"data": data, "usage": {"total_tokens": 10}}))
+    }));
+    let dir = temp_dir("embeddings-die");
+    let manifest = llm_manifest(&dir, &server.url, "      embeddingsModel: toy\n");
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "  seed: 3\n",
+        "  cognition: {embedder: endpoint}\n  seed: 3\n",
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "the campaign completes: {log}");
+    assert!(
+        log.contains("cognition retrieval: the endpoint retriever failed"),
+        "the run says retrieval degraded: {log}"
+    );
+    let (report, _) = report_of(&state, &dir.join("r.html"));
+    assert!(
+        report["agents"]["retrievalFallback"]
+            .as_str()
+            .unwrap()
+            .contains("lexical"),
+        "{}",
+        report["agents"]
+    );
+    let experiments = report["experiments"].as_array().unwrap();
+    let proposals: Vec<&Value> = experiments
+        .iter()
+        .filter(|e| e["origin"] == "proposal")
+        .collect();
+    assert!(proposals.len() >= 3, "{report}");
+    for proposal in &proposals {
+        assert!(
+            !proposal["retrieved"].as_array().unwrap().is_empty(),
+            "every proposal still retrieved entries: {proposal}"
+        );
+    }
+    assert!(
+        log.contains("campaign `tiny` ended"),
+        "the campaign reached its end: {log}"
+    );
+    let seen = server.seen.lock().unwrap();
+    let failed_embeddings = seen
+        .iter()
+        .filter(|s| s.path == "/v1/embeddings")
+        .count()
+        .saturating_sub(entry_batches + 2);
+    assert!(failed_embeddings >= 1, "the endpoint did die mid-campaign");
+}

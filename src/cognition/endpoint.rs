@@ -40,10 +40,30 @@ impl EndpointRetriever {
         model: &str,
         entries: &[Entry],
     ) -> Result<EndpointRetriever, CognitionError> {
-        let mut vectors = Vec::with_capacity(entries.len());
+        let mut vectors: Vec<Vec<f32>> = Vec::with_capacity(entries.len());
         for batch in entries.chunks(32) {
             let texts: Vec<String> = batch.iter().map(|e| e.trigger.clone()).collect();
-            vectors.extend(client.embed(model, &texts).map_err(failed)?);
+            let embedded = client.embed(model, &texts).map_err(failed)?;
+            if embedded.len() != texts.len() {
+                return Err(failed(format!(
+                    "asked for {} embeddings, got {}",
+                    texts.len(),
+                    embedded.len()
+                )));
+            }
+            vectors.extend(embedded);
+        }
+        let size = vectors.first().map_or(0, Vec::len);
+        if let Some((index, vector)) = vectors
+            .iter()
+            .enumerate()
+            .find(|(_, v)| v.len() != size || v.is_empty())
+        {
+            return Err(failed(format!(
+                "embedding of entry `{}` has {} dimensions, the first has {size}",
+                entries[index].id,
+                vector.len()
+            )));
         }
         Ok(EndpointRetriever {
             client: Mutex::new(client),
@@ -68,6 +88,13 @@ impl Retriever for EndpointRetriever {
             .map_err(failed)?
             .pop()
             .unwrap_or_default();
+        let size = self.entries.first().map_or(0, Vec::len);
+        if query.len() != size {
+            return Err(failed(format!(
+                "the query embedding has {} dimensions, the entries' have {size}",
+                query.len()
+            )));
+        }
         Ok(self.entries.iter().map(|e| cosine(&query, e)).collect())
     }
 }

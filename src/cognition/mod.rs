@@ -241,6 +241,16 @@ impl Base {
         min_score: f64,
     ) -> Result<Vec<Hit>, CognitionError> {
         let scores = retriever.scores(query)?;
+        if scores.len() != self.entries.len() {
+            return Err(CognitionError::Invalid {
+                origin: format!("{} retriever", retriever.name()),
+                message: format!(
+                    "returned {} scores for {} entries",
+                    scores.len(),
+                    self.entries.len()
+                ),
+            });
+        }
         let mut ranked: Vec<(usize, f64)> = scores
             .into_iter()
             .enumerate()
