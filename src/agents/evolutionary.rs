@@ -361,7 +361,8 @@ pub(crate) fn propose_with(
         .map(|op| {
             let available = match op {
                 Operator::Crossover => !references.is_empty(),
-                Operator::Literature => steered && !literature.is_empty(),
+                // The control keeps every operator, grafts included: only the choice is blind.
+                Operator::Literature => !literature.is_empty(),
                 Operator::Mutate(_) => true,
             };
             if !available {
