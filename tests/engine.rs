@@ -75,9 +75,18 @@ fn state_dir(name: &str) -> PathBuf {
 }
 
 fn engine(name: &str, agents: Scripted) -> (Engine<SqliteStore>, PathBuf) {
-    let spec = parse_campaign(include_str!("fixtures/tiny_campaign.yaml"))
+    engine_with(name, agents, |_| {})
+}
+
+fn engine_with(
+    name: &str,
+    agents: Scripted,
+    adjust: impl FnOnce(&mut archlab::api::CampaignSpec),
+) -> (Engine<SqliteStore>, PathBuf) {
+    let mut spec = parse_campaign(include_str!("fixtures/tiny_campaign.yaml"))
         .unwrap()
         .spec;
+    adjust(&mut spec);
     let dir = state_dir(name);
     let base = Base::load(&[]).unwrap();
     let cognition = Cognition {
@@ -256,4 +265,67 @@ fn qa_stops_a_nan_run_and_late_lines_of_the_stopped_attempt_are_ignored() {
             .phase,
         Phase::Failed
     );
+}
+
+fn progress(engine: &mut Engine<SqliteStore>, id: u64, step: usize, loss: f64) -> Vec<Command> {
+    let point = ProgressPoint {
+        step,
+        loss,
+        elapsed_s: step as f64 * 0.01,
+    };
+    engine.observe(id, 1, Event::Progress(point)).unwrap()
+}
+
+/// Seeds at validation loss 2.0 and 2.2 and one proposal at `third`: three finished peers, so
+/// the leakage rule may judge the next proposal. QA's grace is shortened so that its window
+/// (the first quarter of the fixture's 40 steps) is reachable.
+fn leakage_setting(name: &str, third: f64) -> Engine<SqliteStore> {
+    let (mut engine, _dir) = engine_with(
+        name,
+        Scripted {
+            proposals: VecDeque::from([Ok(GOOD.to_string()), Ok(GOOD.replace("silu", "gelu"))]),
+            repairs: VecDeque::new(),
+        },
+        |spec| spec.qa.grace_steps = 5,
+    );
+    past_the_seeds(&mut engine);
+    let (commands, _) = engine.fill(1).unwrap();
+    assert!(finish(&mut engine, &commands[0], third).is_empty());
+    let (commands, _) = engine.fill(1).unwrap();
+    assert!(
+        matches!(commands[..], [Command::Start { experiment: 4, .. }]),
+        "{commands:?}"
+    );
+    engine
+}
+
+#[test]
+fn a_collapse_far_below_every_peer_early_in_training_is_stopped_as_leakage() {
+    let mut engine = leakage_setting("leak", 1.8);
+    assert!(progress(&mut engine, 4, 5, 2.5).is_empty());
+    // 0.3 < 0.25 × 1.8 at step 10 of 40: within the window.
+    let commands = progress(&mut engine, 4, 10, 0.3);
+    assert!(
+        matches!(&commands[..], [Command::Stop { experiment: 4, reason, .. }] if reason.contains("implausibly")),
+        "{commands:?}"
+    );
+    let experiment = engine.experiments().iter().find(|e| e.id == 4).unwrap();
+    assert!(matches!(
+        &experiment.attempts[0].outcome,
+        Some(Outcome::Stopped {
+            verdict: archlab::core::qa::QaVerdict::SuspectedLeakage { .. }
+        })
+    ));
+}
+
+#[test]
+fn a_solved_task_is_not_mistaken_for_leakage() {
+    // The best known loss 0.05 is below QA's floor: the task is solved, near-zero is honest.
+    let mut engine = leakage_setting("solved", 0.05);
+    assert!(progress(&mut engine, 4, 5, 2.5).is_empty());
+    assert!(progress(&mut engine, 4, 10, 0.001).is_empty());
+    // And the same collapse after the window is honest learning, whatever the peers did.
+    let mut engine = leakage_setting("late", 1.8);
+    assert!(progress(&mut engine, 4, 5, 2.5).is_empty());
+    assert!(progress(&mut engine, 4, 11, 0.3).is_empty());
 }

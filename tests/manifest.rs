@@ -71,6 +71,70 @@ fn semantic_errors_name_the_field_and_what_was_expected() {
 }
 
 #[test]
+fn seeds_budgets_and_parallelism_are_checked() {
+    const SEEDS: &str = "  seeds:\n    - name: linear_attention\n      library: linear_attention\n    - name: retnet\n      library: retnet\n    - name: gla\n      library: gla\n    - name: mamba2_ssd\n      library: mamba2_ssd\n";
+    assert!(quickstart().contains(SEEDS));
+    let cases: [(&str, &str, &str, &str); 9] = [
+        (SEEDS, "  seeds: []\n", "spec.seeds", "at least one seed"),
+        (
+            "    - name: gla\n",
+            "    - name: retnet\n",
+            "spec.seeds[2].name",
+            "used twice",
+        ),
+        (
+            "      library: gla\n",
+            "      library: gla\n      program: \"mixer m(d_model) {\\n  return x\\n}\"\n",
+            "spec.seeds[2]",
+            "exactly one of",
+        ),
+        (
+            "      library: gla\n",
+            "",
+            "spec.seeds[2]",
+            "exactly one of",
+        ),
+        (
+            "maxExperiments: 30",
+            "maxExperiments: 0",
+            "spec.budget.maxExperiments",
+            "at least 1",
+        ),
+        (
+            "maxComputeHours: 0.5",
+            "maxComputeHours: 0",
+            "spec.budget.maxComputeHours",
+            "positive",
+        ),
+        (
+            "maxComputeHours: 0.5",
+            "maxComputeHours: -1",
+            "spec.budget.maxComputeHours",
+            "positive",
+        ),
+        (
+            "maxComputeHours: 0.5",
+            "maxComputeHours: 0.5\n    maxLlmTokens: 0",
+            "spec.budget.maxLlmTokens",
+            "at least 1",
+        ),
+        (
+            "parallelism: 2",
+            "parallelism: 0",
+            "spec.parallelism",
+            "at least 1",
+        ),
+    ];
+    for (from, to, path, words) in cases {
+        let manifest = quickstart().replacen(from, to, 1);
+        assert_ne!(manifest, quickstart(), "{from:?} not found");
+        let error = rejected(&manifest);
+        assert_eq!(error.path, path, "{to:?}: {error}");
+        assert!(error.message.contains(words), "{to:?}: {error}");
+    }
+}
+
+#[test]
 fn every_example_campaign_parses_and_llm_settings_are_checked() {
     for example in ["examples/llm.yaml", "examples/bench/search.yaml"] {
         let path = format!("{}/{example}", env!("CARGO_MANIFEST_DIR"));

@@ -257,4 +257,183 @@ mod tests {
             Repair::Abandoned { .. }
         ));
     }
+    fn library(name: &str) -> &'static str {
+        archspec::library::get(name)
+            .map(|e| e.source)
+            .unwrap_or_default()
+    }
+
+    fn seed_experiment(program: &str) -> Experiment {
+        let mut parent = Experiment::new(1, Stage::Exploration, None, vec![]);
+        parent.attempts.push(Attempt {
+            number: 1,
+            program: program.into(),
+            outcome: None,
+            progress: vec![],
+        });
+        parent
+    }
+
+    fn hash(program: &str, check: &archspec::CheckConfig) -> String {
+        archspec::check_source(program, check)
+            .map(|v| v.hash())
+            .unwrap_or_else(|d| panic!("{program}: {d:?}"))
+    }
+
+    fn count(program: &str, needle: &str) -> usize {
+        program.matches(needle).count()
+    }
+
+    #[test]
+    fn a_program_that_is_not_novel_gets_one_more_change() {
+        let check = archspec::CheckConfig::default();
+        let source = library("deltanet");
+        let experiment = failed_with(
+            source,
+            Outcome::NotNovel {
+                reason: "same structure as experiment 1".into(),
+                repairable: true,
+            },
+        );
+        let known = HashSet::from([hash(source, &check)]);
+        match repair(&request(&experiment, None, &known, &check)) {
+            Repair::Revised { program, note } => {
+                let new = hash(&program, &check);
+                assert!(!known.contains(&new), "the repair is itself known");
+                assert!(note.contains("novelty"), "{note}");
+            }
+            other => panic!("expected a repair, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_invalid_program_that_does_not_peek_is_replaced_by_another_edit_of_the_parent() {
+        let check = archspec::CheckConfig::default();
+        let broken = "mixer broken(d_model) {\n  return x |> linear(d_model + 1)\n}\n";
+        let diagnostics = match archspec::check_source(broken, &check) {
+            Err(d) => archspec::diagnostic::render(broken, &d),
+            Ok(_) => panic!("the program should not check"),
+        };
+        assert!(!diagnostics.contains("E04"), "{diagnostics}");
+        let experiment = failed_with(broken, Outcome::Invalid { diagnostics });
+        let parent = seed_experiment(library("gla"));
+        let known = HashSet::new();
+        match repair(&request(&experiment, Some(&parent), &known, &check)) {
+            Repair::Revised { program, note } => {
+                assert!(note.contains("parent"), "{note}");
+                let distance = archspec::canon::distance(
+                    &archspec::check_source(&program, &check)
+                        .expect("valid")
+                        .checked
+                        .graph,
+                    &archspec::check_source(library("gla"), &check)
+                        .expect("valid")
+                        .checked
+                        .graph,
+                );
+                assert!(
+                    distance > 0.0 && distance < 0.5,
+                    "an edit of gla: {distance}"
+                );
+            }
+            other => panic!("expected a repair, got {other:?}"),
+        }
+        // Without a parent there is nothing sound to edit.
+        assert!(matches!(
+            repair(&request(&experiment, None, &known, &check)),
+            Repair::Abandoned { .. }
+        ));
+    }
+
+    #[test]
+    fn a_slow_program_is_replaced_by_a_cheap_edit_of_its_parent() {
+        let check = archspec::CheckConfig::default();
+        let parent_source = library("linear_attention");
+        let slow_source = library("routed_hybrid");
+        let parent = seed_experiment(parent_source);
+        let known = HashSet::new();
+        let mixers =
+            |p: &str| count(p, "attention(") + count(p, "delta_rule(") + count(p, "route(");
+        for seed in 0..12 {
+            let mut experiment = failed_with(
+                slow_source,
+                Outcome::Stopped {
+                    verdict: QaVerdict::TooSlow {
+                        projected_s: 40.0,
+                        peer_median_s: 9.0,
+                    },
+                },
+            );
+            experiment.id = 2 + seed;
+            let mut req = request(&experiment, Some(&parent), &known, &check);
+            req.seed = seed;
+            match repair(&req) {
+                Repair::Revised { program, note } => {
+                    assert!(note.contains("cheap"), "{note}");
+                    assert_ne!(hash(&program, &check), hash(parent_source, &check));
+                    assert_eq!(count(&program, "route("), 0, "seed {seed}: {program}");
+                    assert!(
+                        mixers(&program) <= mixers(parent_source),
+                        "seed {seed}: a new mixer is not cheap: {program}"
+                    );
+                }
+                other => panic!("seed {seed}: expected a repair, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_crash_is_retried_once_then_the_parent_is_edited() {
+        let check = archspec::CheckConfig::default();
+        let source = library("retnet");
+        let parent = seed_experiment(library("linear_attention"));
+        let known = HashSet::new();
+        let crash = || Outcome::Crashed {
+            message: "exit 137".into(),
+            log_tail: String::new(),
+        };
+        let mut experiment = failed_with(source, crash());
+        match repair(&request(&experiment, Some(&parent), &known, &check)) {
+            Repair::Revised { program, note } => {
+                assert_eq!(program, source);
+                assert!(note.contains("once"), "{note}");
+            }
+            other => panic!("expected a retry, got {other:?}"),
+        }
+        experiment.attempts.push(Attempt {
+            number: 2,
+            program: source.into(),
+            outcome: Some(crash()),
+            progress: vec![],
+        });
+        match repair(&request(&experiment, Some(&parent), &known, &check)) {
+            Repair::Revised { program, note } => {
+                assert!(note.contains("keeps crashing"), "{note}");
+                assert_ne!(hash(&program, &check), hash(source, &check));
+            }
+            other => panic!("expected an edit, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn an_agent_failure_and_a_finished_attempt_are_not_repaired() {
+        let check = archspec::CheckConfig::default();
+        let known = HashSet::new();
+        let failed = failed_with(
+            "",
+            Outcome::AgentFailed {
+                message: "the Researcher's reply was not JSON".into(),
+            },
+        );
+        match repair(&request(&failed, None, &known, &check)) {
+            Repair::Abandoned { reason } => assert!(reason.contains("not JSON"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        let mut empty = failed_with("", Outcome::Diverged);
+        empty.attempts.clear();
+        assert!(matches!(
+            repair(&request(&empty, None, &known, &check)),
+            Repair::Abandoned { .. }
+        ));
+    }
 }

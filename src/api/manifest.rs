@@ -144,6 +144,20 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
     if spec.budget.max_experiments == 0 {
         return Err(error("spec.budget.maxExperiments", "must be at least 1"));
     }
+    if let Some(hours) = spec.budget.max_compute_hours
+        && !(hours.is_finite() && hours > 0.0)
+    {
+        return Err(error(
+            "spec.budget.maxComputeHours",
+            format!("must be a positive number of hours, found {hours}"),
+        ));
+    }
+    if spec.budget.max_llm_tokens == Some(0) {
+        return Err(error(
+            "spec.budget.maxLlmTokens",
+            "must be at least 1 (leave it out for no limit)",
+        ));
+    }
     if spec.parallelism == 0 {
         return Err(error("spec.parallelism", "must be at least 1"));
     }

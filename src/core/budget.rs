@@ -34,6 +34,17 @@ pub enum Exhausted {
     LlmTokens,
 }
 
+impl Exhausted {
+    /// The limit in words, for the run's summary and the report.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Exhausted::Experiments => "the experiment limit (budget.maxExperiments) was reached",
+            Exhausted::ComputeHours => "the compute limit (budget.maxComputeHours) was reached",
+            Exhausted::LlmTokens => "the LLM token limit (budget.maxLlmTokens) was reached",
+        }
+    }
+}
+
 impl Budget {
     /// The first limit reached, if any.
     pub fn exhausted(&self, usage: &Usage) -> Option<Exhausted> {

@@ -53,7 +53,7 @@ impl Ending {
             Ending::NothingToVerify => {
                 "no exploration beat the baseline; nothing was promoted to verification".into()
             }
-            Ending::BudgetExhausted { limit } => format!("budget exhausted ({limit:?})"),
+            Ending::BudgetExhausted { limit } => format!("budget exhausted: {}", limit.describe()),
             Ending::BaselineFailed { stage } => {
                 format!("the baseline failed at {stage:?}; fitness cannot be computed")
             }
@@ -575,7 +575,7 @@ mod tests {
             experiments.push(e);
         }
         assert_eq!(plan(&spec, &experiments), Next::Done(Ending::Completed));
-        let verified = crate::core::verification::summarise(&experiments);
+        let verified = crate::core::verification::summarise(&experiments, 3);
         assert_eq!(verified.programs.len(), 1);
         // Loss 1.2 ± 0 against the baseline's 1.5: a verified win.
         assert!(verified.programs[0].state_of_the_art);
@@ -613,5 +613,48 @@ mod tests {
             plan(&spec, &experiments),
             Next::Done(Ending::BudgetExhausted { .. })
         ));
+    }
+    #[test]
+    fn each_budget_limit_is_named_in_the_ending() {
+        let seeds = || {
+            vec![
+                finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
+                finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6),
+            ]
+        };
+        let ended_by = |spec: &CampaignSpec, experiments: &[Experiment], tokens: u64| {
+            let usage = usage(experiments, tokens);
+            match next(spec, experiments, &usage, &mut SmallRng::seed_from_u64(1)) {
+                Next::Done(Ending::BudgetExhausted { limit }) => Some(limit),
+                _ => None,
+            }
+        };
+        let mut spec = spec();
+        spec.budget.max_llm_tokens = Some(100);
+        assert_eq!(ended_by(&spec, &seeds(), 99), None);
+        assert_eq!(ended_by(&spec, &seeds(), 100), Some(Exhausted::LlmTokens));
+        let mut spec = self::spec();
+        spec.budget.max_compute_hours = Some(2.0 / 3600.0);
+        assert_eq!(
+            ended_by(&spec, &seeds()[..1], 0),
+            None,
+            "one second spent of two"
+        );
+        assert_eq!(ended_by(&spec, &seeds(), 0), Some(Exhausted::ComputeHours));
+        // Fewer experiments allowed than the seeds: the seeds that fit run, then it ends.
+        let mut spec = self::spec();
+        spec.budget.max_experiments = 1;
+        assert_eq!(
+            ended_by(&spec, &seeds()[..1], 0),
+            Some(Exhausted::Experiments)
+        );
+        for (limit, words) in [
+            (Exhausted::Experiments, "maxExperiments"),
+            (Exhausted::ComputeHours, "maxComputeHours"),
+            (Exhausted::LlmTokens, "maxLlmTokens"),
+        ] {
+            let text = Ending::BudgetExhausted { limit }.describe();
+            assert!(text.contains(words), "{text}");
+        }
     }
 }

@@ -312,12 +312,40 @@ mod tests {
             check(&[point(1, 4.0, 0.1), point(20, 0.4, 1.0)], &lonely),
             None
         );
+        // Within the window, but the best known loss is under the floor: a solved task.
         let solved = QaContext {
-            best_val_loss: Some(0.01),
-            ..context
+            best_val_loss: Some(0.09),
+            ..context.clone()
         };
         assert_eq!(
-            check(&[point(1, 4.0, 0.1), point(40, 0.001, 1.0)], &solved),
+            check(&[point(1, 4.0, 0.1), point(20, 0.001, 1.0)], &solved),
+            None
+        );
+        let just_above_floor = QaContext {
+            best_val_loss: Some(0.11),
+            ..context.clone()
+        };
+        assert!(matches!(
+            check(
+                &[point(1, 4.0, 0.1), point(20, 0.001, 1.0)],
+                &just_above_floor
+            ),
+            Some(QaVerdict::SuspectedLeakage { .. })
+        ));
+        // The window's edge: step 25 of 100 is inside, 26 outside; grace: step 19 is too early.
+        assert!(check(&[point(1, 4.0, 0.1), point(25, 0.4, 1.0)], &context).is_some());
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(26, 0.4, 1.0)], &context),
+            None
+        );
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(19, 0.4, 1.0)], &context),
+            None
+        );
+        // The ratio: below 0.25 × 2.0 = 0.5 fires, above does not.
+        assert!(check(&[point(1, 4.0, 0.1), point(20, 0.49, 1.0)], &context).is_some());
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(20, 0.51, 1.0)], &context),
             None
         );
     }
