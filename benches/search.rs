@@ -3,7 +3,7 @@
 //! Runs examples/bench/search.yaml with each strategy under campaign seeds 1–5 (the random
 //! control also draws parents uniformly: `parentTopK: 1000`) and reports, per strategy, the
 //! median number of proposals needed to beat the best seed's fitness and the median best
-//! fitness reached. Takes ~15 minutes on 2 cores. `SEARCH_BENCH_SEEDS=3` runs fewer seeds.
+//! fitness reached. Takes ~25 minutes on 2 cores. `SEARCH_BENCH_SEEDS=3` runs fewer seeds.
 
 #![allow(clippy::unwrap_used)] // A benchmark: failures should fail loudly.
 

@@ -98,6 +98,10 @@ struct TrainArgs {
     /// Where to train: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Instead of training, write the initial parameters, the first batch, its loss, logits
+    /// and gradients as JSON to this file (for scripts/parity's exact comparison).
+    #[arg(long, value_name = "FILE")]
+    dump_first_step: Option<PathBuf>,
     /// Exit when standard input closes (set by `archlab run`, so trainers die with it).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
@@ -270,6 +274,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             termination_message: args.termination_message,
             device: args.device,
             exit_on_stdin_eof: args.exit_on_stdin_eof,
+            dump_first_step: args.dump_first_step,
         }),
         Command::Run(args) => cli::run::run(&archlab::local::RunOptions {
             manifest: args.manifest,

@@ -21,6 +21,7 @@ pub struct TrainOptions {
     pub termination_message: Option<PathBuf>,
     pub device: String,
     pub exit_on_stdin_eof: bool,
+    pub dump_first_step: Option<PathBuf>,
 }
 
 pub fn run(options: &TrainOptions) -> Result<ExitCode> {
@@ -40,6 +41,17 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
         }
     };
     let device = trainer::device(&options.device)?;
+    if let Some(path) = &options.dump_first_step {
+        let step = trainer::first_step::first_step(&prepared, &device)?;
+        let json = serde_json::to_string(&step).context("serialising the first step")?;
+        std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
+        eprintln!(
+            "wrote the first step (loss {:.6}) to {}",
+            step.loss,
+            path.display()
+        );
+        return Ok(exit(EXIT_OK));
+    }
     let mut stdout = std::io::stdout().lock();
     let mut emit = |event: Event| {
         // A closed stdout (the reader went away) must not stop training.

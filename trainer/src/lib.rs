@@ -9,6 +9,7 @@
 pub mod config;
 pub mod data;
 pub mod events;
+pub mod first_step;
 pub mod kernels;
 pub mod mixer;
 pub mod model;
