@@ -220,6 +220,7 @@ fn qa_stops_a_nan_run_and_late_lines_of_the_stopped_attempt_are_ignored() {
         step: 5,
         loss: f64::NAN,
         elapsed_s: 0.1,
+        trial: 0,
     });
     let commands = engine.observe(3, 1, nan).unwrap();
     assert!(
@@ -272,6 +273,7 @@ fn progress(engine: &mut Engine<SqliteStore>, id: u64, step: usize, loss: f64) -
         step,
         loss,
         elapsed_s: step as f64 * 0.01,
+        trial: 0,
     };
     engine.observe(id, 1, Event::Progress(point)).unwrap()
 }

@@ -45,6 +45,7 @@ fn experiment(id: u64) -> Experiment {
             step: 10,
             loss: 2.5,
             elapsed_s: 1.5,
+            trial: 0,
         }],
     });
     experiment.phase = Phase::Analysing;

@@ -213,6 +213,7 @@ mod tests {
                     step: 4,
                     loss: 2.0,
                     elapsed_s: 0.5,
+                    trial: 0,
                 }],
             },
             Attempt {

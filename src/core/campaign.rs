@@ -375,7 +375,8 @@ impl StepInputs {
             .collect();
         let config = train_config(spec, experiment.stage, experiment.replica);
         let qa_context = QaContext {
-            total_steps: config.steps * config.optim.lr_sweep.len().max(1),
+            steps: config.steps,
+            trials: config.learning_rates().len(),
             peer_wall_s: peers
                 .iter()
                 .filter_map(|e| e.summary().map(|s| s.wall_s))

@@ -544,7 +544,8 @@ mod tests {
                 max_params: None,
                 known: &[],
                 qa_context: QaContext {
-                    total_steps: 100,
+                    steps: 100,
+                    trials: 1,
                     ..QaContext::default()
                 },
                 baseline: Some(Scores {
@@ -686,6 +687,7 @@ mod tests {
             step: 5,
             loss: f64::NAN,
             elapsed_s: 1.0,
+            trial: 0,
         });
         let (experiment, effects) = run(vec![proposed(GOOD), nan], 2);
         assert_eq!(experiment.phase, Phase::Revising);
@@ -770,5 +772,35 @@ mod tests {
         );
         assert_eq!(after, before);
         assert!(effects.is_empty());
+    }
+    #[test]
+    fn the_parameter_limit_rejects_a_larger_mixer_and_admits_one_at_the_limit() {
+        let fixture = Fixture::new();
+        let params = archspec::check_source(GOOD, &fixture.check)
+            .expect("valid")
+            .analysis
+            .params;
+        for (limit, admitted) in [(params - 1, false), (params, true)] {
+            let context = Context {
+                max_params: Some(limit),
+                ..fixture.context(0)
+            };
+            let experiment = Experiment::new(1, Stage::Exploration, None, vec![]);
+            let (experiment, effects) = step(experiment, proposed(GOOD), &context);
+            if admitted {
+                assert_eq!(experiment.phase, Phase::Training, "limit {limit}");
+                assert!(matches!(effects[..], [Effect::StartTrainer { .. }]));
+            } else {
+                match &experiment.attempts[0].outcome {
+                    Some(Outcome::Invalid { diagnostics }) => {
+                        assert!(
+                            diagnostics.contains(&format!("at most {limit}")),
+                            "{diagnostics}"
+                        )
+                    }
+                    other => panic!("limit {limit}: {other:?}"),
+                }
+            }
+        }
     }
 }

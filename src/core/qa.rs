@@ -78,7 +78,11 @@ pub struct ProgressPoint {
     #[serde(with = "nullable_f64")]
     #[schemars(with = "Option<f64>")]
     pub loss: f64,
+    /// Seconds since this trial started.
     pub elapsed_s: f64,
+    /// Which learning rate of a sweep (0-based): each trial restarts its steps and clock.
+    #[serde(default)]
+    pub trial: usize,
 }
 
 /// Serde for a float that may be NaN: `null` on the wire.
@@ -101,8 +105,10 @@ mod nullable_f64 {
 /// What the rules know beyond the run itself.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct QaContext {
-    /// Steps the run will take in total.
-    pub total_steps: usize,
+    /// Steps of one trial (one learning rate).
+    pub steps: usize,
+    /// Trials in the run: the learning rates of a sweep, else 1.
+    pub trials: usize,
     /// Wall times of finished runs of the same stage.
     pub peer_wall_s: Vec<f64>,
     /// The best validation loss known at this stage.
@@ -162,25 +168,37 @@ impl QaVerdict {
 }
 
 /// Applies every rule to the latest point of a run (`history` ends with it).
+///
+/// A learning-rate sweep runs several trials in one attempt, each restarting its steps and
+/// clock. The rules read the current trial; a trial that diverges before the last one is the
+/// sweep's business (the trainer moves on to the next rate), so NaN and divergence stop only
+/// the last trial. Slowness projects the whole run: the trials done, the rest of this one and
+/// the trials to come.
 pub fn judge(
     history: &[ProgressPoint],
     context: &QaContext,
     limits: &QaLimits,
 ) -> Option<QaVerdict> {
     let latest = history.last()?;
+    let trials = context.trials.max(1);
+    let last_trial = latest.trial + 1 >= trials;
     if !latest.loss.is_finite() {
-        return Some(QaVerdict::NotFinite { step: latest.step });
+        return last_trial.then_some(QaVerdict::NotFinite { step: latest.step });
     }
-    let first_loss = history.first().map(|p| p.loss).filter(|l| l.is_finite())?;
+    let first_loss = history
+        .iter()
+        .find(|p| p.trial == latest.trial)
+        .map(|p| p.loss)
+        .filter(|l| l.is_finite())?;
     let past_grace = latest.step >= limits.grace_steps;
-    if past_grace && latest.loss > limits.divergence_factor * first_loss {
+    if last_trial && past_grace && latest.loss > limits.divergence_factor * first_loss {
         return Some(QaVerdict::Diverging {
             step: latest.step,
             loss: latest.loss,
             first_loss,
         });
     }
-    let early = (latest.step as f64) <= limits.leakage_window * context.total_steps as f64;
+    let early = (latest.step as f64) <= limits.leakage_window * context.steps as f64;
     if past_grace
         && early
         && context.peer_wall_s.len() >= limits.min_peers
@@ -198,7 +216,19 @@ pub fn judge(
         && latest.step > 0
         && let Some(peer_median_s) = super::stats::median(&context.peer_wall_s)
     {
-        let projected_s = latest.elapsed_s * context.total_steps as f64 / latest.step as f64;
+        // Each earlier trial's time is the clock of its last point.
+        let mut earlier_s = 0.0;
+        for trial in 0..latest.trial {
+            earlier_s += history
+                .iter()
+                .rev()
+                .find(|p| p.trial == trial)
+                .map_or(0.0, |p| p.elapsed_s);
+        }
+        let per_step_s = latest.elapsed_s / latest.step as f64;
+        let this_trial_s = per_step_s * context.steps.max(latest.step) as f64;
+        let later_trials = trials.saturating_sub(latest.trial + 1) as f64;
+        let projected_s = earlier_s + this_trial_s * (1.0 + later_trials);
         if projected_s > limits.slow_factor * peer_median_s {
             return Some(QaVerdict::TooSlow {
                 projected_s,
@@ -218,6 +248,7 @@ mod tests {
             step,
             loss,
             elapsed_s,
+            trial: 0,
         }
     }
 
@@ -237,7 +268,8 @@ mod tests {
     #[test]
     fn a_healthy_run_is_left_alone() {
         let context = QaContext {
-            total_steps: 100,
+            steps: 100,
+            trials: 1,
             peer_wall_s: vec![10.0, 12.0, 11.0],
             best_val_loss: Some(2.0),
         };
@@ -263,12 +295,18 @@ mod tests {
             check(&[point(1, 4.0, 0.1), point(30, 13.0, 0.2)], &context),
             Some(QaVerdict::Diverging { .. })
         ));
+        // Twice the first loss is a bump, not divergence (the factor is 3).
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(30, 11.0, 0.2)], &context),
+            None
+        );
     }
 
     #[test]
     fn slowness_is_judged_against_peers_only_when_there_are_enough() {
         let few = QaContext {
-            total_steps: 100,
+            steps: 100,
+            trials: 1,
             peer_wall_s: vec![10.0],
             best_val_loss: None,
         };
@@ -285,12 +323,15 @@ mod tests {
             }) => assert_eq!((projected_s, peer_median_s), (50.0, 12.0)),
             other => panic!("expected too slow, got {other:?}"),
         }
+        // Twice the median is slower, not too slow (the factor is 3).
+        assert_eq!(check(&[point(10, 3.0, 3.0)], &enough), None);
     }
 
     #[test]
     fn a_loss_far_below_the_best_known_suggests_leakage_unless_the_task_is_solved() {
         let context = QaContext {
-            total_steps: 100,
+            steps: 100,
+            trials: 1,
             peer_wall_s: vec![10.0, 10.0, 10.0],
             best_val_loss: Some(2.0),
         };
@@ -348,5 +389,70 @@ mod tests {
             check(&[point(1, 4.0, 0.1), point(20, 0.51, 1.0)], &context),
             None
         );
+    }
+    fn in_trial(trial: usize, step: usize, loss: f64, elapsed_s: f64) -> ProgressPoint {
+        ProgressPoint {
+            trial,
+            ..point(step, loss, elapsed_s)
+        }
+    }
+
+    #[test]
+    fn in_a_sweep_an_early_trial_may_diverge_the_last_may_not() {
+        let sweep = QaContext {
+            steps: 100,
+            trials: 2,
+            ..QaContext::default()
+        };
+        // Trial 0 blows up: the trainer will move on to the next rate.
+        let first = [in_trial(0, 1, 4.0, 0.1), in_trial(0, 30, 40.0, 1.0)];
+        assert_eq!(check(&first, &sweep), None);
+        let nan = [in_trial(0, 1, 4.0, 0.1), in_trial(0, 30, f64::NAN, 1.0)];
+        assert_eq!(check(&nan, &sweep), None);
+        // The last trial is judged, against its own first loss (not trial 0's 40).
+        let mut history = first.to_vec();
+        history.push(in_trial(1, 1, 4.0, 0.1));
+        history.push(in_trial(1, 30, 20.0, 1.0));
+        assert!(matches!(
+            check(&history, &sweep),
+            Some(QaVerdict::Diverging { first_loss, .. }) if first_loss == 4.0
+        ));
+        history.push(in_trial(1, 40, f64::NAN, 1.2));
+        assert!(matches!(
+            check(&history, &sweep),
+            Some(QaVerdict::NotFinite { step: 40 })
+        ));
+        // A healthy second trial after a bad first one is left alone.
+        let healthy = [
+            in_trial(0, 30, 40.0, 1.0),
+            in_trial(1, 1, 4.0, 0.1),
+            in_trial(1, 30, 3.0, 1.0),
+        ];
+        assert_eq!(check(&healthy, &sweep), None);
+    }
+
+    #[test]
+    fn a_sweep_is_projected_as_a_whole_for_slowness() {
+        let sweep = QaContext {
+            steps: 100,
+            trials: 3,
+            peer_wall_s: vec![30.0, 30.0, 30.0],
+            best_val_loss: None,
+        };
+        // 0.1 s a step: each trial 10 s, the run 30 s, as its peers: not slow.
+        let even = [in_trial(0, 100, 3.0, 10.0), in_trial(1, 50, 3.0, 5.0)];
+        assert_eq!(check(&even, &sweep), None);
+        // The second trial runs at 1 s a step: 10 + 100 + 100 s projected.
+        let slow = [in_trial(0, 100, 3.0, 10.0), in_trial(1, 50, 3.0, 50.0)];
+        match check(&slow, &sweep) {
+            Some(QaVerdict::TooSlow { projected_s, .. }) => {
+                assert!((projected_s - 210.0).abs() < 1e-9, "{projected_s}")
+            }
+            other => panic!("expected too slow, got {other:?}"),
+        }
+        // Steps restarting in the next trial do not make the run look fast or slow: the first
+        // trial alone projects its own 10 s times three.
+        let first = [in_trial(0, 50, 3.0, 5.0)];
+        assert_eq!(check(&first, &sweep), None);
     }
 }

@@ -14,6 +14,8 @@ enum Line {
         step: usize,
         loss: Option<f64>,
         elapsed_s: f64,
+        #[serde(default)]
+        trial: usize,
     },
     Result {
         status: trainer::Status,
@@ -39,10 +41,12 @@ pub fn parse_line(line: &str) -> Option<Event> {
             step,
             loss,
             elapsed_s,
+            trial,
         } => Event::Progress(ProgressPoint {
             step,
             loss: loss.unwrap_or(f64::NAN),
             elapsed_s,
+            trial,
         }),
         Line::Result {
             status: trainer::Status::Ok,
@@ -85,12 +89,13 @@ mod tests {
     fn progress_results_and_noise() {
         assert_eq!(
             parse_line(
-                r#"{"event":"progress","step":10,"loss":2.5,"lr":0.001,"tokens_per_s":1.0,"elapsed_s":0.5,"trial":0}"#
+                r#"{"event":"progress","step":10,"loss":2.5,"lr":0.001,"tokens_per_s":1.0,"elapsed_s":0.5,"trial":1}"#
             ),
             Some(Event::Progress(ProgressPoint {
                 step: 10,
                 loss: 2.5,
-                elapsed_s: 0.5
+                elapsed_s: 0.5,
+                trial: 1,
             }))
         );
         match parse_line(r#"{"event":"progress","step":3,"loss":null,"elapsed_s":0.1}"#) {
