@@ -436,4 +436,23 @@ mod tests {
             Repair::Abandoned { .. }
         ));
     }
+    #[test]
+    fn a_repair_never_repeats_a_structure_already_in_memory() {
+        let check = archspec::CheckConfig::default();
+        let source = library("deltanet");
+        let experiment = failed_with(source, Outcome::Diverged);
+        let empty = HashSet::new();
+        let first = match repair(&request(&experiment, None, &empty, &check)) {
+            Repair::Revised { program, .. } => program,
+            other => panic!("{other:?}"),
+        };
+        // The same request, but that program is already known to the campaign.
+        let known = HashSet::from([hash(&first, &check)]);
+        match repair(&request(&experiment, None, &known, &check)) {
+            Repair::Revised { program, .. } => {
+                assert!(!known.contains(&hash(&program, &check)), "{program}")
+            }
+            Repair::Abandoned { .. } => {}
+        }
+    }
 }

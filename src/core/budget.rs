@@ -65,11 +65,6 @@ impl Budget {
         }
         None
     }
-
-    /// Whether another experiment may start.
-    pub fn allows_another(&self, usage: &Usage) -> bool {
-        self.exhausted(usage).is_none()
-    }
 }
 
 #[cfg(test)]
@@ -84,7 +79,7 @@ mod tests {
             max_llm_tokens: Some(1000),
         };
         let mut usage = Usage::default();
-        assert!(budget.allows_another(&usage));
+        assert_eq!(budget.exhausted(&usage), None);
         usage.experiments = 3;
         assert_eq!(budget.exhausted(&usage), Some(Exhausted::Experiments));
         usage.experiments = 1;
@@ -107,6 +102,6 @@ mod tests {
             compute_seconds: 1e9,
             llm_tokens: u64::MAX,
         };
-        assert!(budget.allows_another(&usage));
+        assert_eq!(budget.exhausted(&usage), None);
     }
 }

@@ -57,6 +57,18 @@ fn inputs(seed: u64) -> Inputs {
     }
 }
 
+/// Inputs whose log decays are strong, about −25 a step (a cumulative −200 over a chunk of 8):
+/// a kernel that took `exp` of a positive log-decay difference would overflow f32 here.
+fn strongly_decayed_inputs(seed: u64) -> Inputs {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mild = inputs(seed);
+    Inputs {
+        g_head: log_sigmoid(random([B, H, T, 1], &mut rng) * 3.0 - 25.0),
+        g_key: log_sigmoid(random([B, H, T, K], &mut rng) * 3.0 - 25.0),
+        ..mild
+    }
+}
+
 type Kernel = fn(&Inputs, bool) -> Tensor<4>;
 
 fn kernels() -> Vec<(&'static str, Kernel)> {
@@ -196,6 +208,48 @@ fn chunked_kernels_equal_their_sequential_references() {
             difference < TOLERANCE,
             "{name}: chunked and sequential differ by {difference}"
         );
+    }
+}
+
+#[test]
+fn strong_decays_neither_overflow_nor_change_the_result() {
+    let inputs = strongly_decayed_inputs(3);
+    let g: Vec<f32> = inputs
+        .g_key
+        .clone()
+        .into_data()
+        .try_to_vec::<f32>()
+        .expect("f32");
+    assert!(g.iter().all(|&x| x < -15.0), "the decays are strong");
+    for (name, kernel) in kernels() {
+        let leaves: Vec<Tensor<4>> = [&inputs.q, &inputs.k, &inputs.g_head, &inputs.g_key]
+            .into_iter()
+            .map(|t| t.clone().autodiff().require_grad())
+            .collect();
+        let tracked = Inputs {
+            q: leaves[0].clone(),
+            k: leaves[1].clone(),
+            v: inputs.v.clone(),
+            beta: inputs.beta.clone(),
+            g_head: leaves[2].clone(),
+            g_key: leaves[3].clone(),
+        };
+        let chunked = kernel(&tracked, false);
+        assert!(
+            chunked.clone().is_finite().all().into_scalar::<bool>(),
+            "{name}: non-finite output under strong decay"
+        );
+        let difference = max_difference(chunked.clone(), kernel(&inputs, true));
+        assert!(difference < TOLERANCE, "{name}: differs by {difference}");
+        let grads = chunked.sum().backward();
+        for leaf in &leaves {
+            if let Some(grad) = leaf.grad(&grads) {
+                assert!(
+                    grad.is_finite().all().into_scalar::<bool>(),
+                    "{name}: non-finite gradient under strong decay"
+                );
+            }
+        }
     }
 }
 

@@ -106,6 +106,40 @@ fn the_sweep_keeps_the_best_learning_rate() {
 }
 
 #[test]
+fn a_sweep_keeps_the_surviving_rate_when_another_diverges() {
+    // Dividing by a learned sigmoid: at a huge rate the sigmoid saturates to 0 and the loss
+    // becomes NaN at once; at a small one it stays near 0.5.
+    let fragile = "mixer fragile(d_model) {\n  return x / (x |> linear(d_model) |> sigmoid) |> linear(d_model)\n}\n";
+    let (result, _) = train(
+        fragile,
+        tiny_config("optim: {lr_sweep: [9.0, 0.001], grad_clip: 0}"),
+    );
+    assert_eq!(result.trials.len(), 2);
+    assert_eq!(result.trials[0].status, Status::Diverged);
+    assert_eq!(result.trials[0].val_loss, None);
+    assert!(result.trials[0].steps < 12);
+    assert_eq!(result.trials[1].status, Status::Ok);
+    assert_eq!(
+        result.status,
+        Status::Ok,
+        "one surviving rate makes the run ok"
+    );
+    assert_eq!(result.lr, Some(0.001));
+    assert_eq!(result.val_loss, result.trials[1].val_loss);
+}
+
+#[test]
+fn the_time_limit_stops_training_and_still_evaluates() {
+    let mut config = tiny_config("time_limit_s: 0.3");
+    config.steps = 1_000_000;
+    let (result, _) = train(deltanet(), config);
+    assert!(result.time_limit_reached);
+    assert_eq!(result.status, Status::Ok);
+    assert!(result.trials[0].steps < 1_000_000);
+    assert!(result.val_loss.is_some_and(f64::is_finite));
+}
+
+#[test]
 fn config_errors_name_the_field() {
     let unknown = TrainConfig::from_yaml(
         "model: {d_model: 8, n_layers: 1, width: 3}\ndata: {seq_len: 8, tasks: []}\nsteps: 1\nbatch_size: 1\n",
