@@ -455,4 +455,36 @@ mod tests {
         let first = [in_trial(0, 50, 3.0, 5.0)];
         assert_eq!(check(&first, &sweep), None);
     }
+    #[test]
+    fn every_threshold_is_strict() {
+        // Exactly at a threshold, no rule fires: each compares strictly.
+        let diverging_edge = [point(1, 4.0, 0.1), point(30, 12.0, 0.2)]; // 3 × 4
+        assert_eq!(check(&diverging_edge, &QaContext::default()), None);
+        let leaky = QaContext {
+            steps: 100,
+            trials: 1,
+            peer_wall_s: vec![10.0, 10.0, 10.0],
+            best_val_loss: Some(2.0),
+        };
+        let ratio_edge = [point(1, 4.0, 0.1), point(20, 0.5, 1.0)]; // 0.25 × 2
+        assert_eq!(check(&ratio_edge, &leaky), None);
+        let at_floor = QaContext {
+            best_val_loss: Some(0.1),
+            ..leaky.clone()
+        };
+        assert_eq!(
+            check(&[point(1, 4.0, 0.1), point(20, 0.001, 1.0)], &at_floor),
+            None
+        );
+        let slow = QaContext {
+            steps: 128,
+            trials: 1,
+            peer_wall_s: vec![16.0, 16.0, 16.0],
+            best_val_loss: None,
+        };
+        let slow_edge = [point(64, 3.0, 24.0)]; // projects 48 s = 3 × 16, exactly
+        assert_eq!(check(&slow_edge, &slow), None);
+        // A point at step 0 projects nothing (no division by zero).
+        assert_eq!(check(&[point(0, 3.0, 5.0)], &slow), None);
+    }
 }
