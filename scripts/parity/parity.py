@@ -8,7 +8,7 @@ loss cell by cell.
   python3 scripts/parity/parity.py --only gla/a --only deltanet --seeds 0 --steps 300
 
 Goal per cell: |acc_archlab - acc_torch| <= 0.05 and |loss_archlab - loss_torch| / loss_torch
-<= 5 %. Outputs (under --out): parity.md, parity.json, configs/, logs/.
+<= 5 % (or, for solved tasks near zero loss, |loss_archlab - loss_torch| <= 0.01 nats). Outputs (under --out): parity.md, parity.json, configs/, logs/.
 """
 
 from __future__ import annotations
@@ -55,6 +55,7 @@ GRIDS = {
 }
 ACC_TOL = 0.05
 LOSS_TOL = 0.05
+LOSS_ABS_FLOOR = 0.01
 
 
 def parse_args(argv=None):
@@ -83,8 +84,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch.set_num_threads (1: tiny ops; 2 threads oversubscribe a busy 2-core box)")
     ap.add_argument("--archlab", type=Path, default=DEFAULT_BINARY)
-    ap.add_argument("--no-wait", action="store_true",
-                    help=f"do not wait for {READY_FLAG} before running archlab")
+    ap.add_argument("--no-wait", action="store_true", help="(the default; kept for old commands)")
+    ap.add_argument("--wait", action="store_true",
+                    help=f"wait until {READY_FLAG} exists before the first archlab cell")
     ap.add_argument("--wait-timeout", type=float, default=3 * 3600)
     ap.add_argument("--cell-timeout", type=float, default=1800)
     ap.add_argument("--skip-archlab", action="store_true")
@@ -164,7 +166,8 @@ def make_text_file(out: Path) -> Path:
 
 
 def wait_for_binary(args):
-    if args.no_wait or READY_FLAG.exists():
+    # Waiting is opt-in (--wait): for scripts that start this while the binary is still building.
+    if not args.wait or READY_FLAG.exists():
         return
     print(f"waiting for {READY_FLAG} (the lead's release build) ...", flush=True)
     start = time.time()
@@ -233,8 +236,11 @@ def compare(a: dict, t: dict) -> dict:
     al, tl = a.get("val_loss"), t.get("val_loss")
     row["d_acc"] = aa - ta if aa is not None and ta is not None else None
     row["rel_loss"] = (al - tl) / tl if al is not None and tl else None
-    ok = (row["d_acc"] is not None and row["rel_loss"] is not None
-          and abs(row["d_acc"]) <= ACC_TOL + 1e-12 and abs(row["rel_loss"]) <= LOSS_TOL + 1e-12)
+    # A solved task ends near zero loss, where 5 % relative is noise (0.003 vs 0.005 nats):
+    # there the loss counts as equal within LOSS_ABS_FLOOR nats.
+    close_loss = row["rel_loss"] is not None and (
+        abs(row["rel_loss"]) <= LOSS_TOL + 1e-12 or abs(al - tl) <= LOSS_ABS_FLOOR)
+    ok = (row["d_acc"] is not None and close_loss and abs(row["d_acc"]) <= ACC_TOL + 1e-12)
     row["pass"] = ok
     return row
 
@@ -365,7 +371,7 @@ def main(argv=None):
         "",
         settings_md,
         "",
-        f"Pass: |Δacc| ≤ {ACC_TOL} and |rel Δloss| ≤ {LOSS_TOL:.0%} (Δ = archlab − torch).",
+        f"Pass: |Δacc| ≤ {ACC_TOL} and (|rel Δloss| ≤ {LOSS_TOL:.0%} or |Δloss| ≤ {LOSS_ABS_FLOOR}) (Δ = archlab − torch).",
         "",
         "## Per cell",
         "",
