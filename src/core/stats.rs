@@ -12,10 +12,6 @@ pub struct MeanInterval {
 }
 
 impl MeanInterval {
-    pub fn lower(&self) -> f64 {
-        self.mean - self.half_width
-    }
-
     pub fn upper(&self) -> f64 {
         self.mean + self.half_width
     }
@@ -78,6 +74,22 @@ mod tests {
         // sd = 1, se = 1/√3, t(2) = 4.303
         assert!((interval.half_width - 4.303 / 3f64.sqrt()).abs() < 1e-9);
         assert_eq!(interval.runs, 3);
+    }
+
+    #[test]
+    fn the_t_quantile_follows_the_number_of_runs() {
+        // Two runs: 1 degree of freedom, t = 12.706; five runs: 4, t = 2.776; beyond the table
+        // the normal quantile.
+        let two = mean_interval(&[1.0, 3.0]).unwrap();
+        assert!((two.half_width - 12.706).abs() < 1e-9, "sd √2, se 1");
+        let five = mean_interval(&[1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let sd = 2.5f64.sqrt();
+        assert!((five.half_width - 2.776 * sd / 5f64.sqrt()).abs() < 1e-9);
+        let many: Vec<f64> = (0..40).map(f64::from).collect();
+        let interval = mean_interval(&many).unwrap();
+        let sd = (many.iter().map(|v| (v - 19.5).powi(2)).sum::<f64>() / 39.0).sqrt();
+        assert!((interval.half_width - 1.96 * sd / 40f64.sqrt()).abs() < 1e-9);
+        assert!((interval.upper() - (19.5 + interval.half_width)).abs() < 1e-12);
     }
 
     #[test]
