@@ -543,24 +543,27 @@ fn letters(text: &str) -> Vec<f64> {
     counts
 }
 
+/// An `/embeddings` reply: the letter counts of every input.
+fn letters_embeddings(seen: &Seen) -> Reply {
+    let inputs: Vec<String> = seen.body["input"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| json!({"index": index, "embedding": letters(text)}))
+        .collect();
+    ok(json!({"data": data, "usage": {"total_tokens": 10}}))
+}
+
 #[test]
 fn cognition_retrieval_through_the_embeddings_endpoint() {
-    let server = serve(Box::new(|seen: &Seen, _| {
-        let inputs: Vec<String> = seen.body["input"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let data: Vec<Value> = inputs
-            .iter()
-            .enumerate()
-            .map(|(index, text)| json!({"index": index, "embedding": letters(text)}))
-            .collect();
-        ok(json!({"data": data, "usage": {"total_tokens": 10}}))
-    }));
+    let server = serve(Box::new(|seen: &Seen, _| letters_embeddings(seen)));
     let base = archlab::cognition::Base::load(&[]).unwrap();
     let retriever = archlab::cognition::endpoint::EndpointRetriever::new(
         client(&server.url, 0, Duration::from_secs(5)),
@@ -599,20 +602,7 @@ fn an_embeddings_endpoint_that_dies_mid_campaign_degrades_to_lexical_retrieval()
         if n >= entry_batches + 2 {
             return status(503, r#"{"error": {"message": "embedding model unloaded"}}"#);
         }
-        let inputs: Vec<String> = seen.body["input"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|v| v.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let data: Vec<Value> = inputs
-            .iter()
-            .enumerate()
-            .map(|(index, text)| json!({"index": index, "embedding": letters(text)}))
-            .collect();
-        ok(json!({"data": data, "usage": {"total_tokens": 10}}))
+        letters_embeddings(seen)
     }));
     let dir = temp_dir("embeddings-die");
     let manifest = llm_manifest(&dir, &server.url, "      embeddingsModel: toy\n");

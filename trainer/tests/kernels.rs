@@ -69,6 +69,30 @@ fn strongly_decayed_inputs(seed: u64) -> Inputs {
     }
 }
 
+/// Every input as a leaf that records gradients, in field order, and the inputs built from them.
+fn tracked(base: &Inputs) -> (Vec<Tensor<4>>, Inputs) {
+    let leaves: Vec<Tensor<4>> = [
+        &base.q,
+        &base.k,
+        &base.v,
+        &base.beta,
+        &base.g_head,
+        &base.g_key,
+    ]
+    .into_iter()
+    .map(|t| t.clone().autodiff().require_grad())
+    .collect();
+    let inputs = Inputs {
+        q: leaves[0].clone(),
+        k: leaves[1].clone(),
+        v: leaves[2].clone(),
+        beta: leaves[3].clone(),
+        g_head: leaves[4].clone(),
+        g_key: leaves[5].clone(),
+    };
+    (leaves, inputs)
+}
+
 type Kernel = fn(&Inputs, bool) -> Tensor<4>;
 
 fn kernels() -> Vec<(&'static str, Kernel)> {
@@ -222,18 +246,7 @@ fn strong_decays_neither_overflow_nor_change_the_result() {
         .expect("f32");
     assert!(g.iter().all(|&x| x < -15.0), "the decays are strong");
     for (name, kernel) in kernels() {
-        let leaves: Vec<Tensor<4>> = [&inputs.q, &inputs.k, &inputs.g_head, &inputs.g_key]
-            .into_iter()
-            .map(|t| t.clone().autodiff().require_grad())
-            .collect();
-        let tracked = Inputs {
-            q: leaves[0].clone(),
-            k: leaves[1].clone(),
-            v: inputs.v.clone(),
-            beta: inputs.beta.clone(),
-            g_head: leaves[2].clone(),
-            g_key: leaves[3].clone(),
-        };
+        let (leaves, tracked) = tracked(&inputs);
         let chunked = kernel(&tracked, false);
         assert!(
             chunked.clone().is_finite().all().into_scalar::<bool>(),
@@ -258,26 +271,7 @@ fn chunked_kernels_have_the_gradients_of_their_references() {
     for (name, kernel) in kernels() {
         let mut gradients: Vec<Vec<Tensor<4>>> = Vec::new();
         for reference in [false, true] {
-            let base = inputs(2);
-            let leaves: Vec<Tensor<4>> = [
-                &base.q,
-                &base.k,
-                &base.v,
-                &base.beta,
-                &base.g_head,
-                &base.g_key,
-            ]
-            .into_iter()
-            .map(|t| t.clone().autodiff().require_grad())
-            .collect();
-            let tracked = Inputs {
-                q: leaves[0].clone(),
-                k: leaves[1].clone(),
-                v: leaves[2].clone(),
-                beta: leaves[3].clone(),
-                g_head: leaves[4].clone(),
-                g_key: leaves[5].clone(),
-            };
+            let (leaves, tracked) = tracked(&inputs(2));
             let output = kernel(&tracked, reference);
             let weights = random(output.dims(), &mut SmallRng::seed_from_u64(9));
             let grads = (output * weights).sum().backward();
