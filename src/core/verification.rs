@@ -326,4 +326,42 @@ mod tests {
         experiments.last_mut().expect("a run").phase = Phase::Training;
         assert!(summarise(&experiments, 3).programs.is_empty());
     }
+    #[test]
+    fn programs_carry_their_name_accuracy_and_the_compute_spent_when_they_finished() {
+        let program: &[Option<f64>] = &[Some(0.8), Some(0.85), Some(0.9)];
+        let mut experiments = campaign(&BASELINE, &[program]);
+        for e in &mut experiments {
+            if let Some(Attempt {
+                outcome: Some(Outcome::Finished { summary }),
+                ..
+            }) = e.attempts.last_mut()
+            {
+                summary.accuracy = BTreeMap::from([("mqar".to_string(), 0.75)]);
+            }
+        }
+        let mut source = Experiment::new(1, Stage::Exploration, None, vec![]);
+        source.name = "gla-paper-12".into();
+        experiments.push(source);
+        // An exploration that ran after verification: counted in the total, not in the point.
+        let mut later = run(200, None, Some(2.0));
+        later.stage = Stage::Exploration;
+        later.attempts[0].outcome = Some(Outcome::Finished {
+            summary: TrainSummary {
+                val_loss: 2.0,
+                accuracy: BTreeMap::new(),
+                wall_s: 54.0,
+                params: 10,
+            },
+        });
+        experiments.push(later);
+        let verification = summarise(&experiments, 3);
+        let program = &verification.programs[0];
+        assert_eq!(program.name, "gla-paper-12");
+        assert!((program.accuracy["mqar"].mean - 0.75).abs() < 1e-12);
+        assert!((verification.baseline_accuracy["mqar"].mean - 0.75).abs() < 1e-12);
+        // Six verification runs of one second each had ended when the program finished.
+        assert!((program.compute_hours_at - 6.0 / 3600.0).abs() < 1e-12);
+        let total = verification.curve.last().expect("a curve").compute_hours;
+        assert!((total - 60.0 / 3600.0).abs() < 1e-12, "{total}");
+    }
 }
