@@ -45,7 +45,7 @@ fn zoology_mqar_queries_each_key_alone_among_random_distractors() {
         assert_eq!(scored.len(), PAIRS, "every key is queried once");
         let mut queried = BTreeSet::new();
         for &position in &scored {
-            assert!(position >= context && (position - context) % 2 == 0);
+            assert!(position >= context && (position - context).is_multiple_of(2));
             let key = inputs[position];
             assert_eq!(
                 targets[position], answer[&key],
