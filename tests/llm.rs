@@ -651,3 +651,61 @@ fn an_embeddings_endpoint_that_dies_mid_campaign_degrades_to_lexical_retrieval()
         .saturating_sub(entry_batches + 2);
     assert!(failed_embeddings >= 1, "the endpoint did die mid-campaign");
 }
+
+/// The tiny campaign against the well-behaved endpoint, with an LLM token budget of `limit`.
+fn token_limited_run(name: &str, limit: u64, extra: &str) -> (bool, String, Value) {
+    let server = serve(good_endpoint());
+    let dir = temp_dir(name);
+    let manifest = llm_manifest(&dir, &server.url, extra);
+    let text = std::fs::read_to_string(&manifest).unwrap().replace(
+        "  budget: {maxExperiments: 12}\n",
+        &format!("  budget: {{maxExperiments: 12, maxLlmTokens: {limit}}}\n"),
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    let (report, _) = report_of(&state, &dir.join("r.html"));
+    (success, log, report)
+}
+
+#[test]
+fn a_spent_token_budget_ends_the_campaign_or_hands_over_to_the_evolutionary_agents() {
+    // Every scripted reply costs 120 tokens: 500 tokens buy about four requests.
+    let (success, log, report) =
+        token_limited_run("tokens-end", 500, "      fallbackToEvolutionary: false\n");
+    assert!(success, "{log}");
+    assert!(
+        log.contains("the LLM token limit (budget.maxLlmTokens) was reached"),
+        "the ending names the limit: {log}"
+    );
+    let tokens = report["usage"]["llmTokens"].as_u64().unwrap();
+    assert!((500..500 + 4 * 120).contains(&tokens), "{tokens}");
+    let experiments = report["experiments"].as_array().unwrap().len();
+    assert!(
+        experiments < 12,
+        "the campaign stopped early: {experiments}"
+    );
+
+    // With the fallback allowed the budget switches agents instead, and the campaign uses its
+    // whole experiment budget.
+    let (success, log, report) = token_limited_run("tokens-fallback", 500, "");
+    assert!(success, "{log}");
+    assert!(
+        log.contains("fell back to the evolutionary agents"),
+        "{log}"
+    );
+    assert!(
+        report["agents"]["fallback"]
+            .as_str()
+            .unwrap()
+            .contains("budget"),
+        "{}",
+        report["agents"]
+    );
+    assert_eq!(report["experiments"].as_array().unwrap().len(), 12);
+    let tokens = report["usage"]["llmTokens"].as_u64().unwrap();
+    assert!(
+        (500..500 + 4 * 120).contains(&tokens),
+        "no request after the budget: {tokens}"
+    );
+}
