@@ -17,6 +17,15 @@ use rand::rngs::SmallRng;
 use std::collections::{BTreeMap, HashSet};
 use trainer::TrainConfig;
 
+/// How [`Engine::resume_with`] treats trainers a previous run left running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resume {
+    /// The trainers died with the driver (child processes): start them again from scratch.
+    Restart,
+    /// The trainers may still run (pods): adopt them, keeping the progress already seen.
+    Adopt,
+}
+
 /// What the driver must do with its body.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Command {
@@ -24,6 +33,9 @@ pub enum Command {
         experiment: ExperimentId,
         name: String,
         attempt: u32,
+        /// Runs of this attempt lost to the infrastructure so far (0 on the first run): the
+        /// operator names each run's pod after it.
+        retry: u32,
         program: String,
         config: Box<TrainConfig>,
     },
@@ -255,6 +267,13 @@ impl<S: Store> Engine<S> {
     /// Picks up experiments a previous run left unfinished: restarts interrupted trainers (the
     /// attempt's partial progress is discarded) and re-asks interrupted agents.
     pub fn resume(&mut self) -> Result<Vec<Command>> {
+        self.resume_with(Resume::Restart)
+    }
+
+    /// As [`Engine::resume`], but with `Resume::Adopt` a training attempt keeps its progress and
+    /// its `Start` means "make sure its trainer runs": a body whose trainers outlive it (pods)
+    /// re-attaches to a running one; progress it sees again is not counted twice.
+    pub fn resume_with(&mut self, mode: Resume) -> Result<Vec<Command>> {
         let mut commands = Vec::new();
         let pending: Vec<Experiment> = self
             .experiments
@@ -266,7 +285,9 @@ impl<S: Store> Engine<S> {
             match experiment.phase {
                 Phase::Training => {
                     if let Some(attempt) = experiment.attempts.last_mut() {
-                        attempt.progress.clear();
+                        if mode == Resume::Restart {
+                            attempt.progress.clear();
+                        }
                         attempt.outcome = None;
                         let command = self.start_command(&experiment);
                         self.save(experiment)?;
@@ -488,6 +509,7 @@ impl<S: Store> Engine<S> {
             experiment: experiment.id,
             name: experiment.name.clone(),
             attempt: attempt.number,
+            retry: experiment.infrastructure_retries(),
             program: attempt.program.clone(),
             config: Box::new(campaign::train_config(
                 &self.spec,

@@ -251,6 +251,7 @@ fn qa_stops_a_nan_run_and_late_lines_of_the_stopped_attempt_are_ignored() {
             experiment: 3,
             name: String::new(),
             attempt: 1,
+            retry: 0,
             program: String::new(),
             config,
         },

@@ -127,6 +127,12 @@ pub fn repair(request: &RepairRequest<'_>) -> Repair {
                 "the loss {loss:.4} is implausibly far below the best known {best_known:.4} (suspected leakage); no edit makes that trustworthy"
             ));
         }
+        // The core never hands these to the Engineer; nothing in the program to repair.
+        Outcome::Infrastructure { reason } => {
+            return abandon(&format!(
+                "the infrastructure failed, not the program: {reason}"
+            ));
+        }
         Outcome::Crashed { .. } => {
             if crashes(&request.experiment.attempts) == 1 && current.is_some() {
                 return Repair::Revised {

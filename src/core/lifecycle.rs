@@ -89,6 +89,11 @@ pub enum Outcome {
     AgentFailed {
         message: String,
     },
+    /// The infrastructure kept failing (eviction, node lost, unschedulable, image pull): not
+    /// the program's fault, so never handed to the Engineer as a revision.
+    Infrastructure {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -108,6 +113,7 @@ impl Outcome {
             }
             Outcome::Finished { .. } => "finished".into(),
             Outcome::AgentFailed { message } => format!("the agent failed: {message}"),
+            Outcome::Infrastructure { reason } => format!("the infrastructure failed: {reason}"),
         }
     }
 }
@@ -165,6 +171,17 @@ pub struct Experiment {
     pub problem_summary: Option<String>,
     /// Cognition entries retrieved for this experiment's proposal.
     pub retrieved: Vec<String>,
+    /// Trainer runs lost to the infrastructure (a pod evicted, a node lost, no node to
+    /// schedule on, an image that cannot be pulled). Each was retried as the same attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub infrastructure_failures: Vec<InfrastructureFailure>,
+}
+
+/// One trainer run the infrastructure lost.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct InfrastructureFailure {
+    pub attempt: u32,
+    pub reason: String,
 }
 
 impl Experiment {
@@ -191,7 +208,20 @@ impl Experiment {
             analysis: None,
             problem_summary: None,
             retrieved: Vec::new(),
+            infrastructure_failures: Vec::new(),
         }
+    }
+
+    /// Runs of the current attempt the infrastructure lost (each one retried): the body names
+    /// the retry's trainer after it (`…-a2-r1`).
+    pub fn infrastructure_retries(&self) -> u32 {
+        let Some(current) = self.current() else {
+            return 0;
+        };
+        self.infrastructure_failures
+            .iter()
+            .filter(|f| f.attempt == current.number)
+            .count() as u32
     }
 
     /// The attempt in progress or last finished.
@@ -254,6 +284,10 @@ pub enum Event {
         message: String,
         log_tail: String,
     },
+    /// The trainer's run was lost to the infrastructure, not to the program.
+    InfrastructureFailed {
+        reason: String,
+    },
     Analysed {
         analysis: String,
         problem_summary: String,
@@ -281,6 +315,7 @@ pub enum Effect {
 pub struct Context<'a> {
     pub check: &'a CheckConfig,
     pub novelty: &'a NoveltyConfig,
+    /// QA thresholds, and the bound on infrastructure retries.
     pub qa: &'a QaLimits,
     pub weights: &'a FitnessWeights,
     pub max_revisions: u32,
@@ -340,6 +375,15 @@ pub fn step(
             let Some(attempt) = experiment.attempts.last_mut() else {
                 return (experiment, effects);
             };
+            // A point at or before the last one is a replay (logs re-read after a restart):
+            // counting it twice would corrupt QA and the curves.
+            if attempt
+                .progress
+                .last()
+                .is_some_and(|last| (point.trial, point.step) <= (last.trial, last.step))
+            {
+                return (experiment, effects);
+            }
             attempt.progress.push(point);
             if let Some(verdict) = qa::judge(&attempt.progress, &context.qa_context, context.qa) {
                 let number = attempt.number;
@@ -381,6 +425,47 @@ pub fn step(
                 attempt.outcome = Some(Outcome::Crashed { message, log_tail });
             }
             revise_or_fail(&mut experiment, context, &mut effects);
+        }
+        (Phase::Training, Event::InfrastructureFailed { reason }) => {
+            let Some(attempt) = experiment.attempts.last_mut() else {
+                return (experiment, effects);
+            };
+            let number = attempt.number;
+            let retries = experiment
+                .infrastructure_failures
+                .iter()
+                .filter(|f| f.attempt == number)
+                .count() as u32;
+            if retries < context.qa.max_infrastructure_retries {
+                // The same attempt again, from the start: a lost run says nothing about the
+                // program.
+                attempt.progress.clear();
+                let program = attempt.program.clone();
+                experiment
+                    .infrastructure_failures
+                    .push(InfrastructureFailure {
+                        attempt: number,
+                        reason,
+                    });
+                effects.push(Effect::StartTrainer {
+                    attempt: number,
+                    program,
+                });
+            } else {
+                attempt.outcome = Some(Outcome::Infrastructure {
+                    reason: format!(
+                        "{reason} (after {retries} retries; qa.maxInfrastructureRetries is {})",
+                        context.qa.max_infrastructure_retries
+                    ),
+                });
+                experiment
+                    .infrastructure_failures
+                    .push(InfrastructureFailure {
+                        attempt: number,
+                        reason,
+                    });
+                finish(&mut experiment, Phase::Failed, &mut effects);
+            }
         }
         (
             Phase::Analysing,
@@ -588,6 +673,109 @@ mod tests {
             all.extend(effects);
         }
         (experiment, all)
+    }
+
+    fn lost(reason: &str) -> Event {
+        Event::InfrastructureFailed {
+            reason: reason.into(),
+        }
+    }
+
+    fn point(trial: usize, step: usize, loss: f64) -> Event {
+        Event::Progress(ProgressPoint {
+            step,
+            loss,
+            elapsed_s: step as f64,
+            trial,
+        })
+    }
+
+    #[test]
+    fn a_run_lost_to_the_infrastructure_reruns_the_same_attempt_and_is_no_revision() {
+        let (experiment, effects) = run(
+            vec![
+                proposed(GOOD),
+                point(0, 1, 3.0),
+                lost("the node was lost"),
+                point(0, 1, 3.1),
+                finished(1.5),
+            ],
+            0,
+        );
+        // Zero revisions allowed, yet the experiment goes on: nothing was charged.
+        assert_eq!(experiment.phase, Phase::Analysing);
+        assert_eq!(experiment.attempts.len(), 1);
+        assert_eq!(experiment.infrastructure_retries(), 1);
+        assert_eq!(
+            experiment.infrastructure_failures,
+            vec![InfrastructureFailure {
+                attempt: 1,
+                reason: "the node was lost".into()
+            }]
+        );
+        // The rerun's progress replaced the lost run's.
+        assert_eq!(experiment.attempts[0].progress.len(), 1);
+        assert_eq!(experiment.attempts[0].progress[0].loss, 3.1);
+        let starts: Vec<&Effect> = effects
+            .iter()
+            .filter(|e| matches!(e, Effect::StartTrainer { attempt: 1, .. }))
+            .collect();
+        assert_eq!(starts.len(), 2, "{effects:?}");
+    }
+
+    #[test]
+    fn an_attempt_the_infrastructure_keeps_losing_fails_with_the_reason_and_the_bound() {
+        let retries = QaLimits::default().max_infrastructure_retries;
+        let mut events = vec![proposed(GOOD)];
+        events.extend(
+            (0..=retries).map(|_| lost("0/3 nodes are available: insufficient nvidia.com/gpu")),
+        );
+        let (experiment, effects) = run(events, 2);
+        assert_eq!(experiment.phase, Phase::Failed);
+        assert_eq!(experiment.attempts.len(), 1, "never handed to the Engineer");
+        assert!(
+            !effects
+                .iter()
+                .any(|e| matches!(e, Effect::RequestRevision { .. }))
+        );
+        assert_eq!(
+            effects.last(),
+            Some(&Effect::Completed {
+                phase: Phase::Failed
+            })
+        );
+        let Some(Outcome::Infrastructure { reason }) = &experiment.attempts[0].outcome else {
+            panic!("{:?}", experiment.attempts[0].outcome);
+        };
+        assert!(reason.contains("insufficient nvidia.com/gpu"), "{reason}");
+        assert!(
+            reason.contains(&format!("after {retries} retries")),
+            "{reason}"
+        );
+        assert!(reason.contains("qa.maxInfrastructureRetries"), "{reason}");
+    }
+
+    #[test]
+    fn progress_seen_again_after_a_reattach_is_not_counted_twice() {
+        let (experiment, _) = run(
+            vec![
+                proposed(GOOD),
+                point(0, 1, 3.0),
+                point(0, 2, 2.9),
+                point(0, 1, 3.0),
+                point(0, 2, 2.9),
+                point(0, 3, 2.8),
+                point(1, 1, 3.2),
+                point(0, 4, 2.7),
+            ],
+            2,
+        );
+        let seen: Vec<(usize, usize)> = experiment.attempts[0]
+            .progress
+            .iter()
+            .map(|p| (p.trial, p.step))
+            .collect();
+        assert_eq!(seen, vec![(0, 1), (0, 2), (0, 3), (1, 1)]);
     }
 
     #[test]

@@ -32,6 +32,28 @@ pub struct QaLimits {
     /// end near zero).
     #[serde(default = "leakage_window")]
     pub leakage_window: f64,
+    /// Times one attempt is rerun after the infrastructure lost it (eviction, node lost, no
+    /// node to schedule on, image pull); then the experiment fails, never charged as a
+    /// revision.
+    #[serde(default = "max_infrastructure_retries")]
+    pub max_infrastructure_retries: u32,
+    /// Longest one trainer run may take, in seconds (the pod's `activeDeadlineSeconds`).
+    #[serde(default = "max_attempt_seconds")]
+    pub max_attempt_seconds: u64,
+    /// Seconds a trainer pod may wait for a node before that counts as an infrastructure
+    /// failure.
+    #[serde(default = "max_pending_seconds")]
+    pub max_pending_seconds: u64,
+}
+
+fn max_infrastructure_retries() -> u32 {
+    3
+}
+fn max_attempt_seconds() -> u64 {
+    24 * 3600
+}
+fn max_pending_seconds() -> u64 {
+    600
 }
 
 fn slow_factor() -> f64 {
@@ -66,6 +88,9 @@ impl Default for QaLimits {
             leakage_floor: leakage_floor(),
             grace_steps: grace_steps(),
             leakage_window: leakage_window(),
+            max_infrastructure_retries: max_infrastructure_retries(),
+            max_attempt_seconds: max_attempt_seconds(),
+            max_pending_seconds: max_pending_seconds(),
         }
     }
 }

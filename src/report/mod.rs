@@ -107,6 +107,7 @@ fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
                 Outcome::Diverged => "diverged",
                 Outcome::Crashed { .. } => "crashed",
                 Outcome::AgentFailed { .. } => "agent_failed",
+                Outcome::Infrastructure { .. } => "infrastructure",
                 Outcome::Finished { .. } => "finished",
             },
             other.describe(),
