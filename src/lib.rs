@@ -10,4 +10,6 @@ pub mod core;
 pub mod engine;
 pub mod local;
 pub mod memory;
+pub mod operator;
 pub mod report;
+pub mod setup;

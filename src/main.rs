@@ -41,6 +41,10 @@ enum Command {
         #[command(subcommand)]
         command: LibraryCommand,
     },
+    /// Print the Campaign and Experiment CustomResourceDefinitions (YAML).
+    ///
+    /// `archlab crd | kubectl apply -f -` installs them; `crds/archlab.yaml` holds the same text.
+    Crd,
     /// The cognition base: prior knowledge retrieved for each proposal.
     Cognition {
         /// Also load every *.yaml entry in this directory (repeatable).
@@ -84,11 +88,17 @@ struct CheckArgs {
 #[derive(Debug, clap::Args)]
 struct TrainArgs {
     /// The archspec program to train.
-    #[arg(long)]
-    program: PathBuf,
+    #[arg(long, required_unless_present = "program_env")]
+    program: Option<PathBuf>,
+    /// Read the program from this environment variable instead (trainer pods).
+    #[arg(long, value_name = "VAR", conflicts_with = "program")]
+    program_env: Option<String>,
     /// The training config (YAML or JSON), e.g. examples/train/mqar.yaml.
-    #[arg(long)]
-    config: PathBuf,
+    #[arg(long, required_unless_present = "config_env")]
+    config: Option<PathBuf>,
+    /// Read the config from this environment variable instead (trainer pods).
+    #[arg(long, value_name = "VAR", conflicts_with = "config")]
+    config_env: Option<String>,
     /// Also write the result line to this file.
     #[arg(long)]
     result: Option<PathBuf>,
@@ -228,6 +238,15 @@ fn parse_override(text: &str) -> Result<(String, i64), String> {
     Ok((name.trim().to_string(), value))
 }
 
+/// A file or an environment variable (clap guarantees exactly one).
+fn input(file: Option<PathBuf>, env: Option<String>) -> cli::train::Input {
+    match (file, env) {
+        (Some(path), _) => cli::train::Input::File(path),
+        (None, Some(name)) => cli::train::Input::Env(name),
+        (None, None) => cli::train::Input::File(PathBuf::from("-")),
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Diagnostics for developers: `ARCHLAB_LOG=debug archlab run …` (default: warnings only).
@@ -268,8 +287,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::check::run(&args.file, &options)
         }
         Command::Train(args) => cli::train::run(&cli::train::TrainOptions {
-            program: args.program,
-            config: args.config,
+            program: input(args.program, args.program_env),
+            config: input(args.config, args.config_env),
             result: args.result,
             termination_message: args.termination_message,
             device: args.device,
@@ -322,6 +341,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             CognitionCommand::Show { id } => cli::cognition::show(&id, &extra_dirs),
             CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
         },
+        Command::Crd => cli::crd::run(),
         Command::Library { command } => match command {
             LibraryCommand::List { json } => cli::library::list(json),
             LibraryCommand::Show { name } => cli::library::show(&name),

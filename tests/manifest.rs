@@ -168,3 +168,96 @@ fn garbage_is_an_error_not_a_panic() {
         let _ = rejected(text);
     }
 }
+
+fn gpu_example() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/cluster/gpu-campaign.yaml"
+    ))
+    .expect("example exists")
+}
+
+#[test]
+fn the_trainer_section_is_read_and_defaults_to_one_gpu() {
+    use archlab::api::trainer::TrainerDevice;
+    let campaign = parse_campaign(&gpu_example()).unwrap_or_else(|e| panic!("{e}"));
+    let trainer = &campaign.spec.trainer;
+    assert_eq!(trainer.device, TrainerDevice::Cuda);
+    assert_eq!(trainer.effective_resources().limits["nvidia.com/gpu"], "1");
+    assert_eq!(trainer.tolerations[0].operator.as_deref(), Some("Exists"));
+    let key = campaign
+        .spec
+        .agents
+        .llm
+        .as_ref()
+        .and_then(|l| l.api_key_secret_ref.clone());
+    assert_eq!(
+        key.map(|k| (k.name, k.key)),
+        Some(("llm-key".into(), "api-key".into()))
+    );
+    // Without a trainer section: a GPU by default, and CPU campaigns get CPU and memory.
+    let quickstart = parse_campaign(&quickstart()).unwrap_or_else(|e| panic!("{e}"));
+    let defaults = quickstart.spec.trainer.effective_resources();
+    assert_eq!(
+        defaults.limits.get("nvidia.com/gpu").map(String::as_str),
+        Some("1")
+    );
+    let cpu = parse_campaign(&format!(
+        "{}\n  trainer: {{device: cpu}}\n",
+        quickstart_text_without_seed()
+    ))
+    .unwrap_or_else(|e| panic!("{e}"));
+    let resources = cpu.spec.trainer.effective_resources();
+    assert!(!resources.limits.contains_key("nvidia.com/gpu"));
+    assert_eq!(resources.requests["cpu"], "1");
+}
+
+fn quickstart_text_without_seed() -> String {
+    quickstart()
+        .replace("  seed: 1\n", "")
+        .trim_end()
+        .to_string()
+}
+
+#[test]
+fn trainer_mistakes_are_refused_before_any_pod_is_made() {
+    let cases = [
+        (
+            "memory: 16Gi}",
+            "memory: lots}",
+            "spec.trainer.resources.requests.memory",
+            "quantity",
+        ),
+        (
+            "operator: Exists",
+            "operator: Exist",
+            "spec.trainer.tolerations[0].operator",
+            "Exists",
+        ),
+        (
+            "effect: NoSchedule",
+            "effect: Never",
+            "spec.trainer.tolerations[0].effect",
+            "NoExecute",
+        ),
+        (
+            "image: ghcr.io/archlab/archlab:0.1.0",
+            "image: \"\"",
+            "spec.trainer.image",
+            "image reference",
+        ),
+        (
+            "maxRevisions: 3",
+            "maxRevisions: 50",
+            "spec.search.maxRevisions",
+            "at most 10",
+        ),
+    ];
+    for (from, to, path, hint) in cases {
+        let example = gpu_example();
+        assert!(example.contains(from), "{from}");
+        let error = rejected(&example.replacen(from, to, 1));
+        assert_eq!(error.path, path, "{to}: {error}");
+        assert!(error.message.contains(hint), "{to}: {error}");
+    }
+}

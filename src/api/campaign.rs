@@ -12,6 +12,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use trainer::TrainConfig;
 
+// Several print columns share a type; clippy reads that as a repeated attribute.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "archlab.dev",
@@ -22,13 +24,20 @@ use trainer::TrainConfig;
     shortname = "camp",
     derive = "PartialEq",
     doc = "An architecture-discovery campaign: seeds, stages, search settings and budget.",
+    category = "archlab",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
         name = "Experiments",
-        type_ = "integer",
-        json_path = ".status.usage.experiments"
+        type_ = "string",
+        description = "Experiments finished / the budget's maximum",
+        json_path = ".status.progress"
     ),
     printcolumn(name = "Best", type_ = "number", json_path = ".status.bestFitness"),
+    printcolumn(
+        name = "Verified",
+        type_ = "integer",
+        json_path = ".status.verifiedDiscoveries"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -61,6 +70,9 @@ pub struct CampaignSpec {
     /// Seed of every random choice the campaign makes (sampling, mutation, training).
     #[serde(default)]
     pub seed: u64,
+    /// How the operator runs trainer pods (ignored by `archlab run`).
+    #[serde(default)]
+    pub trainer: super::trainer::TrainerSpec,
 }
 
 fn one() -> u32 {
@@ -196,6 +208,9 @@ pub struct LlmSpec {
     /// itself never appears in the spec, logs, status or memory.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// The Secret (in the Campaign's namespace) holding the API key, read by the operator.
+    #[serde(default)]
+    pub api_key_secret_ref: Option<SecretKeyRef>,
     /// The model every role uses unless it names its own.
     pub model: String,
     #[serde(default)]
@@ -244,6 +259,14 @@ fn backoff_seconds() -> f64 {
 }
 fn max_reasks() -> u32 {
     2
+}
+
+/// One key of a Secret.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
 }
 
 /// One role's model settings.
@@ -334,9 +357,20 @@ pub struct CampaignStatus {
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub usage: Usage,
+    /// Experiments finished / the budget's maximum, e.g. `12/50` (a printer column).
+    #[serde(default)]
+    pub progress: Option<String>,
     #[serde(default)]
     pub best_fitness: Option<f64>,
     /// Verified wins over the previous state of the art.
     #[serde(default)]
     pub verified_discoveries: u32,
+    /// LLM tokens spent by the agents (memory: the rest of the usage is counted from the
+    /// Experiments).
+    #[serde(default)]
+    pub llm_tokens: u64,
+    /// The agents' per-role statistics and any fallback reason (as `archlab report` shows).
+    #[serde(default)]
+    #[schemars(schema_with = "crate::api::experiment::free_object")]
+    pub agents: Option<serde_json::Value>,
 }

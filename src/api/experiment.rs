@@ -21,10 +21,17 @@ use serde::{Deserialize, Serialize};
     shortname = "exp",
     derive = "PartialEq",
     doc = "One architecture experiment of a campaign: its program's attempts, outcome and fitness.",
+    category = "archlab",
     printcolumn(name = "Campaign", type_ = "string", json_path = ".spec.campaign"),
-    printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Stage", type_ = "string", json_path = ".spec.stage"),
     printcolumn(name = "Fitness", type_ = "number", json_path = ".status.fitness"),
+    printcolumn(
+        name = "Attempts",
+        type_ = "integer",
+        json_path = ".status.attemptCount"
+    ),
+    printcolumn(name = "Parent", type_ = "integer", json_path = ".spec.parent"),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -61,6 +68,9 @@ pub struct ExperimentStatus {
     pub operator: Option<String>,
     #[serde(default)]
     pub attempts: Vec<AttemptStatus>,
+    /// How many attempts were made (a printer column; derived from `attempts`).
+    #[serde(default)]
+    pub attempt_count: u32,
     #[serde(default)]
     pub fitness: Option<f64>,
     #[serde(default)]
@@ -69,6 +79,9 @@ pub struct ExperimentStatus {
     pub problem_summary: Option<String>,
     #[serde(default)]
     pub retrieved: Vec<String>,
+    /// Trainer runs lost to the infrastructure, each retried as the same attempt.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub infrastructure_failures: Vec<lifecycle::InfrastructureFailure>,
 }
 
 /// One attempt as stored in the status.
@@ -86,7 +99,7 @@ pub struct AttemptStatus {
     pub progress: Vec<ProgressPoint>,
 }
 
-fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "type": "object",
         "nullable": true,
@@ -105,8 +118,9 @@ pub fn resource_name(campaign: &str, id: ExperimentId) -> String {
     format!("{}-e{id:05}", prefix.trim_matches('-'))
 }
 
-/// The core record as a resource.
+/// The core record as a resource, within the size bounds of [`super::bounds`].
 pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment {
+    let record = &super::bounds::bounded(record);
     let mut resource = Experiment::new(
         &resource_name(campaign, record.id),
         ExperimentSpec {
@@ -124,6 +138,7 @@ pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment
         name: record.name.clone(),
         motivation: record.motivation.clone(),
         operator: record.operator.clone(),
+        attempt_count: record.attempts.len() as u32,
         attempts: record
             .attempts
             .iter()
@@ -141,6 +156,7 @@ pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment
         analysis: record.analysis.clone(),
         problem_summary: record.problem_summary.clone(),
         retrieved: record.retrieved.clone(),
+        infrastructure_failures: record.infrastructure_failures.clone(),
     });
     resource
 }
@@ -182,6 +198,7 @@ pub fn from_resource(resource: &Experiment) -> Result<lifecycle::Experiment, Str
         analysis: status.analysis,
         problem_summary: status.problem_summary,
         retrieved: status.retrieved,
+        infrastructure_failures: status.infrastructure_failures,
     })
 }
 

@@ -19,6 +19,9 @@ fn error(path: impl Into<String>, message: impl Into<String>) -> ManifestError {
     }
 }
 
+/// Most revisions per experiment: bounds the size of an Experiment resource.
+pub const MAX_REVISIONS: u32 = 10;
+
 /// Parses and validates a Campaign manifest.
 pub fn parse_campaign(text: &str) -> Result<Campaign, ManifestError> {
     let head: serde_yaml::Value =
@@ -197,6 +200,16 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
             "`endpoint` needs `spec.agents.llm.embeddingsModel` (and its baseUrl)",
         ));
     }
+    if spec.search.max_revisions > MAX_REVISIONS {
+        return Err(error(
+            "spec.search.maxRevisions",
+            format!(
+                "at most {MAX_REVISIONS} (each revision is kept whole in the experiment's record), found {}",
+                spec.search.max_revisions
+            ),
+        ));
+    }
+    validate_trainer(&spec.trainer)?;
     if spec.search.sampling.parent_top_k == 0 {
         return Err(error(
             "spec.search.sampling.parentTopK",
@@ -204,4 +217,72 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
         ));
     }
     Ok(())
+}
+
+/// `spec.trainer`: what Kubernetes would refuse only when the first pod is created.
+fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), ManifestError> {
+    if trainer.image.trim().is_empty() || trainer.image.contains(char::is_whitespace) {
+        return Err(error(
+            "spec.trainer.image",
+            format!(
+                "expected an image reference such as `registry/archlab:0.1.0`, found `{}`",
+                trainer.image
+            ),
+        ));
+    }
+    if let Some(resources) = &trainer.resources {
+        for (section, map) in [
+            ("requests", &resources.requests),
+            ("limits", &resources.limits),
+        ] {
+            for (name, quantity) in map {
+                if !is_quantity(quantity) {
+                    return Err(error(
+                        format!("spec.trainer.resources.{section}.{name}"),
+                        format!(
+                            "expected a Kubernetes quantity such as `1`, `500m` or `2Gi`, found `{quantity}`"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    for (index, toleration) in trainer.tolerations.iter().enumerate() {
+        if let Some(operator) = &toleration.operator
+            && operator != "Exists"
+            && operator != "Equal"
+        {
+            return Err(error(
+                format!("spec.trainer.tolerations[{index}].operator"),
+                format!("expected `Exists` or `Equal`, found `{operator}`"),
+            ));
+        }
+        if let Some(effect) = &toleration.effect
+            && !["NoSchedule", "PreferNoSchedule", "NoExecute"].contains(&effect.as_str())
+        {
+            return Err(error(
+                format!("spec.trainer.tolerations[{index}].effect"),
+                format!(
+                    "expected `NoSchedule`, `PreferNoSchedule` or `NoExecute`, found `{effect}`"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A Kubernetes resource quantity: a decimal number with an optional SI or binary suffix.
+fn is_quantity(text: &str) -> bool {
+    const SUFFIXES: [&str; 14] = [
+        "Ki", "Mi", "Gi", "Ti", "Pi", "Ei", "n", "u", "m", "k", "M", "G", "T", "P",
+    ];
+    let number = SUFFIXES
+        .iter()
+        .find_map(|suffix| text.strip_suffix(suffix))
+        .unwrap_or(text);
+    !number.is_empty()
+        && number
+            .parse::<f64>()
+            .is_ok_and(|n| n.is_finite() && n >= 0.0)
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
 }

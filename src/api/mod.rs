@@ -2,9 +2,12 @@
 //! `archlab.dev`, version `v1alpha1`. `archlab run` reads the very manifest a user would
 //! `kubectl apply`.
 
+pub mod bounds;
 pub mod campaign;
+pub mod crds;
 pub mod experiment;
 pub mod manifest;
+pub mod trainer;
 
 pub use campaign::{Campaign, CampaignSpec, CampaignStatus};
 pub use manifest::{ManifestError, parse_campaign};

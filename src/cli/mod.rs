@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod cognition;
+pub mod crd;
 pub mod library;
 pub mod report;
 pub mod run;

@@ -13,10 +13,35 @@ use trainer::{Event, Status, TrainConfig};
 /// Kubernetes keeps at most 4096 bytes of a termination message.
 const TERMINATION_MESSAGE_LIMIT: usize = 4096;
 
+/// Where a text input comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    File(PathBuf),
+    /// An environment variable (how the operator hands a pod its program and config).
+    Env(String),
+}
+
+impl Input {
+    fn read(&self) -> Result<String> {
+        match self {
+            Input::File(path) => read(path),
+            Input::Env(name) => std::env::var(name)
+                .with_context(|| format!("reading the environment variable {name}")),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Input::File(path) => path.display().to_string(),
+            Input::Env(name) => format!("${name}"),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TrainOptions {
-    pub program: PathBuf,
-    pub config: PathBuf,
+    pub program: Input,
+    pub config: Input,
     pub result: Option<PathBuf>,
     pub termination_message: Option<PathBuf>,
     pub device: String,
@@ -94,11 +119,11 @@ fn emit_line(line: &str) {
 }
 
 fn load(options: &TrainOptions) -> Result<trainer::Prepared> {
-    let program = read(&options.program)?;
-    let config_text = read(&options.config)?;
+    let program = options.program.read()?;
+    let config_text = options.config.read()?;
     let config = TrainConfig::from_yaml(&config_text)
-        .map_err(|message| anyhow::anyhow!("{}: {message}", options.config.display()))?;
-    trainer::prepare(&program, config).with_context(|| format!("{}", options.program.display()))
+        .map_err(|message| anyhow::anyhow!("{}: {message}", options.config.describe()))?;
+    trainer::prepare(&program, config).with_context(|| options.program.describe())
 }
 
 fn read(path: &Path) -> Result<String> {

@@ -5,21 +5,17 @@
 pub mod child;
 pub mod progress;
 
-use crate::agents::llm::LlmAgents;
-use crate::agents::llm::client::{ApiKey, Client, RetryPolicy};
-use crate::agents::{Agents, Offline, SearchStrategy};
-use crate::api::campaign::LlmSpec;
-use crate::api::campaign::{AgentBackend, EmbedderKind};
+use crate::agents::SearchStrategy;
+use crate::agents::llm::client::ApiKey;
 use crate::api::{Campaign, parse_campaign};
-use crate::cognition::endpoint::{EndpointEmbedder, EndpointRetriever};
-use crate::cognition::{Base, Retriever, minilm};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId};
 use crate::core::trainer_output::parse_line;
 use crate::core::verification;
-use crate::engine::{Cognition, Command, Engine};
+use crate::engine::{Command, Engine};
 use crate::memory::Store;
 use crate::memory::sqlite::SqliteStore;
+use crate::setup;
 use anyhow::{Context, Result, bail};
 use child::{Message, TrainerChild};
 use progress::Display;
@@ -28,7 +24,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::time::Duration;
 
 pub struct RunOptions {
     pub manifest: PathBuf,
@@ -64,8 +59,11 @@ pub fn campaign_name(campaign: &Campaign) -> Result<String> {
     }
 }
 
-/// The endpoint client settings shared by agents and embeddings.
-fn api_key(llm: &LlmSpec) -> Result<Option<ApiKey>> {
+/// The API key named by `spec.agents.llm.apiKeyEnv`, read from this process's environment.
+fn api_key(campaign: &Campaign) -> Result<Option<ApiKey>> {
+    let Some(llm) = &campaign.spec.agents.llm else {
+        return Ok(None);
+    };
     match &llm.api_key_env {
         None => Ok(None),
         Some(name) => match std::env::var(name) {
@@ -75,117 +73,19 @@ fn api_key(llm: &LlmSpec) -> Result<Option<ApiKey>> {
     }
 }
 
-fn llm_client(llm: &LlmSpec) -> Result<Client> {
-    Client::new(
-        &llm.base_url,
-        api_key(llm)?,
-        Duration::from_secs_f64(llm.timeout_seconds),
-        RetryPolicy {
-            max_retries: llm.max_retries,
-            backoff: Duration::from_secs_f64(llm.backoff_seconds.max(0.0)),
-            max_wait: Duration::from_secs(60),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))
-}
-
-fn cognition(campaign: &Campaign) -> Result<Cognition> {
-    let spec = &campaign.spec.cognition;
-    let dirs: Vec<PathBuf> = spec.extra_dirs.iter().map(PathBuf::from).collect();
-    let base = Base::load(&dirs)?;
-    let retriever: Box<dyn Retriever> = match spec.embedder {
-        EmbedderKind::Lexical => Box::new(base.lexical()),
-        EmbedderKind::Minilm => {
-            let dir = minilm::default_dir();
-            Box::new(minilm::MiniLm::load(&dir, &base.entries).map_err(|e| {
-                anyhow::anyhow!(
-                    "spec.cognition.embedder: minilm: {e}; fetch it with scripts/fetch-minilm.sh"
-                )
-            })?)
-        }
-        EmbedderKind::Endpoint => {
-            let llm = campaign.spec.agents.llm.as_ref().ok_or_else(|| {
-                anyhow::anyhow!("spec.cognition.embedder: `endpoint` needs spec.agents.llm")
-            })?;
-            let model = llm.embeddings_model.as_deref().unwrap_or_default();
-            Box::new(
-                EndpointRetriever::new(llm_client(llm)?, model, &base.entries)
-                    .map_err(|e| anyhow::anyhow!("spec.cognition.embedder: {e}"))?,
-            )
-        }
-    };
-    Ok(Cognition {
-        base,
-        retriever,
-        top_k: spec.top_k,
-        min_score: spec.min_score,
-    })
-}
-
-/// The campaign's constraints in words, for LLM prompts.
-fn constraints_text(campaign: &Campaign) -> String {
-    let spec = &campaign.spec;
-    let train = &spec.stages.exploration.train;
-    format!(
-        "- cost in the sequence length at most `{:?}` (linear < window < quadratic)\n- d_model {} and sequence length {} at exploration\n{}",
-        spec.constraints.max_complexity,
-        train.model.d_model,
-        train.data.seq_len,
-        spec.constraints
-            .max_params
-            .map_or_else(String::new, |p| format!(
-                "- at most {p} parameters per mixer\n"
-            ))
-    )
-}
-
-fn agents(
-    campaign: &Campaign,
-    strategy: Option<SearchStrategy>,
-    tokens_before: u64,
-) -> Result<Box<dyn Agents>> {
-    if let Some(strategy) = strategy {
-        return Ok(Box::new(Offline { strategy }));
-    }
-    match campaign.spec.agents.backend {
-        AgentBackend::Evolutionary => Ok(Box::new(Offline {
-            strategy: SearchStrategy::Evolutionary,
-        })),
-        AgentBackend::Llm => {
-            let Some(llm) = &campaign.spec.agents.llm else {
-                bail!("spec.agents.llm: `backend: llm` needs an `llm` block");
-            };
-            let agents = LlmAgents::new(
-                llm,
-                api_key(llm)?,
-                campaign.spec.budget.max_llm_tokens,
-                tokens_before,
-                constraints_text(campaign),
-            )
-            .map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))?;
-            Ok(Box::new(agents))
-        }
-    }
-}
-
 pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let campaign = load_campaign(&options.manifest)?;
     let name = campaign_name(&campaign)?;
     let store = SqliteStore::open(&options.state)?;
     let tokens_before = store.usage(&name).map(|u| u.llm_tokens).unwrap_or(0);
-    let agents = agents(&campaign, options.strategy, tokens_before)?;
-    let cognition = cognition(&campaign)?;
+    let key = api_key(&campaign)?;
+    let agents = setup::agents(&campaign, options.strategy, tokens_before, key.clone())?;
+    let cognition = setup::cognition(&campaign, key.clone())?;
     let parallelism = campaign.spec.parallelism.max(1) as usize;
     let budget = campaign.spec.budget.max_experiments;
     let mut engine = Engine::open(&name, campaign.spec.clone(), store, agents, cognition)?;
-    if let Some(llm) = &campaign.spec.agents.llm
-        && let Some(model) = &llm.embeddings_model
-        && campaign.spec.agents.backend == AgentBackend::Llm
-    {
-        engine = engine.with_motivation_embedder(Box::new(EndpointEmbedder {
-            client: llm_client(llm)?,
-            model: model.clone(),
-        }));
+    if let Some(embedder) = setup::motivation_embedder(&campaign, key)? {
+        engine = engine.with_motivation_embedder(embedder);
     }
     let exe = match &options.trainer_exe {
         Some(exe) => exe.clone(),
@@ -333,6 +233,7 @@ impl Body<'_> {
                     attempt,
                     program,
                     config,
+                    ..
                 } => {
                     let child = TrainerChild::spawn(
                         self.exe,

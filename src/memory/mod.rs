@@ -33,6 +33,9 @@ pub enum MemoryError {
         "campaign `{0}` is already stored with a different spec; use a new state directory or name"
     )]
     SpecChanged(String),
+    /// The Kubernetes API refused or failed a read or write of the operator's memory.
+    #[error("Kubernetes API, {what}: {message}")]
+    Cluster { what: String, message: String },
 }
 
 pub type Result<T, E = MemoryError> = std::result::Result<T, E>;

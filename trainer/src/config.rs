@@ -50,7 +50,7 @@ pub struct DataConfig {
     pub tasks: Vec<TaskConfig>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TaskConfig {
     /// Multi-query associative recall (Zoology's `multiquery_ar`).
@@ -98,6 +98,33 @@ impl TaskConfig {
             | TaskConfig::Induction { weight, .. }
             | TaskConfig::Text { weight, .. } => *weight,
         }
+    }
+}
+
+/// Written by hand: Kubernetes' structural schemas cannot express an internally tagged union
+/// (the derived `oneOf` gives `kind` a different enum in each branch), so the CRD gets one
+/// object with `kind` and every task's fields; serde still refuses fields of another kind.
+impl schemars::JsonSchema for TaskConfig {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TaskConfig".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "One synthetic or text task; `kind` says which, and which fields apply.",
+            "type": "object",
+            "required": ["kind"],
+            "properties": {
+                "kind": {"type": "string", "enum": ["mqar", "selective_copy", "induction", "text"]},
+                "weight": {"type": "number", "description": "Share of the batches (all kinds)."},
+                "num_kv_pairs": {"type": "integer", "minimum": 0, "description": "mqar: key-value pairs per sequence."},
+                "power_a": {"type": "number", "description": "mqar: power-law exponent of the query gaps."},
+                "variant": {"type": "string", "enum": ["zoology", "answered"], "description": "mqar: the sequence layout."},
+                "num_tokens": {"type": "integer", "minimum": 0, "description": "selective_copy: tokens to copy."},
+                "prefix_len": {"type": "integer", "minimum": 0, "description": "induction: length of the repeated prefix."},
+                "paths": {"type": "array", "items": {"type": "string"}, "description": "text: local files."}
+            }
+        })
     }
 }
 

@@ -1,0 +1,233 @@
+//! The operator's memory: the engine's [`Store`] over the cluster's own resources. An
+//! experiment is an Experiment resource (spec: identity and lineage; status: the lifecycle
+//! record), the LLM tokens and agent statistics live in the Campaign's status. Writes are
+//! server-side applies with one field manager and deterministic names, so writing the same
+//! record twice changes nothing and a restarted operator finds exactly what was done.
+//!
+//! The engine is synchronous (it runs on its own thread, where LLM calls may block), so each
+//! call blocks on the async client through a runtime handle; never call it on a runtime thread.
+
+use crate::api::Campaign;
+use crate::api::experiment::{self, Experiment};
+use crate::core::budget::Usage;
+use crate::core::lifecycle::{self, ExperimentId};
+use crate::memory::{MemoryError, Result, Store};
+use crate::operator::pod::{LABEL_CAMPAIGN, MANAGER, label_value};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+use std::collections::BTreeMap;
+
+pub struct KubeStore {
+    runtime: tokio::runtime::Handle,
+    campaigns: Api<Campaign>,
+    experiments: Api<Experiment>,
+    /// The highest experiment id seen (this store's engine is the campaign's only writer).
+    highest_id: BTreeMap<String, ExperimentId>,
+    llm_tokens: BTreeMap<String, u64>,
+    campaign_owner: BTreeMap<String, OwnerReference>,
+}
+
+fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
+    let what = what.into();
+    move |error| MemoryError::Cluster {
+        what,
+        message: error.to_string(),
+    }
+}
+
+impl KubeStore {
+    pub fn new(
+        runtime: tokio::runtime::Handle,
+        client: kube::Client,
+        namespace: &str,
+    ) -> KubeStore {
+        KubeStore {
+            runtime,
+            campaigns: Api::namespaced(client.clone(), namespace),
+            experiments: Api::namespaced(client, namespace),
+            highest_id: BTreeMap::new(),
+            llm_tokens: BTreeMap::new(),
+            campaign_owner: BTreeMap::new(),
+        }
+    }
+
+    fn campaign(&self, name: &str) -> Result<Option<Campaign>> {
+        self.runtime
+            .block_on(self.campaigns.get_opt(name))
+            .map_err(cluster(format!("reading Campaign {name}")))
+    }
+
+    /// The owner reference that makes the Campaign's deletion delete its Experiments.
+    fn owner(&mut self, campaign: &str) -> Result<Option<OwnerReference>> {
+        if let Some(owner) = self.campaign_owner.get(campaign) {
+            return Ok(Some(owner.clone()));
+        }
+        let owner = self
+            .campaign(campaign)?
+            .and_then(|c| c.controller_owner_ref(&()));
+        if let Some(owner) = &owner {
+            self.campaign_owner
+                .insert(campaign.to_string(), owner.clone());
+        }
+        Ok(owner)
+    }
+
+    fn merge_status(&self, campaign: &str, status: serde_json::Value) -> Result<()> {
+        self.runtime
+            .block_on(self.campaigns.patch_status(
+                campaign,
+                &PatchParams::default(),
+                &Patch::Merge(json!({ "status": status })),
+            ))
+            .map(|_| ())
+            .map_err(cluster(format!(
+                "updating the status of Campaign {campaign}"
+            )))
+    }
+}
+
+impl Store for KubeStore {
+    fn campaigns(&self) -> Result<Vec<String>> {
+        let list = self
+            .runtime
+            .block_on(self.campaigns.list(&ListParams::default()))
+            .map_err(cluster("listing Campaigns"))?;
+        Ok(list.items.iter().map(|c| c.name_any()).collect())
+    }
+
+    fn campaign_spec(&self, name: &str) -> Result<Option<String>> {
+        self.campaign(name)?
+            .map(|c| serde_json::to_string(&c.spec))
+            .transpose()
+            .map_err(|e| MemoryError::Corrupt {
+                what: format!("Campaign {name}"),
+                message: e.to_string(),
+            })
+    }
+
+    /// The Campaign resource is the registration; which spec changes a running campaign may
+    /// take is the operator's reconcile to judge, not memory's.
+    fn register_campaign(&mut self, _name: &str, _spec_json: &str) -> Result<()> {
+        Ok(())
+    }
+
+    fn save_experiment(&mut self, campaign: &str, record: &lifecycle::Experiment) -> Result<()> {
+        let mut resource = experiment::to_resource(campaign, record);
+        let name = resource.name_any();
+        let status = resource.status.take();
+        resource.metadata = ObjectMeta {
+            name: Some(name.clone()),
+            labels: Some(BTreeMap::from([(
+                LABEL_CAMPAIGN.to_string(),
+                label_value(campaign),
+            )])),
+            owner_references: self.owner(campaign)?.map(|o| vec![o]),
+            ..ObjectMeta::default()
+        };
+        let apply = PatchParams::apply(MANAGER).force();
+        let what = format!("writing Experiment {name}");
+        self.runtime
+            .block_on(
+                self.experiments
+                    .patch(&name, &apply, &Patch::Apply(&resource)),
+            )
+            .map_err(cluster(what.clone()))?;
+        let status_patch = json!({
+            "apiVersion": Experiment::api_version(&()),
+            "kind": Experiment::kind(&()),
+            "status": status,
+        });
+        self.runtime
+            .block_on(
+                self.experiments
+                    .patch_status(&name, &apply, &Patch::Apply(&status_patch)),
+            )
+            .map_err(cluster(what))?;
+        let highest = self.highest_id.entry(campaign.to_string()).or_default();
+        *highest = (*highest).max(record.id);
+        Ok(())
+    }
+
+    fn experiments(&self, campaign: &str) -> Result<Vec<lifecycle::Experiment>> {
+        let selector = format!("{LABEL_CAMPAIGN}={}", label_value(campaign));
+        let list = self
+            .runtime
+            .block_on(
+                self.experiments
+                    .list(&ListParams::default().labels(&selector)),
+            )
+            .map_err(cluster(format!(
+                "listing the Experiments of Campaign {campaign}"
+            )))?;
+        let mut records = list
+            .items
+            .iter()
+            .filter(|resource| resource.spec.campaign == campaign)
+            .map(|resource| {
+                experiment::from_resource(resource).map_err(|message| MemoryError::Corrupt {
+                    what: format!("Experiment {}", resource.name_any()),
+                    message,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        records.sort_by_key(|r| r.id);
+        Ok(records)
+    }
+
+    fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId> {
+        if let Some(highest) = self.highest_id.get(campaign) {
+            return Ok(highest + 1);
+        }
+        let highest = self
+            .experiments(campaign)?
+            .iter()
+            .map(|e| e.id)
+            .max()
+            .unwrap_or(0);
+        Ok(highest + 1)
+    }
+
+    /// Only the LLM tokens are kept: the rest of the usage is counted from the Experiments.
+    fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage> {
+        let total = self.usage(campaign)?.llm_tokens + delta.llm_tokens;
+        self.merge_status(campaign, json!({ "llmTokens": total }))?;
+        self.llm_tokens.insert(campaign.to_string(), total);
+        Ok(Usage {
+            llm_tokens: total,
+            ..Usage::default()
+        })
+    }
+
+    fn usage(&self, campaign: &str) -> Result<Usage> {
+        let llm_tokens = match self.llm_tokens.get(campaign) {
+            Some(tokens) => *tokens,
+            None => self
+                .campaign(campaign)?
+                .and_then(|c| c.status)
+                .map_or(0, |s| s.llm_tokens),
+        };
+        Ok(Usage {
+            llm_tokens,
+            ..Usage::default()
+        })
+    }
+
+    fn save_agent_stats(&mut self, campaign: &str, json: &str) -> Result<()> {
+        let value: serde_json::Value =
+            serde_json::from_str(json).map_err(|e| MemoryError::Corrupt {
+                what: "agent statistics".into(),
+                message: e.to_string(),
+            })?;
+        self.merge_status(campaign, json!({ "agents": value }))
+    }
+
+    fn agent_stats(&self, campaign: &str) -> Result<Option<String>> {
+        Ok(self
+            .campaign(campaign)?
+            .and_then(|c| c.status)
+            .and_then(|s| s.agents)
+            .map(|v| v.to_string()))
+    }
+}
