@@ -41,6 +41,12 @@ enum Command {
         #[command(subcommand)]
         command: LibraryCommand,
     },
+    /// Run the Kubernetes operator: `kubectl apply` a Campaign and its experiments train in pods.
+    ///
+    /// Uses KUBECONFIG (or ~/.kube/config, or the pod's service account). One engine per
+    /// Campaign; its Experiments are the memory, one trainer pod per attempt. Install the CRDs
+    /// first: `archlab crd | kubectl apply -f -`. Exits 1 with one line when no cluster answers.
+    Operator(OperatorArgs),
     /// Print the Campaign and Experiment CustomResourceDefinitions (YAML).
     ///
     /// `archlab crd | kubectl apply -f -` installs them; `crds/archlab.yaml` holds the same text.
@@ -133,6 +139,22 @@ struct RunArgs {
     /// No progress bars; one line per ended experiment.
     #[arg(long, short)]
     quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct OperatorArgs {
+    /// Watch Campaigns in this namespace only (default: all namespaces).
+    #[arg(long, env = "ARCHLAB_NAMESPACE")]
+    namespace: Option<String>,
+    /// Seconds to wait for the API server before giving up.
+    #[arg(long, default_value_t = 8, value_name = "SECONDS")]
+    connect_timeout: u64,
+    /// Seconds between looks at a running trainer pod.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    poll_interval: u64,
+    /// This replica's name in Kubernetes Events (set from the pod name in the chart).
+    #[arg(long, env = "POD_NAME", default_value = "archlab-operator")]
+    instance: String,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -251,7 +273,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     // Diagnostics for developers: `ARCHLAB_LOG=debug archlab run …` (default: warnings only).
     let filter = tracing_subscriber::EnvFilter::try_from_env("ARCHLAB_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        // kube's client logs every failed request itself; archlab reports them once, in words.
+        .unwrap_or_else(|_| {
+            tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
+        });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -342,6 +367,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
         },
         Command::Crd => cli::crd::run(),
+        Command::Operator(args) => {
+            archlab::operator::run(archlab::operator::OperatorOptions {
+                namespace: args.namespace,
+                connect_timeout: std::time::Duration::from_secs(args.connect_timeout.max(1)),
+                poll: std::time::Duration::from_secs(args.poll_interval.max(1)),
+                instance: args.instance,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Library { command } => match command {
             LibraryCommand::List { json } => cli::library::list(json),
             LibraryCommand::Show { name } => cli::library::show(&name),

@@ -20,6 +20,7 @@ pub mod lifecycle;
 pub mod novelty;
 pub mod qa;
 pub mod sampling;
+pub mod spec_change;
 pub mod stats;
 pub mod trainer_output;
 pub mod verification;

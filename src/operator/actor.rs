@@ -1,0 +1,193 @@
+//! One engine per Campaign, on its own thread: the engine blocks on LLM calls and on the API
+//! writes of its memory, and the controllers must never wait for either. Observations arrive
+//! on a channel from the pod monitors; Start and Stop commands leave on another to the body.
+//! An error ends the thread; the controller restarts it, and the new engine rebuilds everything
+//! from the cluster's records and adopts the running pods (crash-only: nothing to repair).
+
+use super::status::{CampaignView, campaign_status};
+use super::store::KubeStore;
+use crate::agents::llm::client::ApiKey;
+use crate::api::campaign::CampaignStatus;
+use crate::api::{Campaign, CampaignSpec};
+use crate::core::campaign::Ending;
+use crate::core::lifecycle::{Event, ExperimentId, Phase};
+use crate::core::spec_change::{self, SpecChange};
+use crate::engine::{Command, Engine, Resume};
+use crate::memory::Store;
+use crate::setup;
+use anyhow::Result;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client, ResourceExt};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// What the engine thread is told.
+#[derive(Debug)]
+pub enum ToEngine {
+    /// A trainer observation (progress, or how its pod ended).
+    Observed {
+        experiment: ExperimentId,
+        attempt: u32,
+        event: Event,
+    },
+    /// The Campaign's spec as it now is (an edit).
+    Spec {
+        spec: Box<CampaignSpec>,
+        generation: Option<i64>,
+    },
+    Stop,
+}
+
+pub struct ActorSetup {
+    pub campaign: Campaign,
+    pub namespace: String,
+    pub api_key: Option<ApiKey>,
+    pub client: Client,
+    pub runtime: tokio::runtime::Handle,
+    pub commands: UnboundedSender<Command>,
+}
+
+/// Status is rewritten at least this often while anything changes (usage grows with progress).
+const STATUS_INTERVAL: Duration = Duration::from_secs(15);
+
+/// Runs the campaign's engine until told to stop; an error is the reason it stopped.
+pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
+    let name = setup.campaign.name_any();
+    let store = KubeStore::new(
+        setup.runtime.clone(),
+        setup.client.clone(),
+        &setup.namespace,
+    );
+    let tokens_before = store.usage(&name)?.llm_tokens;
+    let agents = setup::agents(&setup.campaign, None, tokens_before, setup.api_key.clone())?;
+    let cognition = setup::cognition(&setup.campaign, setup.api_key.clone())?;
+    let mut engine = Engine::open(&name, setup.campaign.spec.clone(), store, agents, cognition)?;
+    if let Some(embedder) = setup::motivation_embedder(&setup.campaign, setup.api_key.clone())? {
+        engine = engine.with_motivation_embedder(embedder);
+    }
+    let mut status = StatusWriter {
+        campaigns: Api::namespaced(setup.client.clone(), &setup.namespace),
+        runtime: setup.runtime.clone(),
+        name: name.clone(),
+        last: setup.campaign.status.clone(),
+        written: None,
+    };
+    let mut generation = setup.campaign.metadata.generation;
+    let mut refused: Option<String> = None;
+    let send = |commands: Vec<Command>| {
+        for command in commands {
+            // The body is gone only when the operator shuts down.
+            let _ = setup.commands.send(command);
+        }
+    };
+    send(engine.resume_with(Resume::Adopt)?);
+    let mut ending: Option<Ending> = None;
+    loop {
+        let training = engine
+            .experiments()
+            .iter()
+            .filter(|e| e.phase == Phase::Training)
+            .count();
+        let parallelism = engine.spec.parallelism.max(1) as usize;
+        if ending.is_none() && training < parallelism {
+            let (commands, done) = engine.fill(parallelism - training)?;
+            send(commands);
+            ending = done;
+        }
+        status.write(&engine, ending.as_ref(), refused.as_deref(), generation)?;
+        let message = match inbox.recv_timeout(STATUS_INTERVAL) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        match message {
+            ToEngine::Observed {
+                experiment,
+                attempt,
+                event,
+            } => send(engine.observe(experiment, attempt, event)?),
+            ToEngine::Spec {
+                spec,
+                generation: edited,
+            } => match spec_change::judge(&engine.spec, &spec) {
+                SpecChange::Unchanged => refused = None,
+                SpecChange::BudgetRaised => {
+                    tracing::info!(campaign = %name, "budget raised; the campaign continues");
+                    engine.spec.budget = spec.budget.clone();
+                    generation = edited;
+                    refused = None;
+                    ending = None;
+                }
+                SpecChange::Refused { reason } => refused = Some(reason),
+            },
+            ToEngine::Stop => return Ok(()),
+        }
+    }
+}
+
+/// Writes the Campaign's status when it changed (and at least every `STATUS_INTERVAL` while
+/// usage grows), leaving the fields memory owns (`llmTokens`, `agents`) to the store.
+struct StatusWriter {
+    campaigns: Api<Campaign>,
+    runtime: tokio::runtime::Handle,
+    name: String,
+    last: Option<CampaignStatus>,
+    written: Option<Instant>,
+}
+
+impl StatusWriter {
+    fn write<S: Store>(
+        &mut self,
+        engine: &Engine<S>,
+        ending: Option<&Ending>,
+        refused: Option<&str>,
+        generation: Option<i64>,
+    ) -> Result<()> {
+        let fallbacks = [engine.agents_fallback(), engine.retrieval_fallback()]
+            .into_iter()
+            .flatten()
+            .map(str::to_string)
+            .collect();
+        let view = CampaignView {
+            experiments: engine.experiments(),
+            budget: &engine.spec.budget,
+            required_runs: engine.required_runs(),
+            llm_tokens: engine.usage().llm_tokens,
+            ending,
+            error: None,
+            refused_edit: refused,
+            fallbacks,
+            generation,
+        };
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let status = campaign_status(self.last.as_ref(), &view, &now);
+        let due = self
+            .written
+            .is_none_or(|at| at.elapsed() >= STATUS_INTERVAL);
+        let changed = self.last.as_ref().is_none_or(|last| {
+            let mut last = last.clone();
+            last.usage = status.usage;
+            last.llm_tokens = status.llm_tokens;
+            last.agents = status.agents.clone();
+            last != status
+        });
+        let usage_grew = due && self.last.as_ref().is_some_and(|l| l.usage != status.usage);
+        if !(changed || usage_grew) {
+            return Ok(());
+        }
+        let mut value = serde_json::to_value(&status)?;
+        if let Some(object) = value.as_object_mut() {
+            object.remove("llmTokens");
+            object.remove("agents");
+        }
+        self.runtime.block_on(self.campaigns.patch_status(
+            &self.name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({ "status": value })),
+        ))?;
+        self.last = Some(status);
+        self.written = Some(Instant::now());
+        Ok(())
+    }
+}

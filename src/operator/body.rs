@@ -1,0 +1,441 @@
+//! The engine's body in the cluster: a `Start` becomes a trainer pod (server-side applied, so
+//! starting an attempt that already has its pod adopts it), a `Stop` deletes it. One monitor
+//! task per pod follows its log for progress and reads its status until it ends, then hands the
+//! engine the lifecycle event its outcome is. Nothing here decides: the core does.
+
+use super::actor::ToEngine;
+use super::outcome::{self, PodOutcome};
+use super::pod::{self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, MANAGER, TrainerRun};
+use crate::api::experiment::{Experiment, resource_name};
+use crate::api::trainer::TrainerSpec;
+use crate::core::lifecycle::{Event, ExperimentId};
+use crate::core::qa::QaLimits;
+use crate::core::trainer_output;
+use crate::engine::Command;
+use futures::{AsyncBufReadExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{ObjectReference, Pod};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use k8s_openapi::jiff::Timestamp;
+use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams};
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
+use kube::{Api, Client, Resource};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::task::JoinHandle;
+
+/// Lines of a trainer's log kept for the Engineer when it fails.
+const LOG_TAIL_LINES: usize = 40;
+/// Tries to create a pod before the attempt counts as lost to the infrastructure.
+const APPLY_TRIES: u32 = 3;
+
+/// What every pod of one campaign shares.
+#[derive(Clone)]
+pub struct BodyConfig {
+    pub campaign: String,
+    pub namespace: String,
+    pub trainer: TrainerSpec,
+    pub qa: QaLimits,
+    /// How often a running pod's status is read.
+    pub poll: Duration,
+}
+
+pub struct Body {
+    config: Arc<BodyConfig>,
+    pods: Api<Pod>,
+    experiments: Api<Experiment>,
+    recorder: Recorder,
+    observations: Sender<ToEngine>,
+    /// Monitors by pod name, with the attempt they watch.
+    monitors: BTreeMap<String, ((ExperimentId, u32), JoinHandle<()>)>,
+}
+
+impl Body {
+    pub fn new(
+        client: Client,
+        config: BodyConfig,
+        recorder: Recorder,
+        observations: Sender<ToEngine>,
+    ) -> Body {
+        Body {
+            pods: Api::namespaced(client.clone(), &config.namespace),
+            experiments: Api::namespaced(client, &config.namespace),
+            config: Arc::new(config),
+            recorder,
+            observations,
+            monitors: BTreeMap::new(),
+        }
+    }
+
+    /// Carries out commands until the engine's side of the channel closes, then stops
+    /// following pods (they keep running: a restarted operator adopts them).
+    pub async fn run(mut self, mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+        while let Some(command) = commands.recv().await {
+            self.execute(command).await;
+        }
+        for (_, (_, monitor)) in std::mem::take(&mut self.monitors) {
+            monitor.abort();
+        }
+    }
+
+    pub async fn execute(&mut self, command: Command) {
+        self.monitors
+            .retain(|_, (_, monitor)| !monitor.is_finished());
+        match command {
+            Command::Start {
+                experiment,
+                attempt,
+                retry,
+                program,
+                config,
+                ..
+            } => {
+                let experiment_name = resource_name(&self.config.campaign, experiment);
+                let run = TrainerRun {
+                    campaign: &self.config.campaign,
+                    experiment_name: &experiment_name,
+                    experiment_id: experiment,
+                    attempt,
+                    retry,
+                    program: &program,
+                    config: &config,
+                };
+                let name = pod::pod_name(&experiment_name, attempt, retry);
+                match self.apply(&run).await {
+                    Ok(reference) => {
+                        if !self.monitors.contains_key(&name) {
+                            let monitor = tokio::spawn(monitor(
+                                self.pods.clone(),
+                                self.config.clone(),
+                                name.clone(),
+                                (experiment, attempt),
+                                reference,
+                                self.recorder.clone(),
+                                self.observations.clone(),
+                            ));
+                            self.monitors.insert(name, ((experiment, attempt), monitor));
+                        }
+                    }
+                    Err(reason) => {
+                        tracing::warn!(pod = %name, %reason, "the trainer pod could not be created");
+                        let _ = self.observations.send(ToEngine::Observed {
+                            experiment,
+                            attempt,
+                            event: Event::InfrastructureFailed { reason },
+                        });
+                    }
+                }
+            }
+            Command::Stop {
+                experiment,
+                attempt,
+                reason,
+            } => {
+                let stopped: Vec<String> = self
+                    .monitors
+                    .iter()
+                    .filter(|(_, (key, _))| *key == (experiment, attempt))
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                for name in stopped {
+                    if let Some((_, monitor)) = self.monitors.remove(&name) {
+                        monitor.abort();
+                    }
+                }
+                let selector = format!(
+                    "{LABEL_CAMPAIGN}={},{LABEL_EXPERIMENT}={experiment},{LABEL_ATTEMPT}={attempt}",
+                    pod::label_value(&self.config.campaign)
+                );
+                if let Err(error) = self
+                    .pods
+                    .delete_collection(
+                        &DeleteParams::background(),
+                        &ListParams::default().labels(&selector),
+                    )
+                    .await
+                {
+                    tracing::warn!(%error, experiment, attempt, "deleting a stopped trainer pod");
+                }
+                if let Ok(Some(resource)) = self
+                    .experiments
+                    .get_opt(&resource_name(&self.config.campaign, experiment))
+                    .await
+                {
+                    publish(
+                        &self.recorder,
+                        &resource.object_ref(&()),
+                        EventType::Warning,
+                        "TrainerStopped",
+                        format!("attempt {attempt} stopped: {reason}"),
+                    )
+                    .await;
+                }
+            }
+        }
+    }
+
+    /// Applies the pod of `run`, owned by its Experiment; returns the Experiment's reference
+    /// for events. A refusal after a few tries is returned as the reason.
+    async fn apply(&self, run: &TrainerRun<'_>) -> Result<ObjectReference, String> {
+        let mut last_error = String::new();
+        for try_number in 0..APPLY_TRIES {
+            if try_number > 0 {
+                tokio::time::sleep(Duration::from_secs(1 << try_number)).await;
+            }
+            let resource = match self.experiments.get(run.experiment_name).await {
+                Ok(resource) => resource,
+                Err(error) => {
+                    last_error = format!("reading Experiment {}: {error}", run.experiment_name);
+                    continue;
+                }
+            };
+            let owner = OwnerReference {
+                api_version: Experiment::api_version(&()).into_owned(),
+                kind: Experiment::kind(&()).into_owned(),
+                name: run.experiment_name.to_string(),
+                uid: resource.metadata.uid.clone().unwrap_or_default(),
+                controller: Some(true),
+                block_owner_deletion: Some(true),
+            };
+            let pod = pod::trainer_pod(
+                run,
+                &self.config.trainer,
+                self.config.qa.max_attempt_seconds,
+                &self.config.namespace,
+                owner,
+            )
+            .map_err(|e| format!("building the trainer pod: {e}"))?;
+            let name = pod::pod_name(run.experiment_name, run.attempt, run.retry);
+            match self
+                .pods
+                .patch(
+                    &name,
+                    &PatchParams::apply(MANAGER).force(),
+                    &Patch::Apply(&pod),
+                )
+                .await
+            {
+                Ok(_) => return Ok(resource.object_ref(&())),
+                Err(error) => {
+                    last_error = format!("the trainer pod {name} could not be created: {error}")
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
+/// Follows one pod until it ends and reports each progress line and the ending.
+async fn monitor(
+    pods: Api<Pod>,
+    config: Arc<BodyConfig>,
+    name: String,
+    (experiment, attempt): (ExperimentId, u32),
+    reference: ObjectReference,
+    recorder: Recorder,
+    observations: Sender<ToEngine>,
+) {
+    let tail = Arc::new(Mutex::new(VecDeque::new()));
+    let mut follower: Option<JoinHandle<()>> = None;
+    let mut announced = false;
+    let ending = loop {
+        let pod = match pods.get_opt(&name).await {
+            Ok(pod) => pod,
+            Err(error) => {
+                tracing::debug!(%error, pod = %name, "reading a trainer pod");
+                tokio::time::sleep(config.poll).await;
+                continue;
+            }
+        };
+        let Some(pod) = pod else {
+            break PodOutcome::Deleted;
+        };
+        let ended = outcome::classify(&pod, Timestamp::now(), config.qa.max_pending_seconds);
+        if ended != PodOutcome::Running {
+            break ended;
+        }
+        if follower.is_none() && container_started(&pod) {
+            if !announced {
+                let node = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.node_name.clone())
+                    .unwrap_or_default();
+                publish(
+                    &recorder,
+                    &reference,
+                    EventType::Normal,
+                    "TrainerRunning",
+                    format!("attempt {attempt} trains in pod {name} on node {node}"),
+                )
+                .await;
+                announced = true;
+            }
+            follower = Some(tokio::spawn(follow_log(
+                pods.clone(),
+                name.clone(),
+                (experiment, attempt),
+                tail.clone(),
+                observations.clone(),
+            )));
+        }
+        if follower.as_ref().is_some_and(JoinHandle::is_finished) {
+            // The stream ended early (a dropped connection): follow again; replays are ignored.
+            follower = None;
+        }
+        tokio::time::sleep(config.poll).await;
+    };
+    match follower {
+        // Let the follower read the last lines (bounded: a stuck stream must not hold the result).
+        Some(follower) => {
+            let _ = tokio::time::timeout(Duration::from_secs(10), follower).await;
+        }
+        // The pod ended between two looks: read its whole log once.
+        None if ending != PodOutcome::Deleted => {
+            let params = LogParams {
+                container: Some("trainer".into()),
+                ..LogParams::default()
+            };
+            if let Ok(log) = pods.logs(&name, &params).await {
+                for line in log.lines() {
+                    take_line(line, (experiment, attempt), &tail, &observations);
+                }
+            }
+        }
+        None => {}
+    }
+    let log_tail = tail
+        .lock()
+        .map(|t| t.iter().cloned().collect::<Vec<_>>().join("\n"))
+        .unwrap_or_default();
+    let Some(event) = outcome::to_event(&ending, &log_tail, config.qa.max_attempt_seconds) else {
+        return;
+    };
+    let (type_, reason, note) = describe(&ending, &event, &name);
+    publish(&recorder, &reference, type_, reason, note).await;
+    let _ = observations.send(ToEngine::Observed {
+        experiment,
+        attempt,
+        event,
+    });
+}
+
+/// Whether the trainer container has started (its log can be read).
+fn container_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            c.state
+                .as_ref()
+                .is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+        })
+}
+
+async fn follow_log(
+    pods: Api<Pod>,
+    name: String,
+    key: (ExperimentId, u32),
+    tail: Arc<Mutex<VecDeque<String>>>,
+    observations: Sender<ToEngine>,
+) {
+    let params = LogParams {
+        container: Some("trainer".into()),
+        follow: true,
+        ..LogParams::default()
+    };
+    let stream = match pods.log_stream(&name, &params).await {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::debug!(%error, pod = %name, "following a trainer log");
+            return;
+        }
+    };
+    let mut lines = stream.lines();
+    while let Ok(Some(line)) = lines.try_next().await {
+        take_line(&line, key, &tail, &observations);
+    }
+}
+
+/// Keeps `line` in the tail and forwards progress to the engine. Results are not forwarded:
+/// they come from the pod's termination, once.
+fn take_line(
+    line: &str,
+    (experiment, attempt): (ExperimentId, u32),
+    tail: &Mutex<VecDeque<String>>,
+    observations: &Sender<ToEngine>,
+) {
+    if let Ok(mut tail) = tail.lock() {
+        tail.push_back(line.to_string());
+        while tail.len() > LOG_TAIL_LINES {
+            tail.pop_front();
+        }
+    }
+    if let Some(event @ Event::Progress(_)) = trainer_output::parse_line(line) {
+        let _ = observations.send(ToEngine::Observed {
+            experiment,
+            attempt,
+            event,
+        });
+    }
+}
+
+/// The Kubernetes Event for an ended pod.
+fn describe(outcome: &PodOutcome, event: &Event, pod: &str) -> (EventType, &'static str, String) {
+    let what = match event {
+        Event::Finished(summary) => format!("validation loss {:.4}", summary.val_loss),
+        Event::Diverged => "training diverged".into(),
+        Event::Crashed { message, .. } => message.clone(),
+        Event::InfrastructureFailed { reason } => reason.clone(),
+        _ => String::new(),
+    };
+    let reason = match outcome {
+        PodOutcome::Succeeded { .. } if matches!(event, Event::Finished(_)) => "TrainerSucceeded",
+        PodOutcome::Succeeded { .. } | PodOutcome::Failed { .. } => "TrainerFailed",
+        PodOutcome::OomKilled { .. } => "TrainerOOMKilled",
+        PodOutcome::DeadlineExceeded => "TrainerDeadlineExceeded",
+        PodOutcome::Evicted { .. } => "TrainerEvicted",
+        PodOutcome::NodeLost { .. } => "TrainerNodeLost",
+        PodOutcome::Unschedulable { .. } => "TrainerUnschedulable",
+        PodOutcome::ImagePullFailed { .. } => "TrainerImagePullFailed",
+        PodOutcome::Deleted => "TrainerDeleted",
+        PodOutcome::Running => "TrainerRunning",
+    };
+    let type_ = if reason == "TrainerSucceeded" {
+        EventType::Normal
+    } else {
+        EventType::Warning
+    };
+    (type_, reason, format!("pod {pod}: {what}"))
+}
+
+async fn publish(
+    recorder: &Recorder,
+    reference: &ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    // Events are at most 1 kB of note.
+    let mut note = note;
+    if note.len() > 1000 {
+        let mut end = 1000;
+        while !note.is_char_boundary(end) {
+            end -= 1;
+        }
+        note.truncate(end);
+    }
+    let event = KubeEvent {
+        type_,
+        reason: reason.to_string(),
+        note: Some(note),
+        action: reason.to_string(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        tracing::debug!(%error, reason, "publishing an event");
+    }
+}

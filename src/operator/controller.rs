@@ -1,0 +1,389 @@
+//! The Campaign controller: keeps one engine thread (and its body) per Campaign, forwards
+//! spec edits to it, restarts it when it stopped on an error, and stops it when the Campaign
+//! is deleted (owner references then delete its Experiments and pods). It decides nothing
+//! about experiments.
+
+use super::actor::{self, ActorSetup, ToEngine};
+use super::body::{Body, BodyConfig};
+use crate::agents::llm::client::ApiKey;
+use crate::api::Campaign;
+use crate::api::campaign::{CampaignPhase, Condition};
+use crate::api::manifest;
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
+use std::collections::BTreeMap;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ControllerError {
+    #[error("Kubernetes API: {0}")]
+    Api(#[from] kube::Error),
+    #[error("serialising a status: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// How often a running Campaign is looked at even without a change (to notice a stopped engine).
+const RESYNC: Duration = Duration::from_secs(30);
+
+pub struct Context {
+    pub client: Client,
+    pub runtime: tokio::runtime::Handle,
+    pub reporter: Reporter,
+    /// How often trainer pods are read.
+    pub poll: Duration,
+    engines: Mutex<BTreeMap<(String, String), EngineThread>>,
+}
+
+struct EngineThread {
+    inbox: Sender<ToEngine>,
+    thread: std::thread::JoinHandle<anyhow::Result<()>>,
+    generation: Option<i64>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        runtime: tokio::runtime::Handle,
+        reporter: Reporter,
+        poll: Duration,
+    ) -> Context {
+        Context {
+            client,
+            runtime,
+            reporter,
+            poll,
+            engines: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Stops every engine (losing leadership, shutting down). Pods keep running for the next
+    /// leader to adopt.
+    pub fn stop_all(&self) {
+        let engines = self
+            .engines
+            .lock()
+            .map(|mut e| std::mem::take(&mut *e))
+            .unwrap_or_default();
+        for (_, engine) in engines {
+            let _ = engine.inbox.send(ToEngine::Stop);
+        }
+    }
+
+    /// Campaigns with a running engine.
+    pub fn running(&self) -> usize {
+        self.engines.lock().map(|e| e.len()).unwrap_or(0)
+    }
+}
+
+pub async fn reconcile(
+    campaign: Arc<Campaign>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let namespace = campaign.namespace().unwrap_or_else(|| "default".into());
+    let name = campaign.name_any();
+    let key = (namespace.clone(), name.clone());
+    let api: Api<Campaign> = Api::namespaced(ctx.client.clone(), &namespace);
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    let reference = campaign.object_ref(&());
+    if campaign.meta().deletion_timestamp.is_some() {
+        stop(&ctx, &key);
+        return Ok(Action::await_change());
+    }
+    if let Err(error) = manifest::validate(&campaign) {
+        stop(&ctx, &key);
+        set_condition(
+            &api,
+            &campaign,
+            Some(CampaignPhase::Failed),
+            "SpecAccepted",
+            false,
+            "InvalidSpec",
+            &error.to_string(),
+        )
+        .await?;
+        publish(
+            &recorder,
+            &reference,
+            EventType::Warning,
+            "InvalidSpec",
+            error.to_string(),
+        )
+        .await;
+        return Ok(Action::await_change());
+    }
+    // An engine that stopped on an error is restarted from the cluster's records.
+    let stopped = {
+        let mut engines = ctx.engines.lock().unwrap_or_else(|e| e.into_inner());
+        match engines.get(&key) {
+            Some(engine) if engine.thread.is_finished() => engines.remove(&key),
+            _ => None,
+        }
+    };
+    if let Some(engine) = stopped {
+        let reason = match engine.thread.join() {
+            Ok(Ok(())) => "the engine stopped".to_string(),
+            Ok(Err(error)) => format!("{error:#}"),
+            Err(_) => "the engine thread panicked".to_string(),
+        };
+        tracing::warn!(campaign = %name, %reason, "restarting the campaign's engine");
+        set_condition(
+            &api,
+            &campaign,
+            None,
+            "Degraded",
+            true,
+            "EngineRestarting",
+            &format!("{reason}; the engine restarts from the cluster's records"),
+        )
+        .await?;
+        publish(
+            &recorder,
+            &reference,
+            EventType::Warning,
+            "EngineRestarting",
+            reason,
+        )
+        .await;
+    }
+    let running_generation = ctx
+        .engines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&key)
+        .map(|e| e.generation);
+    match running_generation {
+        Some(generation) if generation != campaign.metadata.generation => {
+            let mut engines = ctx.engines.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(engine) = engines.get_mut(&key) {
+                let _ = engine.inbox.send(ToEngine::Spec {
+                    spec: Box::new(campaign.spec.clone()),
+                    generation: campaign.metadata.generation,
+                });
+                engine.generation = campaign.metadata.generation;
+            }
+        }
+        Some(_) => {}
+        None => {
+            let api_key = match read_api_key(&ctx.client, &namespace, &campaign).await {
+                Ok(key) => key,
+                Err(message) => {
+                    set_condition(
+                        &api,
+                        &campaign,
+                        Some(CampaignPhase::Pending),
+                        "Degraded",
+                        true,
+                        "SecretUnavailable",
+                        &message,
+                    )
+                    .await?;
+                    publish(
+                        &recorder,
+                        &reference,
+                        EventType::Warning,
+                        "SecretUnavailable",
+                        message,
+                    )
+                    .await;
+                    return Ok(Action::requeue(RESYNC));
+                }
+            };
+            start(&ctx, &campaign, &namespace, api_key, recorder);
+        }
+    }
+    Ok(Action::requeue(RESYNC))
+}
+
+pub fn error_policy(
+    campaign: Arc<Campaign>,
+    error: &ControllerError,
+    _ctx: Arc<Context>,
+) -> Action {
+    tracing::warn!(campaign = %campaign.name_any(), %error, "reconcile failed");
+    Action::requeue(Duration::from_secs(10))
+}
+
+fn start(
+    ctx: &Context,
+    campaign: &Campaign,
+    namespace: &str,
+    api_key: Option<ApiKey>,
+    recorder: Recorder,
+) {
+    let (commands, command_inbox) = tokio::sync::mpsc::unbounded_channel();
+    let (inbox, engine_inbox) = std::sync::mpsc::channel();
+    let body = Body::new(
+        ctx.client.clone(),
+        BodyConfig {
+            campaign: campaign.name_any(),
+            namespace: namespace.to_string(),
+            trainer: campaign.spec.trainer.clone(),
+            qa: campaign.spec.qa.clone(),
+            poll: ctx.poll,
+        },
+        recorder,
+        inbox.clone(),
+    );
+    ctx.runtime.spawn(body.run(command_inbox));
+    let setup = ActorSetup {
+        campaign: campaign.clone(),
+        namespace: namespace.to_string(),
+        api_key,
+        client: ctx.client.clone(),
+        runtime: ctx.runtime.clone(),
+        commands,
+    };
+    let name = campaign.name_any();
+    let thread = std::thread::Builder::new()
+        .name(format!("engine-{name}"))
+        .spawn(move || actor::run(setup, engine_inbox));
+    match thread {
+        Ok(thread) => {
+            let mut engines = ctx.engines.lock().unwrap_or_else(|e| e.into_inner());
+            engines.insert(
+                (namespace.to_string(), name),
+                EngineThread {
+                    inbox,
+                    thread,
+                    generation: campaign.metadata.generation,
+                },
+            );
+        }
+        Err(error) => tracing::error!(%error, campaign = %name, "starting the engine thread"),
+    }
+}
+
+fn stop(ctx: &Context, key: &(String, String)) {
+    let engine = ctx
+        .engines
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
+    if let Some(engine) = engine {
+        let _ = engine.inbox.send(ToEngine::Stop);
+    }
+}
+
+/// The LLM API key from `spec.agents.llm.apiKeySecretRef`, if the campaign names one. The key
+/// goes to the agents' client only.
+async fn read_api_key(
+    client: &Client,
+    namespace: &str,
+    campaign: &Campaign,
+) -> Result<Option<ApiKey>, String> {
+    let Some(reference) = campaign
+        .spec
+        .agents
+        .llm
+        .as_ref()
+        .and_then(|llm| llm.api_key_secret_ref.as_ref())
+    else {
+        return Ok(None);
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let secret = secrets.get(&reference.name).await.map_err(|e| {
+        format!(
+            "spec.agents.llm.apiKeySecretRef: reading Secret {namespace}/{}: {e}",
+            reference.name
+        )
+    })?;
+    let value = secret
+        .data
+        .as_ref()
+        .and_then(|data| data.get(&reference.key))
+        .map(|bytes| String::from_utf8_lossy(&bytes.0).trim().to_string())
+        .or_else(|| {
+            secret
+                .string_data
+                .as_ref()
+                .and_then(|data| data.get(&reference.key))
+                .cloned()
+        });
+    match value {
+        Some(key) if !key.is_empty() => Ok(Some(ApiKey::new(key))),
+        _ => Err(format!(
+            "spec.agents.llm.apiKeySecretRef: Secret {namespace}/{} has no key `{}`",
+            reference.name, reference.key
+        )),
+    }
+}
+
+/// Sets one condition (and optionally the phase) on a Campaign whose engine is not running.
+async fn set_condition(
+    api: &Api<Campaign>,
+    campaign: &Campaign,
+    phase: Option<CampaignPhase>,
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+) -> Result<(), ControllerError> {
+    let status_text = if status { "True" } else { "False" };
+    let mut conditions: Vec<Condition> = campaign
+        .status
+        .as_ref()
+        .map(|s| s.conditions.clone())
+        .unwrap_or_default();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    match conditions.iter_mut().find(|c| c.type_ == type_) {
+        Some(existing)
+            if existing.status == status_text
+                && existing.reason == reason
+                && existing.message == message =>
+        {
+            return Ok(());
+        }
+        Some(existing) => {
+            if existing.status != status_text {
+                existing.last_transition_time = now;
+            }
+            existing.status = status_text.into();
+            existing.reason = reason.into();
+            existing.message = message.into();
+            existing.observed_generation = campaign.metadata.generation;
+        }
+        None => conditions.push(Condition {
+            type_: type_.into(),
+            status: status_text.into(),
+            reason: reason.into(),
+            message: message.into(),
+            last_transition_time: now,
+            observed_generation: campaign.metadata.generation,
+        }),
+    }
+    let mut patch = serde_json::json!({ "status": { "conditions": conditions } });
+    if let Some(phase) = phase {
+        patch["status"]["phase"] = serde_json::to_value(phase)?;
+    }
+    api.patch_status(
+        &campaign.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(patch),
+    )
+    .await?;
+    Ok(())
+}
+
+async fn publish(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    type_: EventType,
+    reason: &str,
+    note: String,
+) {
+    let event = KubeEvent {
+        type_,
+        reason: reason.into(),
+        note: Some(note.chars().take(1000).collect()),
+        action: reason.into(),
+        secondary: None,
+    };
+    if let Err(error) = recorder.publish(&event, reference).await {
+        tracing::debug!(%error, reason, "publishing an event");
+    }
+}

@@ -1,0 +1,776 @@
+//! The operator without a cluster: `archlab operator` fails fast with one line when no API
+//! server answers, and its memory and body send the requests Kubernetes expects, checked
+//! against kube's mock service (tower-test) — server-side applies with one field manager,
+//! owner references, identical bodies when repeated, running pods adopted rather than restarted.
+//! The same code runs against a real API server in the end-to-end tests.
+
+use archlab::api::experiment::Experiment as ExperimentResource;
+use archlab::core::lifecycle::{Attempt, Event, Experiment, Outcome, Phase, Stage, TrainSummary};
+use archlab::engine::Command;
+use archlab::memory::Store;
+use archlab::operator::actor::ToEngine;
+use archlab::operator::body::{Body, BodyConfig};
+use archlab::operator::store::KubeStore;
+use http::{Request, Response};
+use kube::client::Body as KubeBody;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::process::Command as Process;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------------------------------------
+// `archlab operator` with no cluster
+
+fn operator_without_cluster(kubeconfig: Option<&str>, extra: &[&str]) -> (i32, String, Duration) {
+    let home = tempdir("home");
+    let mut command = Process::new(env!("CARGO_BIN_EXE_archlab"));
+    command
+        .arg("operator")
+        .args(extra)
+        .env("HOME", &home)
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .env_remove("ARCHLAB_LOG");
+    match kubeconfig {
+        Some(text) => {
+            let path = home.join("kubeconfig");
+            std::fs::write(&path, text).expect("write kubeconfig");
+            command.env("KUBECONFIG", path);
+        }
+        None => {
+            command.env_remove("KUBECONFIG");
+        }
+    }
+    let started = Instant::now();
+    let output = command.output().expect("archlab runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn tempdir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("archlab-operator-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+fn kubeconfig(server: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: c\n  cluster: {{server: \"{server}\"}}\nusers:\n- name: u\n  user: {{token: not-a-real-token}}\ncontexts:\n- name: x\n  context: {{cluster: c, user: u}}\ncurrent-context: x\n"
+    )
+}
+
+fn assert_one_clear_line(code: i32, stderr: &str, elapsed: Duration, expected: &str) {
+    assert_eq!(code, 1, "{stderr}");
+    assert!(elapsed < Duration::from_secs(10), "took {elapsed:?}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line, got: {stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(
+        lines[0].contains(expected),
+        "expected `{expected}` in: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        !stderr.contains("not-a-real-token"),
+        "the token leaked: {stderr}"
+    );
+}
+
+#[test]
+fn without_any_cluster_configured_the_operator_says_so_in_one_line() {
+    let (code, stderr, elapsed) = operator_without_cluster(None, &[]);
+    assert_one_clear_line(code, &stderr, elapsed, "no Kubernetes cluster configured");
+}
+
+#[test]
+fn a_refused_connection_is_one_line_naming_the_server() {
+    // A port nothing listens on: bind one, then free it.
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let server = format!("https://127.0.0.1:{port}");
+    let (code, stderr, elapsed) = operator_without_cluster(Some(&kubeconfig(&server)), &[]);
+    assert_one_clear_line(
+        code,
+        &stderr,
+        elapsed,
+        &format!("cannot reach the Kubernetes API server at {server}"),
+    );
+    assert!(stderr.contains("refused"), "{stderr}");
+}
+
+#[test]
+fn a_server_that_never_answers_times_out_within_the_limit() {
+    // Accepts connections and says nothing (a hung API server or a black-holed route).
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().map(|a| a.port()).expect("port");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let server = format!("https://127.0.0.1:{port}");
+    let (code, stderr, elapsed) =
+        operator_without_cluster(Some(&kubeconfig(&server)), &["--connect-timeout", "2"]);
+    assert_one_clear_line(code, &stderr, elapsed, "no answer within 2 s");
+    assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// A scripted API server on kube's mock service
+
+#[derive(Debug, Clone)]
+struct Recorded {
+    method: String,
+    /// Path and query.
+    uri: String,
+    content_type: String,
+    body: Value,
+    raw: Vec<u8>,
+}
+
+type Responder = Box<dyn FnMut(&Recorded) -> (u16, Vec<u8>) + Send>;
+
+/// Answers every request with `respond` and records it.
+fn api_server(
+    runtime: &tokio::runtime::Runtime,
+    mut respond: Responder,
+) -> (kube::Client, Arc<Mutex<Vec<Recorded>>>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<KubeBody>, Response<KubeBody>>();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let recorded = log.clone();
+    runtime.spawn(async move {
+        while let Some((request, reply)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let raw = body
+                .collect_bytes()
+                .await
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            let entry = Recorded {
+                method: parts.method.to_string(),
+                uri: parts.uri.to_string(),
+                content_type: parts
+                    .headers
+                    .get("content-type")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string(),
+                body: serde_json::from_slice(&raw).unwrap_or(Value::Null),
+                raw,
+            };
+            let (status, bytes) = respond(&entry);
+            recorded.lock().expect("log").push(entry);
+            let response = Response::builder()
+                .status(status)
+                .body(KubeBody::from(bytes))
+                .expect("response");
+            reply.send_response(response);
+        }
+    });
+    let client = runtime.block_on(async { kube::Client::new(service, "lab") });
+    (client, log)
+}
+
+fn json_bytes(value: &Value) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn not_found() -> (u16, Vec<u8>) {
+    (
+        404,
+        json_bytes(
+            &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"}),
+        ),
+    )
+}
+
+fn campaign_object() -> Value {
+    json!({
+        "apiVersion": "archlab.dev/v1alpha1", "kind": "Campaign",
+        "metadata": {"name": "quick", "namespace": "lab", "uid": "campaign-uid-1"},
+        "spec": serde_json::to_value(quickstart_spec()).unwrap_or_default(),
+    })
+}
+
+fn quickstart_spec() -> archlab::api::CampaignSpec {
+    let text = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/examples/quickstart.yaml"
+    ))
+    .expect("example");
+    archlab::api::parse_campaign(&text).expect("valid").spec
+}
+
+fn record() -> Experiment {
+    let mut experiment = Experiment::new(12, Stage::Exploration, Some(3), vec![1, 2]);
+    experiment.name = "gla-conv".into();
+    experiment.motivation = "a short convolution before the gate".into();
+    experiment.phase = Phase::Analysing;
+    experiment.fitness = Some(0.61);
+    experiment.attempts.push(Attempt {
+        number: 1,
+        program: "mixer m(d_model) {\n  return x |> linear(d_model)\n}\n".into(),
+        outcome: Some(Outcome::Finished {
+            summary: TrainSummary {
+                val_loss: 1.5,
+                accuracy: BTreeMap::from([("mqar".into(), 0.4)]),
+                wall_s: 12.0,
+                params: 4096,
+            },
+        }),
+        progress: Vec::new(),
+    });
+    experiment
+}
+
+/// A server-side apply as the fake server keeps it: top-level fields replaced.
+fn apply_to(objects: &mut BTreeMap<String, Value>, request: &Recorded) -> Value {
+    let path = request.uri.split('?').next().unwrap_or_default();
+    let name = path
+        .trim_end_matches("/status")
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let object = objects.entry(name.to_string()).or_insert_with(|| json!({}));
+    for (key, value) in request.body.as_object().into_iter().flatten() {
+        object[key] = value.clone();
+    }
+    object.clone()
+}
+
+fn apply(objects: &Mutex<BTreeMap<String, Value>>, request: &Recorded) -> Value {
+    apply_to(&mut objects.lock().expect("objects"), request)
+}
+
+#[test]
+fn memory_writes_an_experiment_by_server_side_apply_and_repeats_it_identically() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let objects = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/campaigns/quick",
+                    ) =>
+                {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("PATCH", _) => (200, json_bytes(&apply(&objects, request))),
+                _ => not_found(),
+            },
+        ),
+    );
+    let mut store = KubeStore::new(runtime.handle().clone(), client, "lab");
+    store.save_experiment("quick", &record()).expect("saved");
+    store
+        .save_experiment("quick", &record())
+        .expect("saved again");
+    let log = log.lock().expect("log").clone();
+    let patches: Vec<&Recorded> = log.iter().filter(|r| r.method == "PATCH").collect();
+    assert_eq!(patches.len(), 4, "{log:#?}");
+    let (main, status) = (patches[0], patches[1]);
+    assert!(
+        main.uri
+            .starts_with("/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012?"),
+        "{}",
+        main.uri
+    );
+    assert!(
+        status.uri.starts_with(
+            "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012/status?"
+        ),
+        "{}",
+        status.uri
+    );
+    for patch in [main, status] {
+        assert!(patch.uri.contains("fieldManager=archlab"), "{}", patch.uri);
+        assert!(patch.uri.contains("force=true"), "{}", patch.uri);
+        assert_eq!(patch.content_type, "application/apply-patch+yaml");
+    }
+    assert_eq!(main.body["spec"]["id"], 12);
+    assert_eq!(main.body["spec"]["parent"], 3);
+    assert_eq!(
+        main.body["metadata"]["labels"]["archlab.dev/campaign"],
+        "quick"
+    );
+    let owner = &main.body["metadata"]["ownerReferences"][0];
+    assert_eq!(
+        (owner["kind"].as_str(), owner["uid"].as_str()),
+        (Some("Campaign"), Some("campaign-uid-1"))
+    );
+    assert!(
+        main.body.get("status").is_none_or(Value::is_null),
+        "the status goes to /status"
+    );
+    assert_eq!(status.body["status"]["phase"], "analysing");
+    assert_eq!(status.body["status"]["attemptCount"], 1);
+    // The owner was read once; the second save sent byte-identical applies.
+    assert_eq!(
+        log.iter().filter(|r| r.method == "GET").count(),
+        1,
+        "{log:#?}"
+    );
+    assert_eq!(patches[2].raw, main.raw);
+    assert_eq!(patches[3].raw, status.raw);
+}
+
+#[test]
+fn memory_reads_back_what_it_wrote_and_numbers_the_next_experiment() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let stored = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let objects = stored.clone();
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(move |request| {
+            let mut objects = objects.lock().expect("objects");
+            let objects = &mut *objects;
+            match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.contains("/campaigns/quick") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("PATCH", _) => (200, json_bytes(&apply_to(objects, request))),
+                ("GET", uri)
+                    if uri
+                        .starts_with("/apis/archlab.dev/v1alpha1/namespaces/lab/experiments?") =>
+                {
+                    let items: Vec<Value> = objects.values().cloned().collect();
+                    (
+                        200,
+                        json_bytes(
+                            &json!({"apiVersion": "archlab.dev/v1alpha1", "kind": "ExperimentList", "metadata": {}, "items": items}),
+                        ),
+                    )
+                }
+                _ => not_found(),
+            }
+        }),
+    );
+    let mut store = KubeStore::new(runtime.handle().clone(), client.clone(), "lab");
+    let mut first = record();
+    first.id = 3;
+    let second = record();
+    store.save_experiment("quick", &first).expect("saved");
+    store.save_experiment("quick", &second).expect("saved");
+    // A new operator (a fresh store) finds both, in order, and continues the numbering.
+    let fresh = KubeStore::new(runtime.handle().clone(), client, "lab");
+    assert_eq!(
+        fresh.experiments("quick").expect("listed"),
+        vec![first, second]
+    );
+    assert_eq!(fresh.next_experiment_id("quick").expect("next"), 13);
+    let list = log
+        .lock()
+        .expect("log")
+        .iter()
+        .find(|r| r.method == "GET" && r.uri.contains("/experiments?"))
+        .cloned();
+    let list = list.expect("a list request");
+    assert!(
+        list.uri
+            .contains("labelSelector=archlab.dev%2Fcampaign%3Dquick"),
+        "{}",
+        list.uri
+    );
+    // The records survive the YAML/JSON of the API: the resource parses as the CRD's type.
+    let parsed: Vec<ExperimentResource> = stored
+        .lock()
+        .expect("objects")
+        .values()
+        .map(|v| serde_json::from_value(v.clone()).expect("an Experiment"))
+        .collect();
+    assert_eq!(parsed.len(), 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The body: pods
+
+const RESULT: &str = r#"{"event":"result","status":"ok","val_loss":1.25,"accuracy":{"mqar":0.5},"wall_s":3.0,"params":100}"#;
+
+fn progress_line(step: usize) -> String {
+    format!(r#"{{"event":"progress","step":{step},"loss":2.5,"elapsed_s":{step}.0}}"#)
+}
+
+fn pod_object(name: &str, phase: &str, state: Value) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": "lab", "uid": "pod-uid"},
+        "spec": {"containers": [{"name": "trainer", "image": "archlab"}], "nodeName": "gpu-1"},
+        "status": {"phase": phase, "containerStatuses": [{
+            "name": "trainer", "image": "archlab", "imageID": "", "ready": phase == "Running", "restartCount": 0,
+            "state": state}]},
+    })
+}
+
+fn experiment_object() -> Value {
+    json!({
+        "apiVersion": "archlab.dev/v1alpha1", "kind": "Experiment",
+        "metadata": {"name": "quick-e00012", "namespace": "lab", "uid": "experiment-uid-12"},
+        "spec": {"campaign": "quick", "id": 12, "stage": "exploration", "origin": "proposal"},
+    })
+}
+
+fn start_command() -> Command {
+    let spec = quickstart_spec();
+    Command::Start {
+        experiment: 12,
+        name: "gla-conv".into(),
+        attempt: 2,
+        retry: 0,
+        program: "mixer m(d_model) {\n  return x |> linear(d_model)\n}\n".into(),
+        config: Box::new(spec.stages.exploration.train.clone()),
+    }
+}
+
+fn body_config() -> BodyConfig {
+    BodyConfig {
+        campaign: "quick".into(),
+        namespace: "lab".into(),
+        trainer: Default::default(),
+        qa: Default::default(),
+        poll: Duration::from_millis(20),
+    }
+}
+
+/// Observations until `done` says stop (or 10 s pass).
+fn observe_until(
+    inbox: &std::sync::mpsc::Receiver<ToEngine>,
+    done: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut events = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match inbox.recv_timeout(left) {
+            Ok(ToEngine::Observed {
+                experiment: 12,
+                attempt: 2,
+                event,
+            }) => {
+                let stop = done(&event);
+                events.push(event);
+                if stop {
+                    break;
+                }
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(_) => break,
+        }
+    }
+    events
+}
+
+fn events_recorder(client: &kube::Client) -> kube::runtime::events::Recorder {
+    kube::runtime::events::Recorder::new(
+        client.clone(),
+        kube::runtime::events::Reporter {
+            controller: "archlab".into(),
+            instance: Some("test".into()),
+        },
+    )
+}
+
+#[test]
+fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
+                    ) =>
+                {
+                    (200, json_bytes(&experiment_object()))
+                }
+                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    (200, json_bytes(&request.body))
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => (
+                    200,
+                    json_bytes(&pod_object(
+                        "quick-e00012-a2",
+                        "Succeeded",
+                        json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": RESULT}}),
+                    )),
+                ),
+                ("GET", uri)
+                    if uri.starts_with("/api/v1/namespaces/lab/pods/quick-e00012-a2/log") =>
+                {
+                    (
+                        200,
+                        format!("{}\n{}\n{RESULT}\n", progress_line(10), progress_line(20))
+                            .into_bytes(),
+                    )
+                }
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let mut body = Body::new(
+        client.clone(),
+        body_config(),
+        events_recorder(&client),
+        observations,
+    );
+    runtime.block_on(body.execute(start_command()));
+    let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
+    let steps: Vec<usize> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Progress(p) => Some(p.step),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, [10, 20], "progress from the log: {events:?}");
+    assert!(
+        matches!(events.last(), Some(Event::Finished(s)) if s.val_loss == 1.25),
+        "{events:?}"
+    );
+    // Applying the same start again sends the identical pod: nothing new is created.
+    runtime.block_on(body.execute(start_command()));
+    std::thread::sleep(Duration::from_millis(200));
+    let log = log.lock().expect("log").clone();
+    let applies: Vec<&Recorded> = log
+        .iter()
+        .filter(|r| r.method == "PATCH" && r.uri.starts_with("/api/v1/namespaces/lab/pods/"))
+        .collect();
+    assert_eq!(applies.len(), 2, "{log:#?}");
+    assert_eq!(
+        applies[0].raw, applies[1].raw,
+        "a repeated start is the same apply"
+    );
+    assert!(
+        log.iter()
+            .all(|r| r.method != "POST" || r.uri.contains("/events")),
+        "no create besides events"
+    );
+    let apply = applies[0];
+    assert!(
+        apply
+            .uri
+            .starts_with("/api/v1/namespaces/lab/pods/quick-e00012-a2?"),
+        "{}",
+        apply.uri
+    );
+    assert!(apply.uri.contains("fieldManager=archlab") && apply.uri.contains("force=true"));
+    let pod = &apply.body;
+    assert_eq!(
+        pod["metadata"]["ownerReferences"][0]["uid"],
+        "experiment-uid-12"
+    );
+    assert_eq!(pod["metadata"]["ownerReferences"][0]["controller"], true);
+    assert_eq!(pod["metadata"]["labels"]["archlab.dev/attempt"], "2");
+    let spec = &pod["spec"];
+    assert_eq!(spec["restartPolicy"], "Never");
+    assert_eq!(spec["automountServiceAccountToken"], false);
+    assert_eq!(spec["activeDeadlineSeconds"], 86_400);
+    assert_eq!(spec["securityContext"]["runAsNonRoot"], true);
+    assert_eq!(
+        spec["securityContext"]["seccompProfile"]["type"],
+        "RuntimeDefault"
+    );
+    let container = &spec["containers"][0];
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(
+        container["securityContext"]["allowPrivilegeEscalation"],
+        false
+    );
+    assert_eq!(
+        container["securityContext"]["capabilities"]["drop"][0],
+        "ALL"
+    );
+    assert_eq!(container["resources"]["limits"]["nvidia.com/gpu"], "1");
+    assert_eq!(
+        container["terminationMessagePolicy"],
+        "FallbackToLogsOnError"
+    );
+    let env: BTreeMap<&str, &str> = container["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
+        .collect();
+    assert!(env["ARCHLAB_PROGRAM"].starts_with("mixer m(d_model)"));
+    let config: trainer::TrainConfig =
+        serde_json::from_str(env["ARCHLAB_CONFIG"]).expect("the config travels as JSON");
+    assert_eq!(config, quickstart_spec().stages.exploration.train);
+    // The Experiment got an Event saying how the trainer ended.
+    let event = log
+        .iter()
+        .find(|r| r.method == "POST" && r.uri.contains("/events"))
+        .expect("an event");
+    assert_eq!(event.body["reason"], "TrainerSucceeded");
+}
+
+#[test]
+fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let looks = Arc::new(Mutex::new(0_u32));
+    let counter = looks.clone();
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
+                    ) =>
+                {
+                    (200, json_bytes(&experiment_object()))
+                }
+                // The pod exists already: applying the same spec changes nothing.
+                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    (200, json_bytes(&request.body))
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => {
+                    let mut looks = counter.lock().expect("looks");
+                    *looks += 1;
+                    let pod = if *looks < 4 {
+                        pod_object(
+                            "quick-e00012-a2",
+                            "Running",
+                            json!({"running": {"startedAt": "2026-11-29T10:00:00Z"}}),
+                        )
+                    } else {
+                        pod_object(
+                            "quick-e00012-a2",
+                            "Succeeded",
+                            json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": RESULT}}),
+                        )
+                    };
+                    (200, json_bytes(&pod))
+                }
+                ("GET", uri)
+                    if uri.starts_with("/api/v1/namespaces/lab/pods/quick-e00012-a2/log") =>
+                {
+                    assert!(
+                        uri.contains("follow=true"),
+                        "a running pod's log is followed: {uri}"
+                    );
+                    (
+                        200,
+                        format!(
+                            "{}\n{}\n{}\n",
+                            progress_line(100),
+                            progress_line(120),
+                            RESULT
+                        )
+                        .into_bytes(),
+                    )
+                }
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let mut body = Body::new(
+        client.clone(),
+        body_config(),
+        events_recorder(&client),
+        observations,
+    );
+    runtime.block_on(body.execute(start_command()));
+    let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Progress(p) if p.step == 120)),
+        "{events:?}"
+    );
+    assert!(
+        matches!(events.last(), Some(Event::Finished(_))),
+        "{events:?}"
+    );
+    let log = log.lock().expect("log").clone();
+    assert!(
+        log.iter().all(|r| r.method != "DELETE"),
+        "an adopted pod is not restarted: {log:#?}"
+    );
+    assert_eq!(
+        log.iter()
+            .filter(|r| r.method == "PATCH" && r.uri.contains("/pods/"))
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_failure() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
+                    ) =>
+                {
+                    (200, json_bytes(&experiment_object()))
+                }
+                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    (200, json_bytes(&request.body))
+                }
+                // Someone deleted the pod: it is gone.
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => not_found(),
+                ("DELETE", uri) if uri.starts_with("/api/v1/namespaces/lab/pods?") => (
+                    200,
+                    json_bytes(
+                        &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
+                    ),
+                ),
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let mut body = Body::new(
+        client.clone(),
+        body_config(),
+        events_recorder(&client),
+        observations,
+    );
+    runtime.block_on(body.execute(start_command()));
+    let events = observe_until(&inbox, |e| matches!(e, Event::InfrastructureFailed { .. }));
+    assert!(
+        matches!(events.last(), Some(Event::InfrastructureFailed { reason }) if reason.contains("deleted")),
+        "{events:?}"
+    );
+    runtime.block_on(body.execute(Command::Stop {
+        experiment: 12,
+        attempt: 2,
+        reason: "quality assurance: the loss diverged".into(),
+    }));
+    let log = log.lock().expect("log").clone();
+    let delete = log.iter().find(|r| r.method == "DELETE").expect("a delete");
+    assert!(
+        delete.uri.contains("labelSelector=archlab.dev%2Fcampaign%3Dquick%2Carchlab.dev%2Fexperiment%3D12%2Carchlab.dev%2Fattempt%3D2"),
+        "{}",
+        delete.uri
+    );
+    let stopped = log
+        .iter()
+        .find(|r| r.method == "POST" && r.body["reason"] == "TrainerStopped")
+        .expect("a stop event");
+    assert!(
+        stopped.body["note"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("diverged")
+    );
+}
