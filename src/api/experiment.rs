@@ -66,6 +66,9 @@ pub struct ExperimentStatus {
     pub motivation: String,
     #[serde(default)]
     pub operator: Option<String>,
+    /// `Progressing` (what it waits for) and `Succeeded` (how it ended), in words.
+    #[serde(default)]
+    pub conditions: Vec<super::campaign::Condition>,
     #[serde(default)]
     pub attempts: Vec<AttemptStatus>,
     /// How many attempts were made (a printer column; derived from `attempts`).
@@ -118,8 +121,19 @@ pub fn resource_name(campaign: &str, id: ExperimentId) -> String {
     format!("{}-e{id:05}", prefix.trim_matches('-'))
 }
 
-/// The core record as a resource, within the size bounds of [`super::bounds`].
+/// The core record as a resource, within the size bounds of [`super::bounds`] (conditions
+/// stamped with no time; the operator's memory uses [`to_resource_at`]).
 pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment {
+    to_resource_at(campaign, record, &[], "")
+}
+
+/// The resource with conditions as of `now`, keeping `previous` transition times.
+pub fn to_resource_at(
+    campaign: &str,
+    record: &lifecycle::Experiment,
+    previous: &[super::campaign::Condition],
+    now: &str,
+) -> Experiment {
     let record = &super::bounds::bounded(record);
     let mut resource = Experiment::new(
         &resource_name(campaign, record.id),
@@ -139,6 +153,7 @@ pub fn to_resource(campaign: &str, record: &lifecycle::Experiment) -> Experiment
         motivation: record.motivation.clone(),
         operator: record.operator.clone(),
         attempt_count: record.attempts.len() as u32,
+        conditions: super::conditions::experiment_conditions(record, previous, now),
         attempts: record
             .attempts
             .iter()

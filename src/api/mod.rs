@@ -4,6 +4,7 @@
 
 pub mod bounds;
 pub mod campaign;
+pub mod conditions;
 pub mod crds;
 pub mod experiment;
 pub mod manifest;

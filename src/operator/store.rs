@@ -8,6 +8,7 @@
 //! call blocks on the async client through a runtime handle; never call it on a runtime thread.
 
 use crate::api::Campaign;
+use crate::api::campaign::Condition;
 use crate::api::experiment::{self, Experiment};
 use crate::core::budget::Usage;
 use crate::core::lifecycle::{self, ExperimentId};
@@ -27,6 +28,8 @@ pub struct KubeStore {
     highest_id: BTreeMap<String, ExperimentId>,
     llm_tokens: BTreeMap<String, u64>,
     campaign_owner: BTreeMap<String, OwnerReference>,
+    /// Conditions last written per Experiment, so transition times hold while nothing changes.
+    conditions: std::sync::Mutex<BTreeMap<String, Vec<Condition>>>,
 }
 
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
@@ -50,6 +53,7 @@ impl KubeStore {
             highest_id: BTreeMap::new(),
             llm_tokens: BTreeMap::new(),
             campaign_owner: BTreeMap::new(),
+            conditions: std::sync::Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -72,6 +76,14 @@ impl KubeStore {
                 .insert(campaign.to_string(), owner.clone());
         }
         Ok(owner)
+    }
+
+    fn previous_conditions(&self, name: &str) -> Vec<Condition> {
+        self.conditions
+            .lock()
+            .ok()
+            .and_then(|c| c.get(name).cloned())
+            .unwrap_or_default()
     }
 
     fn merge_status(&self, campaign: &str, status: serde_json::Value) -> Result<()> {
@@ -114,8 +126,15 @@ impl Store for KubeStore {
     }
 
     fn save_experiment(&mut self, campaign: &str, record: &lifecycle::Experiment) -> Result<()> {
-        let mut resource = experiment::to_resource(campaign, record);
-        let name = resource.name_any();
+        let name = experiment::resource_name(campaign, record.id);
+        let previous = self.previous_conditions(&name);
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        let mut resource = experiment::to_resource_at(campaign, record, &previous, &now);
+        if let Some(status) = &resource.status
+            && let Ok(mut conditions) = self.conditions.lock()
+        {
+            conditions.insert(name.clone(), status.conditions.clone());
+        }
         let status = resource.status.take();
         resource.metadata = ObjectMeta {
             name: Some(name.clone()),
@@ -161,6 +180,13 @@ impl Store for KubeStore {
             .map_err(cluster(format!(
                 "listing the Experiments of Campaign {campaign}"
             )))?;
+        if let Ok(mut conditions) = self.conditions.lock() {
+            for resource in &list.items {
+                if let Some(status) = &resource.status {
+                    conditions.insert(resource.name_any(), status.conditions.clone());
+                }
+            }
+        }
         let mut records = list
             .items
             .iter()
