@@ -152,9 +152,29 @@ struct OperatorArgs {
     /// Seconds between looks at a running trainer pod.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     poll_interval: u64,
-    /// This replica's name in Kubernetes Events (set from the pod name in the chart).
+    /// This replica's name in Kubernetes Events and on the Lease (the chart sets the pod name).
     #[arg(long, env = "POD_NAME", default_value = "archlab-operator")]
     instance: String,
+    /// Serve /metrics, /healthz and /readyz here.
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDRESS")]
+    metrics_address: std::net::SocketAddr,
+    /// Do not serve metrics.
+    #[arg(long, conflicts_with = "metrics_address")]
+    no_metrics: bool,
+    /// The Lease that elects which replica runs the engines.
+    #[arg(long, default_value = "archlab-operator", value_name = "NAME")]
+    lease_name: String,
+    /// Namespace of the Lease (default: the operator pod's namespace, else `default`).
+    #[arg(
+        long,
+        env = "POD_NAMESPACE",
+        default_value = "default",
+        value_name = "NAMESPACE"
+    )]
+    lease_namespace: String,
+    /// Run without leader election (only safe with a single replica).
+    #[arg(long)]
+    no_leader_election: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -373,6 +393,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 connect_timeout: std::time::Duration::from_secs(args.connect_timeout.max(1)),
                 poll: std::time::Duration::from_secs(args.poll_interval.max(1)),
                 instance: args.instance,
+                metrics_address: (!args.no_metrics).then_some(args.metrics_address),
+                lease: (!args.no_leader_election).then_some(archlab::operator::LeaseOptions {
+                    name: args.lease_name,
+                    namespace: args.lease_namespace,
+                }),
             })?;
             Ok(ExitCode::SUCCESS)
         }

@@ -28,6 +28,7 @@ fn operator_without_cluster(kubeconfig: Option<&str>, extra: &[&str]) -> (i32, S
     let mut command = Process::new(env!("CARGO_BIN_EXE_archlab"));
     command
         .arg("operator")
+        .args(["--metrics-address", "127.0.0.1:0"])
         .args(extra)
         .env("HOME", &home)
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -122,6 +123,68 @@ fn a_server_that_never_answers_times_out_within_the_limit() {
         operator_without_cluster(Some(&kubeconfig(&server)), &["--connect-timeout", "2"]);
     assert_one_clear_line(code, &stderr, elapsed, "no answer within 2 s");
     assert!(elapsed >= Duration::from_secs(2), "{elapsed:?}");
+}
+
+/// `GET path` over plain HTTP/1.0: (status code, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let code = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    Some((code, body))
+}
+
+#[test]
+fn health_readiness_and_metrics_are_served_while_the_api_server_is_awaited() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().map(|a| a.port()).expect("port");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream);
+        }
+    });
+    let metrics_port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let home = tempdir("metrics");
+    let config = home.join("kubeconfig");
+    std::fs::write(&config, kubeconfig(&format!("https://127.0.0.1:{port}"))).expect("kubeconfig");
+    let mut child = Process::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["operator", "--connect-timeout", "6", "--metrics-address"])
+        .arg(format!("127.0.0.1:{metrics_port}"))
+        .env("KUBECONFIG", &config)
+        .env("HOME", &home)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("archlab runs");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut health = None;
+    while health.is_none() && Instant::now() < deadline {
+        health = http_get(metrics_port, "/healthz");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let ready = http_get(metrics_port, "/readyz");
+    let metrics = http_get(metrics_port, "/metrics");
+    let missing = http_get(metrics_port, "/nothing");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(health.map(|h| h.0), Some(200));
+    let (code, body) = ready.expect("readyz answers");
+    assert_eq!(code, 503, "not ready before the API server answers: {body}");
+    let (code, body) = metrics.expect("metrics answer");
+    assert_eq!(code, 200);
+    assert!(body.lines().any(|l| l == "archlab_leader 0"), "{body}");
+    assert_eq!(missing.map(|m| m.0), Some(404));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -439,6 +502,8 @@ fn body_config() -> BodyConfig {
         trainer: Default::default(),
         qa: Default::default(),
         poll: Duration::from_millis(20),
+        metrics: Default::default(),
+        fence: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     }
 }
 

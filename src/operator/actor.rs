@@ -46,6 +46,8 @@ pub struct ActorSetup {
     pub client: Client,
     pub runtime: tokio::runtime::Handle,
     pub commands: UnboundedSender<Command>,
+    pub metrics: std::sync::Arc<super::metrics::Metrics>,
+    pub fence: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Status is rewritten at least this often while anything changes (usage grows with progress).
@@ -96,6 +98,14 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             ending = done;
         }
         status.write(&engine, ending.as_ref(), refused.as_deref(), generation)?;
+        setup.metrics.observe_campaign(
+            &setup.namespace,
+            &name,
+            engine.experiments(),
+            crate::core::verification::summarise(engine.experiments(), engine.required_runs())
+                .discoveries(),
+            &engine.agent_stats(),
+        );
         let message = match inbox.recv_timeout(STATUS_INTERVAL) {
             Ok(message) => message,
             Err(RecvTimeoutError::Timeout) => continue,

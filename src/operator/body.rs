@@ -39,6 +39,9 @@ pub struct BodyConfig {
     pub qa: QaLimits,
     /// How often a running pod's status is read.
     pub poll: Duration,
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// Set while this replica is the leader; no pod is created without it.
+    pub fence: Arc<std::sync::atomic::AtomicBool>,
 }
 
 pub struct Body {
@@ -178,6 +181,9 @@ impl Body {
     /// Applies the pod of `run`, owned by its Experiment; returns the Experiment's reference
     /// for events. A refusal after a few tries is returned as the reason.
     async fn apply(&self, run: &TrainerRun<'_>) -> Result<ObjectReference, String> {
+        if !self.config.fence.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err("this replica is no longer the leader".into());
+        }
         let mut last_error = String::new();
         for try_number in 0..APPLY_TRIES {
             if try_number > 0 {
@@ -313,6 +319,9 @@ async fn monitor(
         return;
     };
     let (type_, reason, note) = describe(&ending, &event, &name);
+    config
+        .metrics
+        .pod_ended(&config.namespace, &config.campaign, reason);
     publish(&recorder, &reference, type_, reason, note).await;
     let _ = observations.send(ToEngine::Observed {
         experiment,

@@ -36,6 +36,9 @@ pub struct Context {
     pub reporter: Reporter,
     /// How often trainer pods are read.
     pub poll: Duration,
+    pub metrics: Arc<super::metrics::Metrics>,
+    /// Set while this replica holds the leader lease.
+    pub fence: Arc<std::sync::atomic::AtomicBool>,
     engines: Mutex<BTreeMap<(String, String), EngineThread>>,
 }
 
@@ -51,12 +54,16 @@ impl Context {
         runtime: tokio::runtime::Handle,
         reporter: Reporter,
         poll: Duration,
+        metrics: Arc<super::metrics::Metrics>,
+        fence: Arc<std::sync::atomic::AtomicBool>,
     ) -> Context {
         Context {
             client,
             runtime,
             reporter,
             poll,
+            metrics,
+            fence,
             engines: Mutex::new(BTreeMap::new()),
         }
     }
@@ -225,6 +232,8 @@ fn start(
             trainer: campaign.spec.trainer.clone(),
             qa: campaign.spec.qa.clone(),
             poll: ctx.poll,
+            metrics: ctx.metrics.clone(),
+            fence: ctx.fence.clone(),
         },
         recorder,
         inbox.clone(),
@@ -237,6 +246,8 @@ fn start(
         client: ctx.client.clone(),
         runtime: ctx.runtime.clone(),
         commands,
+        metrics: ctx.metrics.clone(),
+        fence: ctx.fence.clone(),
     };
     let name = campaign.name_any();
     let thread = std::thread::Builder::new()

@@ -13,6 +13,7 @@ pub mod actor;
 pub mod body;
 pub mod connect;
 pub mod controller;
+pub mod metrics;
 pub mod outcome;
 pub mod pod;
 pub mod status;
@@ -25,7 +26,10 @@ use kube::Api;
 use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::watcher;
+use kube_lease_manager::LeaseManagerBuilder;
+use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 pub struct OperatorOptions {
@@ -35,8 +39,18 @@ pub struct OperatorOptions {
     pub connect_timeout: Duration,
     /// How often trainer pods are read.
     pub poll: Duration,
-    /// This replica's name in Events (the pod name in a Deployment).
+    /// This replica's name in Events and on the Lease (the pod name in a Deployment).
     pub instance: String,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
+    pub metrics_address: Option<SocketAddr>,
+    /// The Lease that elects the one replica running engines (none: no election, this replica
+    /// always leads — for a single replica).
+    pub lease: Option<LeaseOptions>,
+}
+
+pub struct LeaseOptions {
+    pub name: String,
+    pub namespace: String,
 }
 
 pub fn run(options: OperatorOptions) -> Result<()> {
@@ -48,41 +62,121 @@ pub fn run(options: OperatorOptions) -> Result<()> {
 }
 
 async fn serve(options: OperatorOptions) -> Result<()> {
+    let metrics = Arc::new(metrics::Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(address) = options.metrics_address {
+        let (bound, _) = metrics::serve(address, metrics.clone(), ready.clone())
+            .await
+            .with_context(|| format!("serving metrics on {address}"))?;
+        tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
+    }
     let client = connect::connect(options.connect_timeout).await?;
+    ready.store(true, Ordering::SeqCst);
     let campaigns: Api<Campaign> = match &options.namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
+    let leader = Arc::new(AtomicBool::new(false));
     let context = Arc::new(controller::Context::new(
-        client,
+        client.clone(),
         tokio::runtime::Handle::current(),
         Reporter {
             controller: "archlab".into(),
             instance: Some(options.instance.clone()),
         },
         options.poll,
+        metrics.clone(),
+        leader.clone(),
     ));
+    let scope = options
+        .namespace
+        .as_deref()
+        .map_or("all namespaces".to_string(), |n| format!("namespace {n}"));
+    let Some(lease) = &options.lease else {
+        eprintln!("archlab operator: watching Campaigns in {scope}");
+        leader.store(true, Ordering::SeqCst);
+        metrics.set_leader(true);
+        tokio::select! {
+            _ = run_controller(campaigns, context.clone()) => {}
+            _ = shutdown_signal() => {}
+        }
+        context.stop_all();
+        return Ok(());
+    };
+    let manager = LeaseManagerBuilder::new(client, &lease.name)
+        .with_namespace(&lease.namespace)
+        .with_identity(&options.instance)
+        .with_duration(15)
+        .with_grace(5)
+        .build()
+        .await
+        .with_context(|| format!("setting up the Lease {}/{}", lease.namespace, lease.name))?;
+    let (mut leadership, lease_task) = manager.watch().await;
     eprintln!(
-        "archlab operator: watching Campaigns in {}",
-        options
-            .namespace
-            .as_deref()
-            .map_or("all namespaces".to_string(), |n| format!("namespace {n}"))
+        "archlab operator: {} waits for the Lease {}/{} to watch Campaigns in {scope}",
+        options.instance, lease.namespace, lease.name
     );
+    loop {
+        // A standby replica waits, ready, until it holds the lease.
+        let acquired = tokio::select! {
+            acquired = leadership.wait_for(|held| *held) => acquired.is_ok(),
+            _ = shutdown_signal() => false,
+        };
+        if !acquired {
+            break;
+        }
+        eprintln!(
+            "archlab operator: {} leads; engines start",
+            options.instance
+        );
+        leader.store(true, Ordering::SeqCst);
+        metrics.set_leader(true);
+        let lost = tokio::select! {
+            _ = run_controller(campaigns.clone(), context.clone()) => false,
+            _ = leadership.wait_for(|held| !*held) => true,
+            _ = shutdown_signal() => false,
+        };
+        // Fence first: no engine writes or creates anything once the lease is gone.
+        leader.store(false, Ordering::SeqCst);
+        metrics.set_leader(false);
+        context.stop_all();
+        if !lost {
+            break;
+        }
+        eprintln!(
+            "archlab operator: {} lost the lease; engines stopped",
+            options.instance
+        );
+    }
+    // Closing the channel releases the lease for the next replica.
+    drop(leadership);
+    let _ = tokio::time::timeout(Duration::from_secs(5), lease_task).await;
+    Ok(())
+}
+
+async fn run_controller(campaigns: Api<Campaign>, context: Arc<controller::Context>) {
     Controller::new(campaigns, watcher::Config::default())
-        .shutdown_on_signal()
-        .run(
-            controller::reconcile,
-            controller::error_policy,
-            context.clone(),
-        )
+        .run(controller::reconcile, controller::error_policy, context)
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile");
             }
         })
         .await;
-    // Engines stop; pods keep running for the next operator to adopt.
-    context.stop_all();
-    Ok(())
+}
+
+/// Ctrl-C or SIGTERM (how Kubernetes stops a pod).
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
 }

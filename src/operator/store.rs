@@ -19,6 +19,8 @@ use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 pub struct KubeStore {
     runtime: tokio::runtime::Handle,
@@ -30,6 +32,8 @@ pub struct KubeStore {
     campaign_owner: BTreeMap<String, OwnerReference>,
     /// Conditions last written per Experiment, so transition times hold while nothing changes.
     conditions: std::sync::Mutex<BTreeMap<String, Vec<Condition>>>,
+    /// Cleared the moment this replica loses the leader lease: no write gets through after.
+    fence: Arc<AtomicBool>,
 }
 
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
@@ -54,6 +58,24 @@ impl KubeStore {
             llm_tokens: BTreeMap::new(),
             campaign_owner: BTreeMap::new(),
             conditions: std::sync::Mutex::new(BTreeMap::new()),
+            fence: Arc::new(AtomicBool::new(true)),
+        }
+    }
+
+    /// Writes only while `fence` is set (the leader flag).
+    pub fn with_fence(mut self, fence: Arc<AtomicBool>) -> KubeStore {
+        self.fence = fence;
+        self
+    }
+
+    fn check_fence(&self) -> Result<()> {
+        if self.fence.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(MemoryError::Cluster {
+                what: "writing memory".into(),
+                message: "this replica is no longer the leader".into(),
+            })
         }
     }
 
@@ -87,6 +109,7 @@ impl KubeStore {
     }
 
     fn merge_status(&self, campaign: &str, status: serde_json::Value) -> Result<()> {
+        self.check_fence()?;
         self.runtime
             .block_on(self.campaigns.patch_status(
                 campaign,
@@ -126,6 +149,7 @@ impl Store for KubeStore {
     }
 
     fn save_experiment(&mut self, campaign: &str, record: &lifecycle::Experiment) -> Result<()> {
+        self.check_fence()?;
         let name = experiment::resource_name(campaign, record.id);
         let previous = self.previous_conditions(&name);
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
