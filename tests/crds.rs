@@ -66,6 +66,36 @@ fn the_crds_carry_names_columns_and_the_status_subresource() {
     }
 }
 
+#[test]
+fn cel_rules_refuse_a_baseline_outside_the_seeds_and_edits_that_break_comparisons() {
+    let crds = crds();
+    let spec =
+        &crds["Campaign"]["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let rules = |value: &Value| -> Vec<String> {
+        value["x-kubernetes-validations"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r["rule"].as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        rules(spec),
+        ["self.seeds.exists(s, s.name == self.baseline)"]
+    );
+    for field in ["seeds", "baseline", "stages", "constraints"] {
+        assert_eq!(
+            rules(&spec["properties"][field]),
+            ["self == oldSelf"],
+            "{field}"
+        );
+    }
+    assert_eq!(
+        rules(&spec["properties"]["budget"]),
+        ["self.maxExperiments >= oldSelf.maxExperiments"]
+    );
+}
+
 /// The CRDs by kind.
 fn crds() -> std::collections::BTreeMap<String, Value> {
     serde_yaml::Deserializer::from_str(&crd_yaml())

@@ -7,14 +7,14 @@ use crate::core::fitness::FitnessWeights;
 use crate::core::novelty::NoveltyConfig;
 use crate::core::qa::QaLimits;
 use crate::core::sampling::SamplingConfig;
-use kube::CustomResource;
+use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use trainer::TrainConfig;
 
 // Several print columns share a type; clippy reads that as a repeated attribute.
 #[allow(clippy::duplicated_attributes)]
-#[derive(CustomResource, Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(CustomResource, KubeSchema, Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[kube(
     group = "archlab.dev",
     version = "v1alpha1",
@@ -45,16 +45,24 @@ use trainer::TrainConfig;
     )
 )]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+// CEL rules for `kubectl apply` users (Kubernetes 1.25+; older servers ignore them and the
+// operator's own checks refuse the same with a condition).
+#[x_kube(validation = Rule::new("self.seeds.exists(s, s.name == self.baseline)").message("baseline must be the name of one of the seeds"))]
 pub struct CampaignSpec {
     /// The starting population: library programs or inline archspec programs.
+    #[x_kube(validation = Rule::new("self == oldSelf").message("seeds cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub seeds: Vec<SeedSpec>,
     /// The seed every experiment is compared with (trained at every stage, same config).
+    #[x_kube(validation = Rule::new("self == oldSelf").message("baseline cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub baseline: String,
     #[serde(default)]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("constraints cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub constraints: Constraints,
+    #[x_kube(validation = Rule::new("self == oldSelf").message("stages cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub stages: Stages,
     #[serde(default)]
     pub search: SearchSpec,
+    #[x_kube(validation = Rule::new("self.maxExperiments >= oldSelf.maxExperiments").message("a running campaign's budget can only be raised"))]
     pub budget: Budget,
     /// Trainer runs at once.
     #[serde(default = "one")]
