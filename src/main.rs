@@ -50,7 +50,12 @@ enum Command {
     /// Print the Campaign and Experiment CustomResourceDefinitions (YAML).
     ///
     /// `archlab crd | kubectl apply -f -` installs them; `crds/archlab.yaml` holds the same text.
-    Crd,
+    Crd {
+        /// Leave out the CEL validation rules, for Kubernetes older than 1.25 (where `kubectl
+        /// apply` refuses `x-kubernetes-validations`).
+        #[arg(long)]
+        no_cel: bool,
+    },
     /// The cognition base: prior knowledge retrieved for each proposal.
     Cognition {
         /// Also load every *.yaml entry in this directory (repeatable).
@@ -386,7 +391,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             CognitionCommand::Show { id } => cli::cognition::show(&id, &extra_dirs),
             CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
         },
-        Command::Crd => cli::crd::run(),
+        Command::Crd { no_cel } => cli::crd::run(!no_cel),
         Command::Operator(args) => {
             archlab::operator::run(archlab::operator::OperatorOptions {
                 namespace: args.namespace,

@@ -96,6 +96,55 @@ fn cel_rules_refuse_a_baseline_outside_the_seeds_and_edits_that_break_comparison
     );
 }
 
+/// What Kubernetes 1.20 refused in a real API server: a null among enum values, an
+/// empty-string default, nulls inside a default object; and CEL rules for servers without CEL.
+#[test]
+fn the_crds_hold_nothing_an_older_api_server_refuses() {
+    fn walk(value: &Value, path: &str, problems: &mut Vec<String>) {
+        match value {
+            Value::Object(object) => {
+                if let Some(Value::Array(values)) = object.get("enum")
+                    && values.iter().any(Value::is_null)
+                {
+                    problems.push(format!("{path}: null enum value"));
+                }
+                if let Some(default) = object.get("default") {
+                    if default.as_str() == Some("") {
+                        problems.push(format!("{path}: empty-string default"));
+                    }
+                    if default.to_string().contains("null") {
+                        problems.push(format!("{path}: null inside a default"));
+                    }
+                }
+                for (key, child) in object {
+                    walk(child, &format!("{path}.{key}"), problems);
+                }
+            }
+            Value::Array(values) => {
+                for (index, child) in values.iter().enumerate() {
+                    walk(child, &format!("{path}[{index}]"), problems);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut problems = Vec::new();
+    for (kind, crd) in crds() {
+        walk(&crd, &kind, &mut problems);
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+    let output = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["crd", "--no-cel"])
+        .output()
+        .expect("archlab runs");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success() && text.contains("kind: CustomResourceDefinition"));
+    assert!(
+        !text.contains("x-kubernetes-validations"),
+        "--no-cel leaves the rules out"
+    );
+}
+
 /// The CRDs by kind.
 fn crds() -> std::collections::BTreeMap<String, Value> {
     serde_yaml::Deserializer::from_str(&crd_yaml())

@@ -361,6 +361,13 @@ fn memory_writes_an_experiment_by_server_side_apply_and_repeats_it_identically()
         assert!(patch.uri.contains("force=true"), "{}", patch.uri);
         assert_eq!(patch.content_type, "application/apply-patch+yaml");
     }
+    for patch in [main, status] {
+        assert_eq!(
+            patch.body["apiVersion"], "archlab.dev/v1alpha1",
+            "an apply names its type"
+        );
+        assert_eq!(patch.body["kind"], "Experiment");
+    }
     assert_eq!(main.body["spec"]["id"], 12);
     assert_eq!(main.body["spec"]["parent"], 3);
     assert_eq!(

@@ -53,6 +53,10 @@ pub struct ExperimentSpec {
     /// Training seed index at verification.
     #[serde(default)]
     pub replica: u32,
+    /// The campaign seed this experiment trains, for seeds (their identity: a status lost in a
+    /// failed write must not lose which seed it was).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
@@ -60,9 +64,11 @@ pub struct ExperimentSpec {
 pub struct ExperimentStatus {
     #[serde(default)]
     pub phase: Option<Phase>,
-    #[serde(default)]
+    // Empty strings are left out: server-side apply in Kubernetes 1.20 turns "" into null,
+    // which the schema then refuses.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub motivation: String,
     #[serde(default)]
     pub operator: Option<String>,
@@ -92,6 +98,8 @@ pub struct ExperimentStatus {
 #[serde(rename_all = "camelCase")]
 pub struct AttemptStatus {
     pub number: u32,
+    /// Empty (left out) when no program was produced.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub program: String,
     /// The outcome (`kind` plus its fields, as in memory), absent while running. Kept as free
     /// JSON: Kubernetes' structural schemas cannot express internally tagged unions.
@@ -108,6 +116,19 @@ pub(crate) fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema
         "nullable": true,
         "x-kubernetes-preserve-unknown-fields": true
     })
+}
+
+/// `value` without its empty-string fields: server-side apply in Kubernetes 1.20 turns "" into
+/// null, which a reader would then have to tell from a real null (the outcome's text fields read
+/// a missing value as empty).
+fn without_empty_strings(mut value: serde_json::Value) -> serde_json::Value {
+    if let Some(object) = value.as_object_mut() {
+        object.retain(|_, v| v.as_str() != Some(""));
+        for field in object.values_mut() {
+            *field = without_empty_strings(field.take());
+        }
+    }
+    value
 }
 
 /// The resource name of experiment `id` of `campaign` (a DNS label: lowercase, ≤ 63).
@@ -145,6 +166,8 @@ pub fn to_resource_at(
             parent: record.parent,
             references: record.references.clone(),
             replica: record.replica,
+            seed: (record.origin == Origin::Seed && !record.name.is_empty())
+                .then(|| record.name.clone()),
         },
     );
     resource.status = Some(ExperimentStatus {
@@ -163,7 +186,8 @@ pub fn to_resource_at(
                 outcome: a
                     .outcome
                     .as_ref()
-                    .and_then(|o| serde_json::to_value(o).ok()),
+                    .and_then(|o| serde_json::to_value(o).ok())
+                    .map(without_empty_strings),
                 progress: a.progress.clone(),
             })
             .collect(),
@@ -197,9 +221,13 @@ pub fn from_resource(resource: &Experiment) -> Result<lifecycle::Experiment, Str
             progress: attempt.progress,
         });
     }
+    let name = match (&spec.seed, status.name.is_empty()) {
+        (Some(seed), true) => seed.clone(),
+        _ => status.name,
+    };
     Ok(lifecycle::Experiment {
         id: spec.id,
-        name: status.name,
+        name,
         stage: spec.stage,
         origin: spec.origin,
         replica: spec.replica,
@@ -271,6 +299,47 @@ mod tests {
         let parsed: Experiment =
             serde_yaml::from_str(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(from_resource(&parsed), Ok(record));
+    }
+
+    #[test]
+    fn empty_texts_are_left_out_of_the_resource_and_read_back_as_empty() {
+        let mut record = lifecycle::Experiment::new(3, Stage::Exploration, Some(1), vec![]);
+        record.phase = Phase::Failed;
+        record.attempts = vec![
+            Attempt {
+                number: 1,
+                program: "mixer a(d_model) { return x }".into(),
+                outcome: Some(Outcome::Crashed {
+                    message: "d_model must be even".into(),
+                    log_tail: String::new(),
+                }),
+                progress: vec![],
+            },
+            Attempt {
+                number: 2,
+                program: String::new(),
+                outcome: Some(Outcome::AgentFailed {
+                    message: String::new(),
+                }),
+                progress: vec![],
+            },
+        ];
+        let resource = to_resource_at("quick", &record, &[], "2026-11-29T12:00:00Z");
+        let json = serde_json::to_string(&resource).unwrap_or_default();
+        assert!(!json.contains(r#":"""#), "no empty string is sent: {json}");
+        assert_eq!(from_resource(&resource), Ok(record));
+    }
+
+    #[test]
+    fn a_seed_whose_status_was_never_written_still_knows_its_seed() {
+        let mut record = lifecycle::Experiment::new(1, Stage::Exploration, None, vec![]);
+        record.origin = Origin::Seed;
+        record.name = "linear_attention".into();
+        let mut resource = to_resource("quick", &record);
+        resource.status = None;
+        let read = from_resource(&resource).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read.name, "linear_attention");
+        assert_eq!(read.phase, Phase::Proposing);
     }
 
     #[test]

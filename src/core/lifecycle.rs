@@ -55,16 +55,19 @@ pub struct TrainSummary {
     pub params: u64,
 }
 
-/// How an attempt ended.
+/// How an attempt ended. Text fields read as empty when absent: the cluster's memory leaves
+/// empty strings out (server-side apply in Kubernetes 1.20 turns them into null).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     /// The program failed the static checks (diagnostics with line:column).
     Invalid {
+        #[serde(default)]
         diagnostics: String,
     },
     /// The program or motivation is not novel.
     NotNovel {
+        #[serde(default)]
         reason: String,
         /// A program can be changed into a novel one; a repeated motivation cannot (the
         /// Engineer edits programs, not ideas), so that attempt is not revised.
@@ -79,7 +82,9 @@ pub enum Outcome {
     Diverged,
     /// The trainer failed (a crash, an error result, a lost pod).
     Crashed {
+        #[serde(default)]
         message: String,
+        #[serde(default)]
         log_tail: String,
     },
     Finished {
@@ -87,11 +92,13 @@ pub enum Outcome {
     },
     /// An agent could not produce a proposal or repair.
     AgentFailed {
+        #[serde(default)]
         message: String,
     },
     /// The infrastructure kept failing (eviction, node lost, unschedulable, image pull): not
     /// the program's fault, so never handed to the Engineer as a revision.
     Infrastructure {
+        #[serde(default)]
         reason: String,
     },
 }

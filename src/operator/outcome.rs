@@ -261,16 +261,14 @@ pub fn to_event(outcome: &PodOutcome, log_tail: &str, max_attempt_seconds: u64) 
 /// The trainer's result: from the termination message, else from the last result line of the
 /// log (a termination message may have been cut at 4096 bytes).
 fn result_event(message: &str, log_tail: &str) -> Option<Event> {
+    // With `FallbackToLogsOnError` the message may itself be the log's last lines.
     let is_result = |event: &Event| !matches!(event, Event::Progress(_));
-    trainer_output::parse_line(message)
-        .filter(is_result)
-        .or_else(|| {
-            log_tail
-                .lines()
-                .rev()
-                .filter_map(trainer_output::parse_line)
-                .find(is_result)
-        })
+    message
+        .lines()
+        .rev()
+        .chain(log_tail.lines().rev())
+        .filter_map(trainer_output::parse_line)
+        .find(is_result)
 }
 
 #[cfg(test)]
