@@ -846,3 +846,207 @@ fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_fail
             .contains("diverged")
     );
 }
+
+#[test]
+fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
+                    ) =>
+                {
+                    (200, json_bytes(&experiment_object()))
+                }
+                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    (200, json_bytes(&request.body))
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1") => (
+                    200,
+                    json_bytes(&pod_object(
+                        "quick-e00012-a2-r1",
+                        "Succeeded",
+                        json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": RESULT}}),
+                    )),
+                ),
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let mut body = Body::new(
+        client.clone(),
+        body_config(),
+        events_recorder(&client),
+        observations,
+    );
+    let Command::Start {
+        experiment,
+        name,
+        attempt,
+        program,
+        config,
+        ..
+    } = start_command()
+    else {
+        unreachable!("start_command is a start");
+    };
+    let rerun = Command::Start {
+        experiment,
+        name,
+        attempt,
+        retry: 1,
+        program,
+        config,
+    };
+    runtime.block_on(body.execute(rerun));
+    let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Finished(_))),
+        "{events:?}"
+    );
+    let log = log.lock().expect("log").clone();
+    let apply = log.iter().find(|r| r.method == "PATCH").expect("an apply");
+    assert!(
+        apply
+            .uri
+            .starts_with("/api/v1/namespaces/lab/pods/quick-e00012-a2-r1?"),
+        "{}",
+        apply.uri
+    );
+    assert_eq!(apply.body["metadata"]["labels"]["archlab.dev/retry"], "1");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Campaign controller
+
+fn controller_context(
+    client: kube::Client,
+    runtime: &tokio::runtime::Runtime,
+) -> Arc<archlab::operator::controller::Context> {
+    Arc::new(archlab::operator::controller::Context::new(
+        client,
+        runtime.handle().clone(),
+        kube::runtime::events::Reporter {
+            controller: "archlab".into(),
+            instance: Some("test".into()),
+        },
+        Duration::from_millis(20),
+        Default::default(),
+        Arc::new(std::sync::atomic::AtomicBool::new(true)),
+    ))
+}
+
+fn campaign_resource(edit: impl FnOnce(&mut Value)) -> archlab::api::Campaign {
+    let mut value = campaign_object();
+    value["metadata"]["generation"] = json!(1);
+    edit(&mut value);
+    serde_json::from_value(value).expect("a Campaign")
+}
+
+#[test]
+fn an_invalid_campaign_is_refused_with_a_condition_and_an_event_and_no_engine() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("PATCH", uri) if uri.contains("/campaigns/quick/status") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let context = controller_context(client, &runtime);
+    // A baseline that is no seed: older API servers without CEL let it through.
+    let campaign = campaign_resource(|c| c["spec"]["baseline"] = json!("transformer"));
+    let action = runtime
+        .block_on(archlab::operator::controller::reconcile(
+            Arc::new(campaign),
+            context.clone(),
+        ))
+        .expect("reconciled");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert_eq!(context.running(), 0, "no engine for an invalid spec");
+    let log = log.lock().expect("log").clone();
+    let patch = log
+        .iter()
+        .find(|r| r.method == "PATCH")
+        .expect("a status patch");
+    assert_eq!(patch.content_type, "application/merge-patch+json");
+    assert_eq!(patch.body["status"]["phase"], "Failed");
+    let condition = &patch.body["status"]["conditions"][0];
+    assert_eq!(
+        (
+            condition["type"].as_str(),
+            condition["status"].as_str(),
+            condition["reason"].as_str()
+        ),
+        (Some("SpecAccepted"), Some("False"), Some("InvalidSpec"))
+    );
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(message.starts_with("spec.baseline:"), "{message}");
+    let event = log.iter().find(|r| r.method == "POST").expect("an event");
+    assert_eq!(
+        (event.body["reason"].as_str(), event.body["type"].as_str()),
+        (Some("InvalidSpec"), Some("Warning"))
+    );
+}
+
+#[test]
+fn a_missing_key_secret_is_a_condition_and_a_retry_not_a_crash() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(
+            |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.starts_with("/api/v1/namespaces/lab/secrets/llm-key") => {
+                    not_found()
+                }
+                ("PATCH", uri) if uri.contains("/campaigns/quick/status") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
+                _ => not_found(),
+            },
+        ),
+    );
+    let context = controller_context(client, &runtime);
+    let campaign = campaign_resource(|c| {
+        c["spec"]["agents"] = json!({"backend": "llm", "llm": {
+            "baseUrl": "http://127.0.0.1:9/v1", "model": "m",
+            "apiKeySecretRef": {"name": "llm-key", "key": "api-key"}}});
+    });
+    let action = runtime
+        .block_on(archlab::operator::controller::reconcile(
+            Arc::new(campaign),
+            context.clone(),
+        ))
+        .expect("reconciled");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(Duration::from_secs(30))
+    );
+    assert_eq!(context.running(), 0);
+    let log = log.lock().expect("log").clone();
+    let patch = log
+        .iter()
+        .find(|r| r.method == "PATCH")
+        .expect("a status patch");
+    let condition = &patch.body["status"]["conditions"][0];
+    assert_eq!(
+        (condition["type"].as_str(), condition["reason"].as_str()),
+        (Some("Degraded"), Some("SecretUnavailable"))
+    );
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("spec.agents.llm.apiKeySecretRef") && message.contains("lab/llm-key"),
+        "{message}"
+    );
+}
