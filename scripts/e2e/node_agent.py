@@ -1,65 +1,305 @@
 #!/usr/bin/env python3
-"""A first stand-in for the kubelet on scripts/test-cluster.sh's control plane (run by hand, not
-in CI): runs each pod bound to fake-node-0 as a local `archlab train` child from the pod's
-args and env (`cuda` becomes `cpu`), reports Running and then the termination (exit code,
-reason, message) in the pod's status, and force-deletes pods marked for deletion (nothing
-else would: there is no kubelet). FAIL_PODS=name,name makes those pods exit 1.
+"""A stand-in for the kubelet on scripts/test-cluster.sh's control plane (test code, not product:
+a kubelet cannot run on these machines). It
 
-Not yet what the end-to-end tests need: it serves no logs (the operator then gets progress
-only from the termination message), registers no GPU capacity and injects no OOM, eviction
-or node loss.
+- registers fake-node-0 as Ready with CPU, memory and `nvidia.com/gpu` capacity (--gpus), so the
+  real scheduler decides where pods go and refuses pods asking for more GPUs than the node has;
+- runs each pod bound to the node as a local process from the pod's command, args and env
+  (`archlab` is --archlab; `--device cuda` becomes `cpu`: no GPU here), its termination message
+  file redirected to a private path;
+- serves the container's log over HTTPS as a kubelet does (`/containerLogs/NS/POD/CONTAINER`,
+  with `follow`), so `kubectl logs` and the operator's log stream go through the real API server;
+- reports Running, then the termination (exit code, reason, message; the log's tail as the
+  message on failure under FallbackToLogsOnError) in the pod's status, enforces
+  activeDeadlineSeconds, and force-deletes pods marked for deletion (nothing else would);
+- injects failures on request: --inject oom=POD (killed, OOMKilled, 137), evict=POD (Failed,
+  Evicted), node-lost=POD (Unknown, NodeLost), exit=POD (the trainer exits 1 before training).
 
     eval "$(scripts/test-cluster.sh env)"
-    python3 scripts/e2e/node_agent.py target/debug/archlab
+    python3 scripts/e2e/node_agent.py --archlab target/debug/archlab --gpus 2
 """
-import json, os, subprocess, sys, time, datetime
+import argparse
+import datetime
+import http.server
+import json
+import os
+import signal
+import socketserver
+import ssl
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
 
-ARCHLAB = sys.argv[1]
-running = {}
-def kubectl(*args, input=None):
-    return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True)
+NODE = "fake-node-0"
+
+
 def now():
-    return datetime.datetime.utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
-def patch_status(ns, name, status):
-    r = kubectl("patch", "pod", name, "-n", ns, "--subresource=status", "--type=merge", "-p", json.dumps({"status": status}))
-    if r.returncode: print("patch failed", name, r.stderr.strip(), flush=True)
-while True:
-    out = kubectl("get", "pods", "-A", "-o", "json")
-    pods = json.loads(out.stdout or '{"items": []}')["items"]
-    for pod in pods:
-        meta, spec, status = pod["metadata"], pod["spec"], pod.get("status", {})
-        key = (meta["namespace"], meta["name"])
-        if meta.get("deletionTimestamp"):
-            kubectl("delete", "pod", meta["name"], "-n", meta["namespace"], "--grace-period=0", "--force", "--wait=false")
-            if key in running: running.pop(key)[0].kill()
-            continue
-        if spec.get("nodeName") != "fake-node-0" or status.get("phase") in ("Succeeded", "Failed") or key in running:
-            continue
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def kubectl(*args, stdin=None):
+    result = subprocess.run(["kubectl", *args], input=stdin, capture_output=True, text=True)
+    if result.returncode != 0 and "NotFound" not in result.stderr:
+        print(f"kubectl {' '.join(args[:4])}…: {result.stderr.strip()}", file=sys.stderr, flush=True)
+    return result
+
+
+class Run:
+    """One pod's process."""
+
+    def __init__(self, pod, process, log_path, term_path):
+        self.pod = pod
+        self.process = process
+        self.log_path = log_path
+        self.term_path = term_path
+        self.started = time.time()
+        self.started_at = now()
+        self.finished = False
+
+
+class Agent:
+    def __init__(self, options):
+        self.options = options
+        self.work = options.workdir
+        os.makedirs(os.path.join(self.work, "logs"), exist_ok=True)
+        os.makedirs(os.path.join(self.work, "term"), exist_ok=True)
+        self.runs = {}
+        self.lock = threading.Lock()
+        self.injections = {}
+        for item in options.inject:
+            kind, _, pod = item.partition("=")
+            self.injections[pod] = kind
+
+    # --- the node ---------------------------------------------------------------------------
+    def register(self):
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE, "labels": {
+            "kubernetes.io/hostname": NODE, "kubernetes.io/os": "linux", "nvidia.com/gpu.present": "true"}}}
+        kubectl("apply", "-f", "-", stdin=json.dumps(node))
+        kubectl("taint", "node", NODE, "node.kubernetes.io/not-ready:NoSchedule-")
+        self.heartbeat()
+
+    def heartbeat(self):
+        capacity = {"cpu": "32", "memory": "256Gi", "pods": "110", "nvidia.com/gpu": str(self.options.gpus)}
+        status = {"status": {
+            "capacity": capacity, "allocatable": capacity,
+            # Only an IP: the API server dials the first address type it prefers (Hostname
+            # first), and the node's name resolves nowhere.
+            "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": self.options.port}},
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady",
+                            "message": "archlab's test node agent", "lastHeartbeatTime": now(),
+                            "lastTransitionTime": now()}]}}
+        kubectl("patch", "node", NODE, "--subresource=status", "--type=merge", "-p", json.dumps(status))
+
+    # --- pods -------------------------------------------------------------------------------
+    def patch_status(self, pod, status):
+        meta = pod["metadata"]
+        kubectl("patch", "pod", meta["name"], "-n", meta["namespace"], "--subresource=status",
+                "--type=merge", "-p", json.dumps({"status": status}))
+
+    def container_status(self, pod, state, ready):
+        container = pod["spec"]["containers"][0]
+        return [{"name": container["name"], "image": container.get("image", ""), "imageID": "",
+                 "ready": ready, "restartCount": 0, "state": state}]
+
+    def start(self, pod):
+        meta, spec = pod["metadata"], pod["spec"]
+        key = f"{meta['namespace']}_{meta['name']}"
         container = spec["containers"][0]
-        env = dict(os.environ)
-        for e in container.get("env", []):
-            env[e["name"]] = e.get("value", "")
-        args = container["args"]
-        args = [a if a != "/dev/termination-log" else f"/tmp/term-{meta['name']}" for a in args]
-        args = ["cpu" if a == "cuda" else a for a in args]
-        if meta["name"] in os.environ.get("FAIL_PODS", "").split(","):
-            args = ["train", "--program-env", "NOPE", "--config-env", "NOPE"]
-        proc = subprocess.Popen([ARCHLAB, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        running[key] = (proc, now())
-        patch_status(*key, {"phase": "Running", "conditions": [{"type": "PodScheduled", "status": "True"}],
-            "containerStatuses": [{"name": "trainer", "image": container["image"], "imageID": "", "ready": True, "restartCount": 0,
-            "state": {"running": {"startedAt": now()}}}]})
-        print("started", key, flush=True)
-    for key, (proc, started) in list(running.items()):
-        if proc.poll() is None: continue
-        running.pop(key)
-        out = proc.stdout.read()
-        try: message = open(f"/tmp/term-{key[1]}").read()
-        except OSError: message = out[-4000:]
-        code = proc.returncode
-        patch_status(*key, {"phase": "Succeeded" if code == 0 else "Failed",
-            "containerStatuses": [{"name": "trainer", "image": "archlab", "imageID": "", "ready": False, "restartCount": 0,
-            "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "message": message,
-                                     "startedAt": started, "finishedAt": now()}}}]})
-        print("ended", key, code, flush=True)
-    time.sleep(0.5)
+        command = list(container.get("command", [])) + list(container.get("args", []))
+        if command and command[0] == "archlab":
+            command[0] = self.options.archlab
+        term_path = os.path.join(self.work, "term", key)
+        log_path = os.path.join(self.work, "logs", key)
+        command = [term_path if a == container.get("terminationMessagePath", "/dev/termination-log") else a
+                   for a in command]
+        command = ["cpu" if a == "cuda" else a for a in command]
+        if self.injections.get(meta["name"]) == "exit":
+            command = [self.options.archlab, "train", "--program-env", "ARCHLAB_INJECTED_MISSING",
+                       "--config-env", "ARCHLAB_INJECTED_MISSING"]
+        # A new pod is a new container: nothing of an earlier pod of the same name remains.
+        if os.path.exists(term_path):
+            os.remove(term_path)
+        env = {"PATH": os.environ.get("PATH", ""), "HOME": self.work}
+        for variable in container.get("env", []):
+            env[variable["name"]] = variable.get("value", "")
+        log = open(log_path, "wb")
+        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.work,
+                                   start_new_session=True)
+        run = Run(pod, process, log_path, term_path)
+        with self.lock:
+            self.runs[key] = run
+        self.patch_status(pod, {
+            "phase": "Running", "startTime": run.started_at, "hostIP": "127.0.0.1", "podIP": "127.0.0.1",
+            "conditions": [{"type": t, "status": "True", "lastTransitionTime": now()}
+                           for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")],
+            "containerStatuses": self.container_status(pod, {"running": {"startedAt": run.started_at}}, True)})
+        print(f"started {key}", flush=True)
+
+    def finish(self, run, status):
+        run.finished = True
+        self.patch_status(run.pod, status)
+        print(f"ended {run.pod['metadata']['name']}: {status.get('phase')} {status.get('reason', '')}", flush=True)
+
+    def terminated(self, run, exit_code, reason, message):
+        return self.container_status(run.pod, {"terminated": {
+            "exitCode": exit_code, "reason": reason, "message": message,
+            "startedAt": run.started_at, "finishedAt": now()}}, False)
+
+    def kill(self, run):
+        try:
+            os.killpg(run.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        run.process.wait()
+
+    def check(self, run):
+        name = run.pod["metadata"]["name"]
+        injection = self.injections.get(name)
+        elapsed = time.time() - run.started
+        deadline = run.pod["spec"].get("activeDeadlineSeconds")
+        # An injected failure wins over however the process ended (tiny trainers end at once).
+        if injection in ("oom", "evict", "node-lost"):
+            self.kill(run)
+            if injection == "oom":
+                self.finish(run, {"phase": "Failed", "containerStatuses": self.terminated(run, 137, "OOMKilled", "")})
+            elif injection == "evict":
+                self.finish(run, {"phase": "Failed", "reason": "Evicted",
+                                  "message": "The node was low on resource: memory."})
+            else:
+                self.finish(run, {"phase": "Unknown", "reason": "NodeLost",
+                                  "message": f"Node {NODE} which was running pod {name} is unresponsive"})
+            return
+        if deadline is not None and elapsed > deadline and run.process.poll() is None:
+            self.kill(run)
+            self.finish(run, {"phase": "Failed", "reason": "DeadlineExceeded",
+                              "message": f"Pod was active on the node longer than the specified deadline"})
+            return
+        code = run.process.poll()
+        if code is None:
+            return
+        message = ""
+        if os.path.exists(run.term_path):
+            with open(run.term_path, errors="replace") as f:
+                message = f.read()[:4096]
+        elif code != 0:
+            with open(run.log_path, errors="replace") as f:
+                message = "".join(f.readlines()[-80:])[-4096:]
+        self.finish(run, {"phase": "Succeeded" if code == 0 else "Failed",
+                          "containerStatuses": self.terminated(run, code, "Completed" if code == 0 else "Error",
+                                                               message)})
+
+    def step(self):
+        listed = kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={NODE}", "-o", "json")
+        try:
+            pods = json.loads(listed.stdout or "{}").get("items", [])
+        except json.JSONDecodeError:
+            return
+        for pod in pods:
+            meta = pod["metadata"]
+            key = f"{meta['namespace']}_{meta['name']}"
+            with self.lock:
+                run = self.runs.get(key)
+            if meta.get("deletionTimestamp"):
+                if run and not run.finished:
+                    self.kill(run)
+                    run.finished = True
+                kubectl("delete", "pod", meta["name"], "-n", meta["namespace"], "--grace-period=0", "--force",
+                        "--wait=false")
+                continue
+            if run is None and pod.get("status", {}).get("phase") in (None, "Pending"):
+                self.start(pod)
+        with self.lock:
+            running = [r for r in self.runs.values() if not r.finished]
+        for run in running:
+            self.check(run)
+
+    def serve_logs(self):
+        agent = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                url = urllib.parse.urlparse(self.path)
+                parts = url.path.strip("/").split("/")
+                if len(parts) < 4 or parts[0] != "containerLogs":
+                    self.send_error(404)
+                    return
+                key = f"{parts[1]}_{parts[2]}"
+                query = urllib.parse.parse_qs(url.query)
+                follow = query.get("follow", ["false"])[0] == "true"
+                with agent.lock:
+                    run = agent.runs.get(key)
+                if run is None:
+                    self.send_error(404, "no such container")
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.end_headers()
+                with open(run.log_path, "rb") as log:
+                    while True:
+                        chunk = log.read(65536)
+                        if chunk:
+                            try:
+                                self.wfile.write(chunk)
+                                self.wfile.flush()
+                            except (BrokenPipeError, ConnectionResetError):
+                                return
+                            continue
+                        if not follow or run.process.poll() is not None:
+                            rest = log.read()
+                            if rest:
+                                self.wfile.write(rest)
+                            return
+                        time.sleep(0.1)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+
+        cert, key = os.path.join(self.work, "kubelet.crt"), os.path.join(self.work, "kubelet.key")
+        if not os.path.exists(cert):
+            subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "365",
+                            "-subj", f"/CN={NODE}", "-keyout", key, "-out", cert], check=True, capture_output=True)
+        server = Server(("127.0.0.1", self.options.port), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archlab", required=True, help="the archlab binary pods run")
+    parser.add_argument("--gpus", type=int, default=2, help="nvidia.com/gpu capacity of the node")
+    parser.add_argument("--port", type=int, default=10250, help="the log endpoint (a kubelet's port)")
+    parser.add_argument("--workdir", default="/tmp/archlab-node-agent")
+    parser.add_argument("--inject", action="append", default=[], metavar="KIND=POD",
+                        help="oom, evict, node-lost or exit for the pod of that name")
+    options = parser.parse_args()
+    options.archlab = os.path.abspath(options.archlab)
+    agent = Agent(options)
+    agent.serve_logs()
+    agent.register()
+    last_heartbeat = time.time()
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"node agent: {NODE} Ready with {options.gpus} GPUs, logs on https://127.0.0.1:{options.port}", flush=True)
+    while not stop.is_set():
+        agent.step()
+        if time.time() - last_heartbeat > 10:
+            agent.heartbeat()
+            last_heartbeat = time.time()
+        stop.wait(0.3)
+    with agent.lock:
+        runs = list(agent.runs.values())
+    for run in runs:
+        if not run.finished:
+            agent.kill(run)
+
+
+if __name__ == "__main__":
+    main()

@@ -108,6 +108,14 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         );
         let message = match inbox.recv_timeout(STATUS_INTERVAL) {
             Ok(message) => message,
+            // A Campaign deleted without the operator noticing (no finalizer) ends its engine;
+            // so does one created again under the same name (a new uid: a new engine).
+            Err(RecvTimeoutError::Timeout)
+                if status.gone(setup.campaign.metadata.uid.as_deref())? =>
+            {
+                tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
+                return Ok(());
+            }
             Err(RecvTimeoutError::Timeout) => continue,
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
@@ -147,6 +155,13 @@ struct StatusWriter {
 }
 
 impl StatusWriter {
+    /// Whether the Campaign this engine runs no longer exists (deleted, or replaced by another
+    /// of the same name).
+    fn gone(&self, uid: Option<&str>) -> Result<bool> {
+        let current = self.runtime.block_on(self.campaigns.get_opt(&self.name))?;
+        Ok(current.is_none_or(|c| c.metadata.uid.as_deref() != uid))
+    }
+
     fn write<S: Store>(
         &mut self,
         engine: &Engine<S>,

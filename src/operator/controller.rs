@@ -43,6 +43,9 @@ pub struct Context {
 }
 
 struct EngineThread {
+    /// The Campaign's uid: a Campaign deleted and created again under the same name is a new
+    /// campaign and gets a new engine.
+    uid: Option<String>,
     inbox: Sender<ToEngine>,
     thread: std::thread::JoinHandle<anyhow::Result<()>>,
     generation: Option<i64>,
@@ -157,6 +160,16 @@ pub async fn reconcile(
         )
         .await;
     }
+    let replaced = {
+        let mut engines = ctx.engines.lock().unwrap_or_else(|e| e.into_inner());
+        match engines.get(&key) {
+            Some(engine) if engine.uid != campaign.metadata.uid => engines.remove(&key),
+            _ => None,
+        }
+    };
+    if let Some(engine) = replaced {
+        let _ = engine.inbox.send(ToEngine::Stop);
+    }
     let running_generation = ctx
         .engines
         .lock()
@@ -259,6 +272,7 @@ fn start(
             engines.insert(
                 (namespace.to_string(), name),
                 EngineThread {
+                    uid: campaign.metadata.uid.clone(),
                     inbox,
                     thread,
                     generation: campaign.metadata.generation,

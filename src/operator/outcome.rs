@@ -216,18 +216,22 @@ pub fn to_event(outcome: &PodOutcome, log_tail: &str, max_attempt_seconds: u64) 
             reason,
             message,
         } => Some(
-            result_event(message, log_tail).unwrap_or_else(|| Event::Crashed {
-                message: if reason.is_empty() || reason == "Error" {
-                    format!("the trainer exited with code {exit_code}")
-                } else {
-                    format!("the trainer exited with code {exit_code} ({reason})")
-                },
-                log_tail: if log_tail.is_empty() {
-                    message.clone()
-                } else {
-                    log_tail.to_string()
-                },
-            }),
+            // A failed pod's result counts only as the error it reports: numbers from a run
+            // that then exited non-zero are not trusted.
+            result_event(message, log_tail)
+                .filter(|event| matches!(event, Event::Crashed { .. }))
+                .unwrap_or_else(|| Event::Crashed {
+                    message: if reason.is_empty() || reason == "Error" {
+                        format!("the trainer exited with code {exit_code}")
+                    } else {
+                        format!("the trainer exited with code {exit_code} ({reason})")
+                    },
+                    log_tail: if log_tail.is_empty() {
+                        message.clone()
+                    } else {
+                        log_tail.to_string()
+                    },
+                }),
         ),
         PodOutcome::OomKilled { limit } => Some(Event::Crashed {
             message: match limit {
