@@ -58,7 +58,7 @@ fn the_crds_carry_names_columns_and_the_status_subresource() {
     assert_eq!(
         columns,
         [
-            "Campaign", "Phase", "Stage", "Fitness", "Attempts", "Parent", "Age"
+            "Campaign", "Phase", "Stage", "Fitness", "Attempts", "Parent", "Progress", "ETA", "Age"
         ]
     );
     for crd in crds.values() {

@@ -106,7 +106,7 @@ class Agent:
 
     def start(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
-        key = f"{meta['namespace']}_{meta['name']}"
+        key = meta["uid"]  # a pod of the same name later is another pod
         container = spec["containers"][0]
         command = list(container.get("command", [])) + list(container.get("args", []))
         if command and command[0] == "archlab":
@@ -199,7 +199,7 @@ class Agent:
             return
         for pod in pods:
             meta = pod["metadata"]
-            key = f"{meta['namespace']}_{meta['name']}"
+            key = meta["uid"]  # a pod of the same name later is another pod
             with self.lock:
                 run = self.runs.get(key)
             if meta.get("deletionTimestamp"):
@@ -229,11 +229,12 @@ class Agent:
                 if len(parts) < 4 or parts[0] != "containerLogs":
                     self.send_error(404)
                     return
-                key = f"{parts[1]}_{parts[2]}"
                 query = urllib.parse.parse_qs(url.query)
                 follow = query.get("follow", ["false"])[0] == "true"
                 with agent.lock:
-                    run = agent.runs.get(key)
+                    matching = [r for r in agent.runs.values()
+                                if (r.pod["metadata"]["namespace"], r.pod["metadata"]["name"]) == (parts[1], parts[2])]
+                run = max(matching, key=lambda r: r.started) if matching else None
                 if run is None:
                     self.send_error(404, "no such container")
                     return

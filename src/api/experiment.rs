@@ -33,6 +33,20 @@ use serde::{Deserialize, Serialize};
     ),
     printcolumn(name = "Parent", type_ = "integer", json_path = ".spec.parent"),
     printcolumn(
+        name = "Progress",
+        type_ = "number",
+        description = "Percent of the running attempt's training done (kubectl get -o wide)",
+        json_path = ".status.training.percent",
+        priority = 1
+    ),
+    printcolumn(
+        name = "ETA",
+        type_ = "number",
+        description = "Seconds of training left at the pace so far (kubectl get -o wide)",
+        json_path = ".status.training.etaSeconds",
+        priority = 1
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -88,9 +102,58 @@ pub struct ExperimentStatus {
     pub problem_summary: Option<String>,
     #[serde(default)]
     pub retrieved: Vec<String>,
+    /// How far the running attempt's training is (absent when none runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainingStatus>,
     /// Trainer runs lost to the infrastructure, each retried as the same attempt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub infrastructure_failures: Vec<lifecycle::InfrastructureFailure>,
+}
+
+/// Progress of the attempt in training: where it is, how much is done, how long is left.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TrainingStatus {
+    pub attempt: u32,
+    /// The learning rate of a sweep being tried (1-based) and how many there are.
+    pub trial: usize,
+    pub trials: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: Option<f64>,
+    /// Of the whole attempt (every trial of the sweep).
+    pub percent: f64,
+    /// At the pace so far.
+    pub eta_seconds: Option<f64>,
+}
+
+/// The training progress of `record`'s running attempt, given its config's steps per trial and
+/// number of trials.
+pub fn training_status(
+    record: &lifecycle::Experiment,
+    steps: usize,
+    trials: usize,
+) -> Option<TrainingStatus> {
+    if record.phase != Phase::Training || steps == 0 {
+        return None;
+    }
+    let attempt = record.current()?;
+    let point = attempt.progress.last()?;
+    let trials = trials.max(1);
+    let done = (point.trial * steps + point.step.min(steps)) as f64;
+    let total = (trials * steps) as f64;
+    let seconds_per_step =
+        (point.step > 0 && point.elapsed_s > 0.0).then(|| point.elapsed_s / point.step as f64);
+    Some(TrainingStatus {
+        attempt: attempt.number,
+        trial: point.trial + 1,
+        trials,
+        step: point.step,
+        steps,
+        loss: point.loss.is_finite().then_some(point.loss),
+        percent: (100.0 * done / total).clamp(0.0, 100.0),
+        eta_seconds: seconds_per_step.map(|rate| ((total - done).max(0.0) * rate).round()),
+    })
 }
 
 /// One attempt as stored in the status.
@@ -177,6 +240,7 @@ pub fn to_resource_at(
         operator: record.operator.clone(),
         attempt_count: record.attempts.len() as u32,
         conditions: super::conditions::experiment_conditions(record, previous, now),
+        training: None,
         attempts: record
             .attempts
             .iter()
@@ -328,6 +392,33 @@ mod tests {
         let json = serde_json::to_string(&resource).unwrap_or_default();
         assert!(!json.contains(r#":"""#), "no empty string is sent: {json}");
         assert_eq!(from_resource(&resource), Ok(record));
+    }
+
+    #[test]
+    fn training_progress_counts_every_trial_and_projects_the_rest() {
+        let mut record = lifecycle::Experiment::new(4, Stage::Exploration, None, vec![]);
+        assert_eq!(training_status(&record, 100, 2), None, "nothing trains yet");
+        record.phase = Phase::Training;
+        record.attempts.push(Attempt {
+            number: 1,
+            program: "p".into(),
+            outcome: None,
+            progress: vec![ProgressPoint {
+                step: 50,
+                loss: 1.5,
+                elapsed_s: 10.0,
+                trial: 1,
+            }],
+        });
+        let status = training_status(&record, 100, 2).unwrap_or_else(|| panic!("training"));
+        assert_eq!(
+            (status.trial, status.trials, status.step, status.steps),
+            (2, 2, 50, 100)
+        );
+        assert_eq!(status.percent, 75.0);
+        // 50 steps left at 0.2 s a step.
+        assert_eq!(status.eta_seconds, Some(10.0));
+        assert_eq!(status.loss, Some(1.5));
     }
 
     #[test]

@@ -60,7 +60,9 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         setup.runtime.clone(),
         setup.client.clone(),
         &setup.namespace,
-    );
+    )
+    .with_fence(setup.fence.clone())
+    .with_spec(setup.campaign.spec.clone());
     let tokens_before = store.usage(&name)?.llm_tokens;
     let agents = setup::agents(&setup.campaign, None, tokens_before, setup.api_key.clone())?;
     let cognition = setup::cognition(&setup.campaign, setup.api_key.clone())?;

@@ -34,6 +34,8 @@ pub struct KubeStore {
     conditions: std::sync::Mutex<BTreeMap<String, Vec<Condition>>>,
     /// Cleared the moment this replica loses the leader lease: no write gets through after.
     fence: Arc<AtomicBool>,
+    /// The campaign's spec, for the training progress in an Experiment's status.
+    spec: Option<crate::api::CampaignSpec>,
 }
 
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
@@ -59,7 +61,14 @@ impl KubeStore {
             campaign_owner: BTreeMap::new(),
             conditions: std::sync::Mutex::new(BTreeMap::new()),
             fence: Arc::new(AtomicBool::new(true)),
+            spec: None,
         }
+    }
+
+    /// Reports training progress (percent, time left) in Experiment status, from `spec`'s configs.
+    pub fn with_spec(mut self, spec: crate::api::CampaignSpec) -> KubeStore {
+        self.spec = Some(spec);
+        self
     }
 
     /// Writes only while `fence` is set (the leader flag).
@@ -154,6 +163,11 @@ impl Store for KubeStore {
         let previous = self.previous_conditions(&name);
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let mut resource = experiment::to_resource_at(campaign, record, &previous, &now);
+        if let (Some(spec), Some(status)) = (&self.spec, resource.status.as_mut()) {
+            let config = crate::core::campaign::train_config(spec, record.stage, record.replica);
+            status.training =
+                experiment::training_status(record, config.steps, config.learning_rates().len());
+        }
         if let Some(status) = &resource.status
             && let Ok(mut conditions) = self.conditions.lock()
         {
