@@ -1050,3 +1050,43 @@ fn a_missing_key_secret_is_a_condition_and_a_retry_not_a_crash() {
         "{message}"
     );
 }
+
+#[test]
+fn a_replica_that_lost_the_lease_writes_nothing() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(|_| (200, json_bytes(&campaign_object()))),
+    );
+    let leader = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut store =
+        KubeStore::new(runtime.handle().clone(), client.clone(), "lab").with_fence(leader.clone());
+    let error = store
+        .save_experiment("quick", &record())
+        .expect_err("fenced");
+    assert!(
+        error.to_string().contains("no longer the leader"),
+        "{error}"
+    );
+    assert!(
+        log.lock().expect("log").is_empty(),
+        "no request left the fenced store"
+    );
+    // The body creates no pod either: the attempt is reported lost, to be rerun by the leader.
+    let mut config = body_config();
+    config.fence = leader;
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let mut body = Body::new(
+        client.clone(),
+        config,
+        events_recorder(&client),
+        observations,
+    );
+    runtime.block_on(body.execute(start_command()));
+    let events = observe_until(&inbox, |e| matches!(e, Event::InfrastructureFailed { .. }));
+    assert!(
+        matches!(events.last(), Some(Event::InfrastructureFailed { reason }) if reason.contains("no longer the leader")),
+        "{events:?}"
+    );
+    assert!(log.lock().expect("log").is_empty(), "no pod was created");
+}
