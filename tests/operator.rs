@@ -997,6 +997,13 @@ fn an_invalid_campaign_is_refused_with_a_condition_and_an_event_and_no_engine() 
         (event.body["reason"].as_str(), event.body["type"].as_str()),
         (Some("InvalidSpec"), Some("Warning"))
     );
+    let metrics = context.metrics.render();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == r#"archlab_reconcile_total{controller="campaign",result="success"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -90,7 +90,19 @@ impl Context {
     }
 }
 
+/// Reconciles one Campaign, counted and timed in the metrics.
 pub async fn reconcile(
+    campaign: Arc<Campaign>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let started = std::time::Instant::now();
+    let result = reconcile_campaign(campaign, ctx.clone()).await;
+    ctx.metrics
+        .reconciled(started.elapsed().as_secs_f64(), result.is_ok());
+    result
+}
+
+async fn reconcile_campaign(
     campaign: Arc<Campaign>,
     ctx: Arc<Context>,
 ) -> Result<Action, ControllerError> {
