@@ -3,7 +3,7 @@
 //! variable locally, a Secret in the cluster) and goes only into the endpoint clients.
 
 use crate::agents::llm::LlmAgents;
-use crate::agents::llm::client::{ApiKey, Client, RetryPolicy};
+use crate::agents::llm::client::{ApiKey, Client};
 use crate::agents::{Agents, Offline, SearchStrategy};
 use crate::api::Campaign;
 use crate::api::campaign::{AgentBackend, EmbedderKind, LlmSpec};
@@ -12,21 +12,10 @@ use crate::cognition::{Base, Retriever, minilm};
 use crate::engine::{Cognition, TextEmbedder};
 use anyhow::{Result, bail};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// The endpoint client shared by agents and embeddings.
 pub fn llm_client(llm: &LlmSpec, key: Option<ApiKey>) -> Result<Client> {
-    Client::new(
-        &llm.base_url,
-        key,
-        Duration::from_secs_f64(llm.timeout_seconds),
-        RetryPolicy {
-            max_retries: llm.max_retries,
-            backoff: Duration::from_secs_f64(llm.backoff_seconds.max(0.0)),
-            max_wait: Duration::from_secs(60),
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))
+    Client::for_spec(llm, key).map_err(|e| anyhow::anyhow!("spec.agents.llm: {e}"))
 }
 
 /// The cognition base and retriever the campaign configures.

@@ -465,6 +465,36 @@ fn memory_reads_back_what_it_wrote_and_numbers_the_next_experiment() {
 // ---------------------------------------------------------------------------------------------
 // The body: pods
 
+/// A scripted API server answering what every pod test needs (the Experiment, pod applies,
+/// Events, deletions) and handing the rest to `pods`.
+fn pod_api(
+    runtime: &tokio::runtime::Runtime,
+    mut pods: Responder,
+) -> (kube::Client, Arc<Mutex<Vec<Recorded>>>) {
+    api_server(
+        runtime,
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri)
+                    if uri.starts_with(
+                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
+                    ) =>
+                {
+                    (200, json_bytes(&experiment_object()))
+                }
+                // Applying a pod that exists with the same spec changes nothing.
+                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    (200, json_bytes(&request.body))
+                }
+                ("POST" | "PATCH", uri) if uri.contains("/events") => {
+                    (201, json_bytes(&request.body))
+                }
+                _ => pods(request),
+            },
+        ),
+    )
+}
+
 const RESULT: &str = r#"{"event":"result","status":"ok","val_loss":1.25,"accuracy":{"mqar":0.5},"wall_s":3.0,"params":100}"#;
 
 fn progress_line(step: usize) -> String {
@@ -541,6 +571,21 @@ fn observe_until(
     events
 }
 
+/// A body for `client` and the channel its observations arrive on.
+fn new_body(
+    client: &kube::Client,
+    config: BodyConfig,
+) -> (Body, std::sync::mpsc::Receiver<ToEngine>) {
+    let (observations, inbox) = std::sync::mpsc::channel();
+    let body = Body::new(
+        client.clone(),
+        config,
+        events_recorder(client),
+        observations,
+    );
+    (body, inbox)
+}
+
 fn events_recorder(client: &kube::Client) -> kube::runtime::events::Recorder {
     kube::runtime::events::Recorder::new(
         client.clone(),
@@ -554,20 +599,10 @@ fn events_recorder(client: &kube::Client) -> kube::runtime::events::Recorder {
 #[test]
 fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (client, log) = api_server(
+    let (client, log) = pod_api(
         &runtime,
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
-                ("GET", uri)
-                    if uri.starts_with(
-                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
-                    ) =>
-                {
-                    (200, json_bytes(&experiment_object()))
-                }
-                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
-                    (200, json_bytes(&request.body))
-                }
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => (
                     200,
                     json_bytes(&pod_object(
@@ -585,18 +620,11 @@ fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() 
                             .into_bytes(),
                     )
                 }
-                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
                 _ => not_found(),
             },
         ),
     );
-    let (observations, inbox) = std::sync::mpsc::channel();
-    let mut body = Body::new(
-        client.clone(),
-        body_config(),
-        events_recorder(&client),
-        observations,
-    );
+    let (mut body, inbox) = new_body(&client, body_config());
     runtime.block_on(body.execute(start_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
     let steps: Vec<usize> = events
@@ -692,21 +720,10 @@ fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let looks = Arc::new(Mutex::new(0_u32));
     let counter = looks.clone();
-    let (client, log) = api_server(
+    let (client, log) = pod_api(
         &runtime,
         Box::new(
             move |request| match (request.method.as_str(), request.uri.as_str()) {
-                ("GET", uri)
-                    if uri.starts_with(
-                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
-                    ) =>
-                {
-                    (200, json_bytes(&experiment_object()))
-                }
-                // The pod exists already: applying the same spec changes nothing.
-                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
-                    (200, json_bytes(&request.body))
-                }
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => {
                     let mut looks = counter.lock().expect("looks");
                     *looks += 1;
@@ -743,18 +760,11 @@ fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
                         .into_bytes(),
                     )
                 }
-                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
                 _ => not_found(),
             },
         ),
     );
-    let (observations, inbox) = std::sync::mpsc::channel();
-    let mut body = Body::new(
-        client.clone(),
-        body_config(),
-        events_recorder(&client),
-        observations,
-    );
+    let (mut body, inbox) = new_body(&client, body_config());
     runtime.block_on(body.execute(start_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
     assert!(
@@ -783,20 +793,10 @@ fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
 #[test]
 fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_failure() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (client, log) = api_server(
+    let (client, log) = pod_api(
         &runtime,
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
-                ("GET", uri)
-                    if uri.starts_with(
-                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
-                    ) =>
-                {
-                    (200, json_bytes(&experiment_object()))
-                }
-                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
-                    (200, json_bytes(&request.body))
-                }
                 // Someone deleted the pod: it is gone.
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => not_found(),
                 ("DELETE", uri) if uri.starts_with("/api/v1/namespaces/lab/pods?") => (
@@ -805,18 +805,11 @@ fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_fail
                         &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": []}),
                     ),
                 ),
-                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
                 _ => not_found(),
             },
         ),
     );
-    let (observations, inbox) = std::sync::mpsc::channel();
-    let mut body = Body::new(
-        client.clone(),
-        body_config(),
-        events_recorder(&client),
-        observations,
-    );
+    let (mut body, inbox) = new_body(&client, body_config());
     runtime.block_on(body.execute(start_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::InfrastructureFailed { .. }));
     assert!(
@@ -850,20 +843,10 @@ fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_fail
 #[test]
 fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (client, log) = api_server(
+    let (client, log) = pod_api(
         &runtime,
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
-                ("GET", uri)
-                    if uri.starts_with(
-                        "/apis/archlab.dev/v1alpha1/namespaces/lab/experiments/quick-e00012",
-                    ) =>
-                {
-                    (200, json_bytes(&experiment_object()))
-                }
-                ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
-                    (200, json_bytes(&request.body))
-                }
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1") => (
                     200,
                     json_bytes(&pod_object(
@@ -872,18 +855,11 @@ fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
                         json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": RESULT}}),
                     )),
                 ),
-                ("POST", uri) if uri.contains("/events") => (201, json_bytes(&request.body)),
                 _ => not_found(),
             },
         ),
     );
-    let (observations, inbox) = std::sync::mpsc::channel();
-    let mut body = Body::new(
-        client.clone(),
-        body_config(),
-        events_recorder(&client),
-        observations,
-    );
+    let (mut body, inbox) = new_body(&client, body_config());
     let Command::Start {
         experiment,
         name,
@@ -1082,13 +1058,7 @@ fn a_replica_that_lost_the_lease_writes_nothing() {
     // The body creates no pod either: the attempt is reported lost, to be rerun by the leader.
     let mut config = body_config();
     config.fence = leader;
-    let (observations, inbox) = std::sync::mpsc::channel();
-    let mut body = Body::new(
-        client.clone(),
-        config,
-        events_recorder(&client),
-        observations,
-    );
+    let (mut body, inbox) = new_body(&client, config);
     runtime.block_on(body.execute(start_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::InfrastructureFailed { .. }));
     assert!(

@@ -104,6 +104,20 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// The outcome's kind, as in memory and reports (`crashed`, `not_novel`, …).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Outcome::Invalid { .. } => "invalid",
+            Outcome::NotNovel { .. } => "not_novel",
+            Outcome::Stopped { .. } => "stopped",
+            Outcome::Diverged => "diverged",
+            Outcome::Crashed { .. } => "crashed",
+            Outcome::Finished { .. } => "finished",
+            Outcome::AgentFailed { .. } => "agent_failed",
+            Outcome::Infrastructure { .. } => "infrastructure",
+        }
+    }
+
     /// The error text handed to the Engineer.
     pub fn describe(&self) -> String {
         match self {

@@ -240,7 +240,7 @@ impl Metrics {
             .flat_map(|e| &e.attempts)
             .filter_map(|a| a.outcome.as_ref())
         {
-            *outcomes.entry(outcome_name(outcome)).or_default() += 1;
+            *outcomes.entry(outcome.kind()).or_default() += 1;
             if let Outcome::Stopped { verdict } = outcome
                 && let Ok(value) = serde_json::to_value(verdict)
             {
@@ -335,19 +335,6 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Analysing => "analysing",
         Phase::Succeeded => "succeeded",
         Phase::Failed => "failed",
-    }
-}
-
-fn outcome_name(outcome: &Outcome) -> &'static str {
-    match outcome {
-        Outcome::Invalid { .. } => "invalid",
-        Outcome::NotNovel { .. } => "not_novel",
-        Outcome::Stopped { .. } => "stopped",
-        Outcome::Diverged => "diverged",
-        Outcome::Crashed { .. } => "crashed",
-        Outcome::Finished { .. } => "finished",
-        Outcome::AgentFailed { .. } => "agent_failed",
-        Outcome::Infrastructure { .. } => "infrastructure",
     }
 }
 

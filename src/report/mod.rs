@@ -99,20 +99,7 @@ fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
     let (kind, reason, val_loss) = match outcome {
         None => ("running", String::new(), None),
         Some(Outcome::Finished { summary }) => ("finished", String::new(), Some(summary.val_loss)),
-        Some(other) => (
-            match other {
-                Outcome::Invalid { .. } => "invalid",
-                Outcome::NotNovel { .. } => "not_novel",
-                Outcome::Stopped { .. } => "stopped",
-                Outcome::Diverged => "diverged",
-                Outcome::Crashed { .. } => "crashed",
-                Outcome::AgentFailed { .. } => "agent_failed",
-                Outcome::Infrastructure { .. } => "infrastructure",
-                Outcome::Finished { .. } => "finished",
-            },
-            other.describe(),
-            None,
-        ),
+        Some(other) => (other.kind(), other.describe(), None),
     };
     AttemptRow {
         number,

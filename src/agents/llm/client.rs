@@ -115,6 +115,23 @@ enum Exchange {
 }
 
 impl Client {
+    /// The client for a campaign's endpoint: its URL, timeout and retry settings.
+    pub fn for_spec(
+        spec: &crate::api::campaign::LlmSpec,
+        key: Option<ApiKey>,
+    ) -> Result<Client, LlmError> {
+        Client::new(
+            &spec.base_url,
+            key,
+            Duration::from_secs_f64(spec.timeout_seconds),
+            RetryPolicy {
+                max_retries: spec.max_retries,
+                backoff: Duration::from_secs_f64(spec.backoff_seconds.max(0.0)),
+                max_wait: Duration::from_secs(60),
+            },
+        )
+    }
+
     pub fn new(
         base_url: &str,
         key: Option<ApiKey>,

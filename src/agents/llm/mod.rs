@@ -11,11 +11,10 @@ use super::{
     ProposalRequest, Repair, RepairRequest, SearchStrategy,
 };
 use crate::api::campaign::{LlmSpec, RoleSpec};
-use client::{ApiKey, Client, LlmError, RetryPolicy, RoleStats};
+use client::{ApiKey, Client, LlmError, RoleStats};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use std::collections::BTreeMap;
-use std::time::Duration;
 use structured::{Mode, Settings, ask};
 
 const RESEARCHER: &str = include_str!("../../../prompts/researcher.md");
@@ -85,16 +84,7 @@ impl LlmAgents {
         tokens_before: u64,
         constraints: String,
     ) -> Result<LlmAgents, LlmError> {
-        let client = Client::new(
-            &spec.base_url,
-            key,
-            Duration::from_secs_f64(spec.timeout_seconds),
-            RetryPolicy {
-                max_retries: spec.max_retries,
-                backoff: Duration::from_secs_f64(spec.backoff_seconds.max(0.0)),
-                max_wait: Duration::from_secs(60),
-            },
-        )?;
+        let client = Client::for_spec(spec, key)?;
         Ok(LlmAgents {
             client,
             spec: spec.clone(),
