@@ -110,14 +110,7 @@ pub fn experiment_conditions(
             now,
         ),
     ];
-    for condition in &mut conditions {
-        if let Some(old) = previous
-            .iter()
-            .find(|old| old.type_ == condition.type_ && old.status == condition.status)
-        {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
+    keep_transition_times(&mut conditions, previous);
     conditions
 }
 
@@ -148,6 +141,19 @@ fn condition(
         message,
         last_transition_time: now.into(),
         observed_generation: None,
+    }
+}
+
+/// A condition whose status did not change keeps the time it last changed (shared by the
+/// Campaign's and the Experiments' conditions).
+pub fn keep_transition_times(conditions: &mut [Condition], previous: &[Condition]) {
+    for condition in conditions {
+        if let Some(old) = previous
+            .iter()
+            .find(|old| old.type_ == condition.type_ && old.status == condition.status)
+        {
+            condition.last_transition_time = old.last_transition_time.clone();
+        }
     }
 }
 

@@ -150,15 +150,10 @@ pub fn campaign_status(
             "the campaign runs the current spec".into(),
         ),
     }
-    for condition in &mut conditions {
-        if let Some(old) = previous
-            .into_iter()
-            .flat_map(|p| p.conditions.iter())
-            .find(|old| old.type_ == condition.type_ && old.status == condition.status)
-        {
-            condition.last_transition_time = old.last_transition_time.clone();
-        }
-    }
+    crate::api::conditions::keep_transition_times(
+        &mut conditions,
+        previous.map_or(&[][..], |p| &p.conditions),
+    );
     CampaignStatus {
         phase: Some(phase),
         observed_generation: view.generation,
