@@ -1,0 +1,3 @@
+//! Test support shared by several test crates.
+
+pub mod llm_server;
