@@ -475,7 +475,8 @@ pub fn step(
             } else {
                 attempt.outcome = Some(Outcome::Infrastructure {
                     reason: format!(
-                        "{reason} (after {retries} retries; qa.maxInfrastructureRetries is {})",
+                        "{reason} (lost {} runs; qa.maxInfrastructureRetries is {})",
+                        retries + 1,
                         context.qa.max_infrastructure_retries
                     ),
                 });
@@ -770,7 +771,7 @@ mod tests {
         };
         assert!(reason.contains("insufficient nvidia.com/gpu"), "{reason}");
         assert!(
-            reason.contains(&format!("after {retries} retries")),
+            reason.contains(&format!("lost {} runs", retries + 1)),
             "{reason}"
         );
         assert!(reason.contains("qa.maxInfrastructureRetries"), "{reason}");

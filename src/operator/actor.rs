@@ -53,8 +53,29 @@ pub struct ActorSetup {
 /// Status is rewritten at least this often while anything changes (usage grows with progress).
 const STATUS_INTERVAL: Duration = Duration::from_secs(15);
 
-/// Runs the campaign's engine until told to stop; an error is the reason it stopped.
+/// Runs the campaign's engine until told to stop; an error is the reason it stopped. A write
+/// that failed because the Campaign was deleted meanwhile (its Experiments go with it) is the
+/// end of the campaign, not an error.
 pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
+    let name = setup.campaign.name_any();
+    let uid = setup.campaign.metadata.uid.clone();
+    let campaigns: Api<Campaign> = Api::namespaced(setup.client.clone(), &setup.namespace);
+    let runtime = setup.runtime.clone();
+    let result = run_engine(setup, inbox);
+    if let Err(error) = &result {
+        let current = runtime.block_on(campaigns.get_opt(&name));
+        if let Ok(current) = current
+            && current.is_none_or(|c| c.metadata.uid != uid)
+        {
+            tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
+            return Ok(());
+        }
+        tracing::warn!(campaign = %name, error = %format!("{error:#}"), "the campaign's engine stopped");
+    }
+    result
+}
+
+fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     let name = setup.campaign.name_any();
     let store = KubeStore::new(
         setup.runtime.clone(),
