@@ -65,6 +65,32 @@ impl Budget {
         }
         None
     }
+
+    /// The fraction of each set limit spent (`experiments`, `compute_hours`, `llm_tokens`);
+    /// 1 or more once a limit is reached. A limit of zero counts as spent.
+    pub fn spent_fractions(&self, usage: &Usage) -> Vec<(&'static str, f64)> {
+        let fraction = |used: f64, limit: f64| if limit > 0.0 { used / limit } else { 1.0 };
+        let mut fractions = vec![(
+            "experiments",
+            fraction(
+                f64::from(usage.experiments),
+                f64::from(self.max_experiments),
+            ),
+        )];
+        if let Some(hours) = self.max_compute_hours {
+            fractions.push((
+                "compute_hours",
+                fraction(usage.compute_seconds / 3600.0, hours),
+            ));
+        }
+        if let Some(tokens) = self.max_llm_tokens {
+            fractions.push((
+                "llm_tokens",
+                fraction(usage.llm_tokens as f64, tokens as f64),
+            ));
+        }
+        fractions
+    }
 }
 
 #[cfg(test)]
@@ -88,6 +114,33 @@ mod tests {
         usage.compute_seconds = 0.0;
         usage.llm_tokens = 1000;
         assert_eq!(budget.exhausted(&usage), Some(Exhausted::LlmTokens));
+    }
+
+    #[test]
+    fn spent_fractions_cover_the_set_limits() {
+        let budget = Budget {
+            max_experiments: 4,
+            max_compute_hours: Some(2.0),
+            max_llm_tokens: None,
+        };
+        let usage = Usage {
+            experiments: 3,
+            compute_seconds: 1800.0,
+            llm_tokens: 5,
+        };
+        assert_eq!(
+            budget.spent_fractions(&usage),
+            vec![("experiments", 0.75), ("compute_hours", 0.25)]
+        );
+        let nothing = Budget {
+            max_experiments: 0,
+            max_compute_hours: None,
+            max_llm_tokens: Some(0),
+        };
+        assert_eq!(
+            nothing.spent_fractions(&Usage::default()),
+            vec![("experiments", 1.0), ("llm_tokens", 1.0)]
+        );
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     let uid = setup.campaign.metadata.uid.clone();
     let campaigns: Api<Campaign> = Api::namespaced(setup.client.clone(), &setup.namespace);
     let runtime = setup.runtime.clone();
+    let (metrics, namespace) = (setup.metrics.clone(), setup.namespace.clone());
     let result = run_engine(setup, inbox);
     if let Err(error) = &result {
         let current = runtime.block_on(campaigns.get_opt(&name));
@@ -68,6 +69,7 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             && current.is_none_or(|c| c.metadata.uid != uid)
         {
             tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
+            metrics.forget_campaign(&namespace, &name);
             return Ok(());
         }
         tracing::warn!(campaign = %name, error = %format!("{error:#}"), "the campaign's engine stopped");
@@ -129,6 +131,13 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
                 .discoveries(),
             &engine.agent_stats(),
         );
+        setup.metrics.observe_budget(
+            &setup.namespace,
+            &name,
+            &engine.spec.budget,
+            &engine.usage(),
+            ending.is_none(),
+        );
         let message = match inbox.recv_timeout(STATUS_INTERVAL) {
             Ok(message) => message,
             // A Campaign deleted without the operator noticing (no finalizer) ends its engine;
@@ -137,6 +146,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
                 if status.gone(setup.campaign.metadata.uid.as_deref())? =>
             {
                 tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
+                setup.metrics.forget_campaign(&setup.namespace, &name);
                 return Ok(());
             }
             Err(RecvTimeoutError::Timeout) => continue,

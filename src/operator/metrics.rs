@@ -3,15 +3,17 @@
 //! reconciles and pod outcomes are counted as they happen, with controller-runtime's names.
 
 use crate::agents::llm::client::RoleStats;
+use crate::core::budget::{Budget, Usage};
 use crate::core::lifecycle::{Experiment, Outcome, Phase};
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
+use prometheus::core::{Collector, MetricVec, MetricVecBuilder};
 use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +33,8 @@ pub struct Metrics {
     llm_errors: IntGaugeVec,
     llm_tokens: IntGaugeVec,
     llm_latency_seconds: GaugeVec,
+    running: IntGaugeVec,
+    budget_spent: GaugeVec,
     pod_endings: IntCounterVec,
     reconciles: IntCounterVec,
     reconcile_errors: IntCounterVec,
@@ -170,6 +174,18 @@ impl Default for Metrics {
                 "Seconds spent waiting for the LLM, by role.",
                 &["namespace", "campaign", "role"],
             ),
+            running: gauge(
+                &registry,
+                "archlab_campaign_running",
+                "1 while the campaign runs (proposes or trains), 0 once it ended.",
+                campaign,
+            ),
+            budget_spent: float_gauge(
+                &registry,
+                "archlab_budget_spent_ratio",
+                "Fraction of each set budget limit spent (1 = reached), by limit.",
+                &["namespace", "campaign", "limit"],
+            ),
             pod_endings: counter(
                 &registry,
                 "archlab_pod_outcomes_total",
@@ -295,6 +311,45 @@ impl Metrics {
         }
     }
 
+    /// Sets whether the campaign runs and how much of its budget is spent.
+    pub fn observe_budget(
+        &self,
+        namespace: &str,
+        campaign: &str,
+        budget: &Budget,
+        usage: &Usage,
+        running: bool,
+    ) {
+        self.running
+            .with_label_values(&[namespace, campaign])
+            .set(i64::from(running));
+        for (limit, fraction) in budget.spent_fractions(usage) {
+            self.budget_spent
+                .with_label_values(&[namespace, campaign, limit])
+                .set(fraction);
+        }
+    }
+
+    /// Drops a deleted campaign's series, so that dashboards and alerts forget it.
+    pub fn forget_campaign(&self, namespace: &str, campaign: &str) {
+        forget(&self.experiments, namespace, campaign);
+        forget(&self.attempts, namespace, campaign);
+        forget(&self.revisions, namespace, campaign);
+        forget(&self.qa_stops, namespace, campaign);
+        forget(&self.outcomes, namespace, campaign);
+        forget(&self.infrastructure_reruns, namespace, campaign);
+        forget(&self.verified, namespace, campaign);
+        forget(&self.llm_requests, namespace, campaign);
+        forget(&self.llm_errors, namespace, campaign);
+        forget(&self.llm_tokens, namespace, campaign);
+        forget(&self.running, namespace, campaign);
+        forget(&self.compute_seconds, namespace, campaign);
+        forget(&self.best_fitness, namespace, campaign);
+        forget(&self.llm_latency_seconds, namespace, campaign);
+        forget(&self.budget_spent, namespace, campaign);
+        forget(&self.pod_endings, namespace, campaign);
+    }
+
     /// Counts a trainer pod's ending (`class` as in Events: `TrainerSucceeded`, `TrainerEvicted`, …).
     pub fn pod_ended(&self, namespace: &str, campaign: &str, class: &str) {
         self.pod_endings
@@ -324,6 +379,24 @@ impl Metrics {
         let mut out = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+}
+
+/// Removes every series of `vec` labelled with the campaign.
+fn forget<T: MetricVecBuilder>(vec: &MetricVec<T>, namespace: &str, campaign: &str) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels: HashMap<&str, &str> = metric
+                .get_label()
+                .iter()
+                .map(|pair| (pair.name(), pair.value()))
+                .collect();
+            if labels.get("namespace") == Some(&namespace)
+                && labels.get("campaign") == Some(&campaign)
+            {
+                let _ = vec.remove(&labels);
+            }
+        }
     }
 }
 
@@ -464,5 +537,39 @@ mod tests {
                 "missing `{line}` in:\n{text}"
             );
         }
+    }
+
+    #[test]
+    fn budget_figures_and_a_deleted_campaigns_series_go_away() {
+        let metrics = Metrics::default();
+        let budget = Budget {
+            max_experiments: 10,
+            max_compute_hours: None,
+            max_llm_tokens: Some(1000),
+        };
+        let usage = Usage {
+            experiments: 9,
+            compute_seconds: 5.0,
+            llm_tokens: 250,
+        };
+        metrics.observe_budget("lab", "quick", &budget, &usage, true);
+        metrics.observe_budget("lab", "other", &budget, &usage, false);
+        metrics.pod_ended("lab", "quick", "TrainerSucceeded");
+        let text = metrics.render();
+        for line in [
+            r#"archlab_campaign_running{campaign="quick",namespace="lab"} 1"#,
+            r#"archlab_campaign_running{campaign="other",namespace="lab"} 0"#,
+            r#"archlab_budget_spent_ratio{campaign="quick",limit="experiments",namespace="lab"} 0.9"#,
+            r#"archlab_budget_spent_ratio{campaign="quick",limit="llm_tokens",namespace="lab"} 0.25"#,
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing `{line}` in:\n{text}"
+            );
+        }
+        metrics.forget_campaign("lab", "quick");
+        let text = metrics.render();
+        assert!(!text.contains(r#"campaign="quick""#), "{text}");
+        assert!(text.contains(r#"campaign="other""#), "{text}");
     }
 }
