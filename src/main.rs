@@ -1,6 +1,6 @@
 //! The `archlab` command line: parses arguments and hands them to `archlab::cli`.
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use archlab::cli;
 use archspec::{CheckConfig, Complexity, ModelShape};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -180,6 +180,11 @@ struct OperatorArgs {
     /// Run without leader election (only safe with a single replica).
     #[arg(long)]
     no_leader_election: bool,
+    /// YAML file of what trainer pods get when a Campaign leaves it out: `image`,
+    /// `imagePullPolicy`, `gpuResource`, `gpusPerTrainer`, `nodeSelector`, `tolerations`,
+    /// `priorityClassName`, `imagePullSecrets` (the Helm chart writes it from its values).
+    #[arg(long, value_name = "FILE")]
+    trainer_defaults: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -403,6 +408,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     name: args.lease_name,
                     namespace: args.lease_namespace,
                 }),
+                trainer_defaults: match &args.trainer_defaults {
+                    Some(path) => read_trainer_defaults(path)?,
+                    None => Default::default(),
+                },
             })?;
             Ok(ExitCode::SUCCESS)
         }
@@ -411,4 +420,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             LibraryCommand::Show { name } => cli::library::show(&name),
         },
     }
+}
+
+/// `--trainer-defaults`: a YAML file; an error names the file and the field.
+fn read_trainer_defaults(path: &std::path::Path) -> Result<archlab::api::trainer::TrainerDefaults> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the trainer defaults {}", path.display()))?;
+    serde_yaml::from_str(&text)
+        .with_context(|| format!("{}: not valid trainer defaults", path.display()))
 }

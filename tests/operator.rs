@@ -90,6 +90,25 @@ fn without_any_cluster_configured_the_operator_says_so_in_one_line() {
 }
 
 #[test]
+fn bad_trainer_defaults_are_one_line_naming_the_file_and_the_field() {
+    let dir = tempdir("defaults");
+    let missing = dir.join("absent.yaml");
+    let (code, stderr, elapsed) = operator_without_cluster(
+        None,
+        &["--trainer-defaults", missing.to_str().expect("utf-8")],
+    );
+    assert_one_clear_line(code, &stderr, elapsed, "absent.yaml");
+    let wrong = dir.join("defaults.yaml");
+    std::fs::write(&wrong, "image: registry/archlab:1\ngpusPerTrainer: two\n").expect("write");
+    let (code, stderr, elapsed) = operator_without_cluster(
+        None,
+        &["--trainer-defaults", wrong.to_str().expect("utf-8")],
+    );
+    assert_one_clear_line(code, &stderr, elapsed, "defaults.yaml");
+    assert!(stderr.contains("gpusPerTrainer"), "{stderr}");
+}
+
+#[test]
 fn a_refused_connection_is_one_line_naming_the_server() {
     // A port nothing listens on: bind one, then free it.
     let port = TcpListener::bind("127.0.0.1:0")

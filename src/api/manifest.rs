@@ -221,12 +221,13 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
 
 /// `spec.trainer`: what Kubernetes would refuse only when the first pod is created.
 fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), ManifestError> {
-    if trainer.image.trim().is_empty() || trainer.image.contains(char::is_whitespace) {
+    if let Some(image) = &trainer.image
+        && (image.trim().is_empty() || image.contains(char::is_whitespace))
+    {
         return Err(error(
             "spec.trainer.image",
             format!(
-                "expected an image reference such as `registry/archlab:0.1.0`, found `{}`",
-                trainer.image
+                "expected an image reference such as `registry/archlab:0.1.0`, found `{image}`"
             ),
         ));
     }

@@ -9,26 +9,31 @@ use std::collections::BTreeMap;
 /// `tch` feature (its `train` command is the trainer).
 pub const DEFAULT_IMAGE: &str = "ghcr.io/archlab/archlab:0.1.0";
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TrainerSpec {
-    /// Container image holding the `archlab` binary.
-    #[serde(default = "default_image")]
-    pub image: String,
+    /// Container image holding the `archlab` binary. Absent: the operator's default (its
+    /// `--trainer-defaults`, the Helm chart's `trainer.image`), else the released image.
+    #[serde(default)]
+    pub image: Option<String>,
     /// `Always`, `IfNotPresent` or `Never`; Kubernetes' default when absent.
     #[serde(default)]
     pub image_pull_policy: Option<PullPolicy>,
     /// Where the trainer computes: `cuda` (a GPU node) or `cpu`.
     #[serde(default)]
     pub device: TrainerDevice,
-    /// Requests and limits of the trainer container. Absent: one `nvidia.com/gpu` for `cuda`,
-    /// one CPU and 2Gi of memory for `cpu`.
+    /// Requests and limits of the trainer container. Absent: the operator's GPUs per trainer
+    /// (one `nvidia.com/gpu` unless its `--trainer-defaults` say otherwise) for `cuda`, one
+    /// CPU and 2Gi of memory for `cpu`.
     #[serde(default)]
     pub resources: Option<Resources>,
+    /// Nodes the pods may run on; empty: the operator's default.
     #[serde(default)]
     pub node_selector: BTreeMap<String, String>,
+    /// Taints the pods tolerate; empty: the operator's default.
     #[serde(default)]
     pub tolerations: Vec<Toleration>,
+    /// Absent: the operator's default.
     #[serde(default)]
     pub priority_class_name: Option<String>,
     /// The pods' service account; its token is mounted only with `mountServiceAccountToken`.
@@ -36,33 +41,17 @@ pub struct TrainerSpec {
     pub service_account_name: Option<String>,
     #[serde(default)]
     pub mount_service_account_token: bool,
-    /// Names of Secrets for pulling the image.
+    /// Names of Secrets for pulling the image; empty: the operator's default.
     #[serde(default)]
     pub image_pull_secrets: Vec<String>,
 }
 
-fn default_image() -> String {
-    DEFAULT_IMAGE.to_string()
-}
-
-impl Default for TrainerSpec {
-    fn default() -> Self {
-        TrainerSpec {
-            image: default_image(),
-            image_pull_policy: None,
-            device: TrainerDevice::default(),
-            resources: None,
-            node_selector: BTreeMap::new(),
-            tolerations: Vec::new(),
-            priority_class_name: None,
-            service_account_name: None,
-            mount_service_account_token: false,
-            image_pull_secrets: Vec::new(),
-        }
-    }
-}
-
 impl TrainerSpec {
+    /// The image the pods run.
+    pub fn image(&self) -> &str {
+        self.image.as_deref().unwrap_or(DEFAULT_IMAGE)
+    }
+
     /// The resources the trainer container gets: the spec's, or the device's defaults.
     pub fn effective_resources(&self) -> Resources {
         if let Some(resources) = &self.resources {
@@ -145,4 +134,128 @@ pub struct Toleration {
     pub effect: Option<String>,
     #[serde(default)]
     pub toleration_seconds: Option<i64>,
+}
+
+/// What the operator gives trainer pods of Campaigns that leave it out (`archlab operator
+/// --trainer-defaults FILE`; the Helm chart writes the file from its `trainer` values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainerDefaults {
+    #[serde(default)]
+    pub image: Option<String>,
+    #[serde(default)]
+    pub image_pull_policy: Option<PullPolicy>,
+    /// The extended resource a GPU is scheduled as.
+    #[serde(default = "gpu_resource")]
+    pub gpu_resource: String,
+    /// GPUs per `cuda` trainer pod.
+    #[serde(default = "gpus_per_trainer")]
+    pub gpus_per_trainer: u32,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    #[serde(default)]
+    pub tolerations: Vec<Toleration>,
+    #[serde(default)]
+    pub priority_class_name: Option<String>,
+    #[serde(default)]
+    pub image_pull_secrets: Vec<String>,
+}
+
+fn gpu_resource() -> String {
+    "nvidia.com/gpu".into()
+}
+
+fn gpus_per_trainer() -> u32 {
+    1
+}
+
+impl Default for TrainerDefaults {
+    fn default() -> Self {
+        TrainerDefaults {
+            image: None,
+            image_pull_policy: None,
+            gpu_resource: gpu_resource(),
+            gpus_per_trainer: gpus_per_trainer(),
+            node_selector: BTreeMap::new(),
+            tolerations: Vec::new(),
+            priority_class_name: None,
+            image_pull_secrets: Vec::new(),
+        }
+    }
+}
+
+impl TrainerDefaults {
+    /// The Campaign's trainer spec with what it leaves out taken from these defaults.
+    pub fn apply(&self, spec: &TrainerSpec) -> TrainerSpec {
+        let mut spec = spec.clone();
+        if spec.image.is_none() {
+            spec.image = self.image.clone();
+        }
+        if spec.image_pull_policy.is_none() {
+            spec.image_pull_policy = self.image_pull_policy;
+        }
+        if spec.resources.is_none() && spec.device == TrainerDevice::Cuda {
+            spec.resources = Some(Resources {
+                requests: BTreeMap::new(),
+                limits: BTreeMap::from([(
+                    self.gpu_resource.clone(),
+                    self.gpus_per_trainer.to_string(),
+                )]),
+            });
+        }
+        if spec.node_selector.is_empty() {
+            spec.node_selector = self.node_selector.clone();
+        }
+        if spec.tolerations.is_empty() {
+            spec.tolerations = self.tolerations.clone();
+        }
+        if spec.priority_class_name.is_none() {
+            spec.priority_class_name = self.priority_class_name.clone();
+        }
+        if spec.image_pull_secrets.is_empty() {
+            spec.image_pull_secrets = self.image_pull_secrets.clone();
+        }
+        spec
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_only_what_the_campaign_leaves_out() {
+        let defaults = TrainerDefaults {
+            image: Some("registry.local/archlab:gpu".into()),
+            gpu_resource: "amd.com/gpu".into(),
+            gpus_per_trainer: 2,
+            node_selector: BTreeMap::from([("pool".into(), "gpu".into())]),
+            priority_class_name: Some("batch".into()),
+            ..TrainerDefaults::default()
+        };
+        let filled = defaults.apply(&TrainerSpec::default());
+        assert_eq!(filled.image(), "registry.local/archlab:gpu");
+        assert_eq!(
+            filled.effective_resources().limits,
+            BTreeMap::from([("amd.com/gpu".into(), "2".into())])
+        );
+        assert_eq!(filled.node_selector["pool"], "gpu");
+        assert_eq!(filled.priority_class_name.as_deref(), Some("batch"));
+
+        let own = TrainerSpec {
+            image: Some("mine:1".into()),
+            device: TrainerDevice::Cpu,
+            node_selector: BTreeMap::from([("pool".into(), "cpu".into())]),
+            ..TrainerSpec::default()
+        };
+        let kept = defaults.apply(&own);
+        assert_eq!(kept.image(), "mine:1");
+        assert_eq!(kept.node_selector["pool"], "cpu");
+        assert_eq!(
+            kept.effective_resources().requests["cpu"],
+            "1",
+            "CPU trainers get no GPU"
+        );
+        assert_eq!(TrainerSpec::default().image(), DEFAULT_IMAGE);
+    }
 }

@@ -7,8 +7,9 @@ use kube::api::ListParams;
 use kube::{Api, Client, Config};
 use std::time::Duration;
 
-/// A client that has talked to the API server and found the CRDs.
-pub async fn connect(timeout: Duration) -> Result<Client> {
+/// A client that has talked to the API server and found the CRDs (listing Campaigns only in
+/// `namespace` when given, so that a namespaced Role suffices).
+pub async fn connect(timeout: Duration, namespace: Option<&str>) -> Result<Client> {
     let config = tokio::time::timeout(timeout, Config::infer())
         .await
         .map_err(|_| anyhow!("no Kubernetes configuration found within {} s", timeout.as_secs()))?
@@ -36,7 +37,10 @@ pub async fn connect(timeout: Duration) -> Result<Client> {
             )
         })?;
     tracing::info!(server = %url, version = %version.git_version, "connected");
-    let campaigns: Api<Campaign> = Api::all(client.clone());
+    let campaigns: Api<Campaign> = match namespace {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
     match tokio::time::timeout(timeout, campaigns.list(&ListParams::default().limit(1))).await {
         Ok(Ok(_)) => Ok(client),
         Ok(Err(kube::Error::Api(status))) if status.code == 404 => Err(anyhow!(

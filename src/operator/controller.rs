@@ -39,6 +39,8 @@ pub struct Context {
     pub metrics: Arc<super::metrics::Metrics>,
     /// Set while this replica holds the leader lease.
     pub fence: Arc<std::sync::atomic::AtomicBool>,
+    /// What trainer pods get when a Campaign leaves it out.
+    pub trainer_defaults: crate::api::trainer::TrainerDefaults,
     engines: Mutex<BTreeMap<(String, String), EngineThread>>,
 }
 
@@ -67,8 +69,14 @@ impl Context {
             poll,
             metrics,
             fence,
+            trainer_defaults: Default::default(),
             engines: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    pub fn with_trainer_defaults(mut self, defaults: crate::api::trainer::TrainerDefaults) -> Self {
+        self.trainer_defaults = defaults;
+        self
     }
 
     /// Stops every engine (losing leadership, shutting down). Pods keep running for the next
@@ -254,7 +262,7 @@ fn start(
         BodyConfig {
             campaign: campaign.name_any(),
             namespace: namespace.to_string(),
-            trainer: campaign.spec.trainer.clone(),
+            trainer: ctx.trainer_defaults.apply(&campaign.spec.trainer),
             qa: campaign.spec.qa.clone(),
             poll: ctx.poll,
             metrics: ctx.metrics.clone(),

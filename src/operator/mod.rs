@@ -46,6 +46,8 @@ pub struct OperatorOptions {
     /// The Lease that elects the one replica running engines (none: no election, this replica
     /// always leads — for a single replica).
     pub lease: Option<LeaseOptions>,
+    /// What trainer pods get when a Campaign leaves it out.
+    pub trainer_defaults: crate::api::trainer::TrainerDefaults,
 }
 
 pub struct LeaseOptions {
@@ -70,24 +72,27 @@ async fn serve(options: OperatorOptions) -> Result<()> {
             .with_context(|| format!("serving metrics on {address}"))?;
         tracing::info!(%bound, "serving /metrics, /healthz and /readyz");
     }
-    let client = connect::connect(options.connect_timeout).await?;
+    let client = connect::connect(options.connect_timeout, options.namespace.as_deref()).await?;
     ready.store(true, Ordering::SeqCst);
     let campaigns: Api<Campaign> = match &options.namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };
     let leader = Arc::new(AtomicBool::new(false));
-    let context = Arc::new(controller::Context::new(
-        client.clone(),
-        tokio::runtime::Handle::current(),
-        Reporter {
-            controller: "archlab".into(),
-            instance: Some(options.instance.clone()),
-        },
-        options.poll,
-        metrics.clone(),
-        leader.clone(),
-    ));
+    let context = Arc::new(
+        controller::Context::new(
+            client.clone(),
+            tokio::runtime::Handle::current(),
+            Reporter {
+                controller: "archlab".into(),
+                instance: Some(options.instance.clone()),
+            },
+            options.poll,
+            metrics.clone(),
+            leader.clone(),
+        )
+        .with_trainer_defaults(options.trainer_defaults.clone()),
+    );
     let scope = options
         .namespace
         .as_deref()

@@ -75,7 +75,7 @@ pub fn trainer_pod(
     };
     let container = Container {
         name: "trainer".into(),
-        image: Some(trainer.image.clone()),
+        image: Some(trainer.image().to_string()),
         image_pull_policy: trainer.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["archlab".into()]),
         args: Some(vec![
