@@ -35,6 +35,22 @@ fn the_crds_folder_is_what_archlab_crd_prints() {
 }
 
 #[test]
+fn the_helm_chart_installs_the_same_crds() {
+    let generated = std::fs::read_to_string(Path::new(ROOT).join(archlab::api::crds::CRDS_FILE))
+        .expect("crds/");
+    let chart = Path::new(ROOT).join("charts/archlab/crds/archlab.yaml");
+    let in_chart = std::fs::read_to_string(&chart).unwrap_or_default();
+    assert!(
+        in_chart == generated,
+        "{} differs from {}; copy it: `cp {} {}`",
+        chart.display(),
+        archlab::api::crds::CRDS_FILE,
+        archlab::api::crds::CRDS_FILE,
+        "charts/archlab/crds/archlab.yaml"
+    );
+}
+
+#[test]
 fn the_crds_carry_names_columns_and_the_status_subresource() {
     let crds = crds();
     let campaign = &crds["Campaign"];
