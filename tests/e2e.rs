@@ -109,6 +109,17 @@ fn node_agent(work: &Path, injections: &[&str]) -> Running {
 }
 
 fn operator(work: &Path, namespace: &str, instance: &str, leader_election: bool) -> Running {
+    let mut command = operator_command(work, namespace, instance, leader_election);
+    Running(command.spawn().expect("the operator starts"))
+}
+
+/// `archlab operator` for `namespace`, logging to `<work>/<instance>.log`.
+fn operator_command(
+    work: &Path,
+    namespace: &str,
+    instance: &str,
+    leader_election: bool,
+) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_archlab"));
     command.args([
         "operator",
@@ -131,7 +142,7 @@ fn operator(work: &Path, namespace: &str, instance: &str, leader_election: bool)
         .env("ARCHLAB_LOG", "info,kube_client::client::builder=off")
         .stdout(log.try_clone().expect("log"))
         .stderr(log);
-    Running(command.spawn().expect("the operator starts"))
+    command
 }
 
 fn namespace(name: &str) {
@@ -252,6 +263,7 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         "campaign deleted",
         &deleting_a_campaign_collects_its_objects,
     );
+    timed("helm chart", &the_helm_chart_installs_and_its_rbac_suffices);
     timed(
         "llm key from a secret",
         &the_llm_key_from_a_secret_stays_secret,
@@ -744,4 +756,211 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path) {
     assert!(!log.contains(SECRET), "the key is in the operator's log");
     let node_log = std::fs::read_to_string(work.join("node-agent.log")).unwrap_or_default();
     assert!(!node_log.contains(SECRET), "the key reached a trainer pod");
+}
+
+/// `helm`/`promtool` on the PATH, or `None` after saying the check skips (a failure with
+/// `ARCHLAB_REQUIRE_TOOLS=1`, as in CI).
+fn tool(name: &str) -> Option<PathBuf> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    });
+    if found.is_none() {
+        assert!(
+            std::env::var("ARCHLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
+            "ARCHLAB_REQUIRE_TOOLS=1 but `{name}` is not on the PATH"
+        );
+        eprintln!("\n*** e2e skipped a check: `{name}` is not on the PATH ***\n");
+    }
+    found
+}
+
+/// The port the operator logged serving `/metrics` on.
+fn metrics_port(log: &str) -> Option<u16> {
+    let line = log.lines().find(|l| l.contains("serving /metrics"))?;
+    let after = &line[line.rfind("127.0.0.1:")? + "127.0.0.1:".len()..];
+    let digits: String = after.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_string())
+        .unwrap_or_default()
+}
+
+/// `helm install` of the chart (CRDs already applied without CEL for this 1.20 server), every
+/// optional object of the chart accepted by the API server (`--dry-run=server`), and the
+/// operator run under the chart's ServiceAccount (impersonated): its RBAC suffices for a whole
+/// campaign and its trainer defaults reach the pods. Its `/metrics` pass `promtool check
+/// metrics`.
+fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path) {
+    let Some(helm) = tool("helm") else { return };
+    let chart = Path::new(ROOT).join("charts/archlab");
+    let chart = chart.display().to_string();
+    let _ = Command::new(&helm)
+        .args(["uninstall", "archlab", "-n", "e2e-helm"])
+        .output();
+    namespace("e2e-helm");
+    let install = Command::new(&helm)
+        .args([
+            "install",
+            "archlab",
+            &chart,
+            "-n",
+            "e2e-helm",
+            "--skip-crds",
+            "--set",
+            "replicaCount=0",
+            "--set",
+            "llm.secretName=llm",
+        ])
+        .output()
+        .expect("helm runs");
+    assert!(
+        install.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+    // Every optional part, checked by the server (the prometheus-operator kinds aside: their
+    // CRDs are not in this cluster; tests/chart.rs checks them).
+    let rendered = Command::new(&helm)
+        .args(["template", "archlab", &chart, "-n", "e2e-helm", "-f"])
+        .arg(Path::new(ROOT).join("charts/archlab/ci/all-enabled-values.yaml"))
+        .output()
+        .expect("helm runs");
+    let documents: Vec<String> = String::from_utf8_lossy(&rendered.stdout)
+        .split("\n---")
+        .filter(|d| !d.contains("apiVersion: monitoring.coreos.com/v1") && d.contains("kind:"))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(documents.len(), 9, "{documents:?}");
+    let accepted = kubectl_ok(
+        &["apply", "--dry-run=server", "-n", "e2e-helm", "-f", "-"],
+        Some(&documents.join("\n---\n")),
+    );
+    assert!(
+        accepted.contains("clusterrole.rbac.authorization.k8s.io/archlab"),
+        "{accepted}"
+    );
+    assert!(
+        accepted.contains("networkpolicy.networking.k8s.io"),
+        "{accepted}"
+    );
+
+    // The operator as the chart's ServiceAccount.
+    let kubeconfig_path = std::env::var("KUBECONFIG").expect("KUBECONFIG");
+    let mut kubeconfig: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(&kubeconfig_path).expect("kubeconfig"))
+            .expect("kubeconfig YAML");
+    for user in kubeconfig["users"].as_sequence_mut().expect("users") {
+        user["user"]["as"] = "system:serviceaccount:e2e-helm:archlab".into();
+        user["user"]["as-groups"] = serde_yaml::to_value([
+            "system:serviceaccounts",
+            "system:serviceaccounts:e2e-helm",
+            "system:authenticated",
+        ])
+        .expect("groups");
+    }
+    let impersonating = work.join("kubeconfig-chart");
+    std::fs::write(
+        &impersonating,
+        serde_yaml::to_string(&kubeconfig).expect("YAML"),
+    )
+    .expect("write kubeconfig");
+    let denied = kubectl(
+        &[
+            "--kubeconfig",
+            impersonating.to_str().expect("utf-8"),
+            "get",
+            "secrets",
+            "-n",
+            "e2e-helm",
+        ],
+        None,
+    );
+    assert!(
+        !denied.status.success(),
+        "the chart's account may not list Secrets"
+    );
+    let defaults = kubectl_ok(
+        &[
+            "get",
+            "configmap",
+            "archlab-trainer-defaults",
+            "-n",
+            "e2e-helm",
+            "-o",
+            "jsonpath={.data.trainer-defaults\\.yaml}",
+        ],
+        None,
+    );
+    let defaults_path = work.join("trainer-defaults.yaml");
+    std::fs::write(&defaults_path, defaults).expect("write defaults");
+    let mut command = operator_command(work, "e2e-helm", "charted", true);
+    command
+        .env("KUBECONFIG", &impersonating)
+        .arg("--trainer-defaults")
+        .arg(&defaults_path);
+    let _operator = Running(command.spawn().expect("the operator starts"));
+    let charted = campaign("charted", 40).replace(", image: archlab:e2e", "");
+    kubectl_ok(&["apply", "-n", "e2e-helm", "-f", "-"], Some(&charted));
+    wait_for_phase("e2e-helm", "charted", "Completed", Duration::from_secs(300));
+    let log = std::fs::read_to_string(work.join("charted.log")).expect("log");
+    assert!(!log.to_lowercase().contains("forbidden"), "{log}");
+    let images: Vec<String> = items("pods", "e2e-helm")
+        .iter()
+        .filter_map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(!images.is_empty());
+    assert!(
+        images
+            .iter()
+            .all(|i| i == archlab::api::trainer::DEFAULT_IMAGE),
+        "the chart's trainer image: {images:?}"
+    );
+
+    // The real scrape passes promtool's lint.
+    let port = metrics_port(&log).expect("the metrics port in the log");
+    let metrics = http_get(port, "/metrics");
+    assert!(
+        metrics.contains(r#"archlab_campaign_running{campaign="charted",namespace="e2e-helm"} 0"#),
+        "{metrics}"
+    );
+    if let Some(promtool) = tool("promtool") {
+        let mut check = Command::new(promtool)
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool runs");
+        {
+            use std::io::Write;
+            let mut input = check.stdin.take().expect("stdin");
+            input.write_all(metrics.as_bytes()).expect("write");
+        }
+        let output = check.wait_with_output().expect("promtool ends");
+        assert!(
+            output.status.success(),
+            "promtool check metrics:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
