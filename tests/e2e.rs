@@ -319,6 +319,25 @@ fn invalid_campaigns_are_refused() {
         "{message}"
     );
     assert!(items("camp", "e2e-invalid").is_empty());
+    // The bundled examples are applyable as they are.
+    for example in [
+        "examples/quickstart.yaml",
+        "examples/llm.yaml",
+        "examples/cluster/gpu-campaign.yaml",
+    ] {
+        let path = Path::new(ROOT).join(example);
+        kubectl_ok(
+            &[
+                "apply",
+                "--dry-run=server",
+                "-n",
+                "e2e-invalid",
+                "-f",
+                path.to_str().expect("utf-8"),
+            ],
+            None,
+        );
+    }
     eprintln!("kubectl apply of an invalid Campaign:\n{message}");
 }
 
