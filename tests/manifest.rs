@@ -241,8 +241,8 @@ fn trainer_mistakes_are_refused_before_any_pod_is_made() {
             "NoExecute",
         ),
         (
-            "image: ghcr.io/archlab/archlab:0.1.0",
-            "image: \"\"",
+            "    device: cuda",
+            "    image: \"\"\n    device: cuda",
             "spec.trainer.image",
             "image reference",
         ),
