@@ -8,6 +8,7 @@ use crate::agents::{
     Agents, AnalysisRequest, JudgeRequest, ProposalRequest, Repair, RepairRequest,
 };
 use crate::api::CampaignSpec;
+use crate::cognition::embedding::{TextEmbedder, cosine};
 use crate::cognition::{Base, Retriever};
 use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
 use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
@@ -66,12 +67,6 @@ pub struct Cognition {
     pub min_score: f64,
 }
 
-/// Embeds texts for the motivation-novelty check (an embeddings endpoint). Without one the
-/// core's built-in lexical embedding decides.
-pub trait TextEmbedder: Send {
-    fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, String>;
-}
-
 /// An embedder with a cache, so each motivation is embedded once.
 struct Motivations {
     embedder: Box<dyn TextEmbedder>,
@@ -107,7 +102,7 @@ impl Motivations {
             .map(|o| {
                 self.cache
                     .get(*o)
-                    .map(|v| crate::cognition::endpoint::cosine(own, v))
+                    .map(|v| cosine(own, v))
             })
             .collect()
     }

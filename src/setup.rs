@@ -9,7 +9,8 @@ use crate::api::Campaign;
 use crate::api::campaign::{AgentBackend, EmbedderKind, LlmSpec};
 use crate::cognition::endpoint::{EndpointEmbedder, EndpointRetriever};
 use crate::cognition::{Base, Retriever, minilm};
-use crate::engine::{Cognition, TextEmbedder};
+use crate::cognition::embedding::TextEmbedder;
+use crate::engine::Cognition;
 use anyhow::{Result, bail};
 use std::path::PathBuf;
 

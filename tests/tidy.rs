@@ -1,4 +1,5 @@
-//! Repository hygiene: every Rust file says what it is for in a `//!` comment on its first line.
+//! Repository hygiene: every Rust file says what it is for in a `//!` comment on its first line,
+//! and nothing `.gitignore` ignores is tracked (a run directory committed by accident).
 
 use std::path::{Path, PathBuf};
 
@@ -42,5 +43,29 @@ fn every_rust_file_starts_with_a_module_doc_comment() {
     assert!(
         undocumented.is_empty(),
         "files without a leading //! comment: {undocumented:?}"
+    );
+}
+
+#[test]
+fn no_tracked_file_is_one_gitignore_ignores() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = std::process::Command::new("git")
+        .args(["ls-files", "--cached", "--ignored", "--exclude-standard"])
+        .current_dir(root)
+        .output();
+    let Ok(output) = output.map_err(|e| eprintln!("skipped: git does not run: {e}")) else {
+        return;
+    };
+    if !output.status.success() {
+        eprintln!(
+            "skipped: not a git checkout: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        return;
+    }
+    let tracked_but_ignored = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        tracked_but_ignored.trim().is_empty(),
+        "tracked files that .gitignore ignores (git rm --cached them):\n{tracked_but_ignored}"
     );
 }

@@ -1,6 +1,7 @@
 //! Retrieval through an OpenAI-compatible `/v1/embeddings` endpoint: every entry's trigger is
 //! embedded once at start, each query on demand, and entries are ranked by cosine similarity.
 
+use super::embedding::{TextEmbedder, cosine};
 use super::{CognitionError, Entry, Retriever};
 use crate::agents::llm::client::Client;
 use std::sync::Mutex;
@@ -15,21 +16,6 @@ fn failed(error: impl std::fmt::Display) -> CognitionError {
     CognitionError::Invalid {
         origin: "embeddings endpoint".into(),
         message: error.to_string(),
-    }
-}
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(x, y)| f64::from(*x) * f64::from(*y))
-        .sum();
-    let norm = |v: &[f32]| v.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let denominator = norm(a) * norm(b);
-    if denominator > 0.0 {
-        dot / denominator
-    } else {
-        0.0
     }
 }
 
@@ -105,7 +91,7 @@ pub struct EndpointEmbedder {
     pub model: String,
 }
 
-impl crate::engine::TextEmbedder for EndpointEmbedder {
+impl TextEmbedder for EndpointEmbedder {
     fn embed(&mut self, texts: &[String]) -> Result<Vec<Vec<f32>>, String> {
         self.client
             .embed(&self.model, texts)

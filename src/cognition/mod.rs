@@ -2,6 +2,7 @@
 //! problem summary to each entry's `trigger`. Entries ship inside the binary; campaigns add
 //! their own from directories (a ConfigMap mount in the cluster).
 
+pub mod embedding;
 pub mod endpoint;
 pub mod lexical;
 pub mod minilm;
