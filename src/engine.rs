@@ -99,11 +99,7 @@ impl Motivations {
         let own = self.cache.get(motivation)?;
         others
             .iter()
-            .map(|o| {
-                self.cache
-                    .get(*o)
-                    .map(|v| cosine(own, v))
-            })
+            .map(|o| self.cache.get(*o).map(|v| cosine(own, v)))
             .collect()
     }
 }

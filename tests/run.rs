@@ -373,6 +373,74 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     }
 }
 
+/// What must repeat exactly on a rerun: everything but wall-clock figures (compute time, and
+/// the analysis, which quotes training seconds).
+fn reproducible_part(report: &Value) -> Value {
+    fn strip(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .filter(|(key, _)| {
+                        !matches!(
+                            key.as_str(),
+                            "compute_s" | "compute_hours" | "compute_hours_at" | "analysis"
+                        )
+                    })
+                    .map(|(key, value)| (key.clone(), strip(value)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(strip).collect()),
+            other => other.clone(),
+        }
+    }
+    strip(&serde_json::json!({
+        "experiments": report["experiments"],
+        "leaderboard": report["leaderboard"],
+        "verification": report["verification"],
+        "seed": report["seed"],
+    }))
+}
+
+#[test]
+fn one_trainer_at_a_time_the_same_manifest_and_seed_give_the_same_campaign() {
+    let dir = temp_dir("reproducible");
+    let manifest = write_manifest(&dir, &TINY.replace("parallelism: 2", "parallelism: 1"));
+    let mut reports = Vec::new();
+    for run in ["first", "second"] {
+        let state = dir.join(run);
+        let output = run_quietly(&manifest, &state);
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        reports.push(report_json(&state));
+    }
+    assert_eq!(reports[0]["seed"], 3);
+    assert_eq!(reports[0]["archlab_version"], env!("CARGO_PKG_VERSION"));
+    assert!(reports[0]["experiments"].as_array().unwrap().len() >= 6);
+    let (first, second) = (
+        reproducible_part(&reports[0]),
+        reproducible_part(&reports[1]),
+    );
+    assert!(
+        first == second,
+        "the rerun differs:\nfirst:  {first}\nsecond: {second}"
+    );
+    // A different seed is a different campaign (the comparison is not vacuous).
+    let reseeded = write_manifest(
+        &dir,
+        &TINY
+            .replace("parallelism: 2", "parallelism: 1")
+            .replace("  seed: 3", "  seed: 4"),
+    );
+    let state = dir.join("reseeded");
+    assert!(run_quietly(&reseeded, &state).status.success());
+    let other = report_json(&state);
+    assert_eq!(other["seed"], 4);
+    assert!(reproducible_part(&other)["experiments"] != first["experiments"]);
+}
+
 #[test]
 fn malformed_manifests_are_rejected_with_the_field_path() {
     let dir = temp_dir("malformed");

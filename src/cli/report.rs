@@ -55,6 +55,7 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
     let usage = crate::core::campaign::usage(&experiments, tokens);
     let required = crate::core::verification::required_runs(seeds);
     let mut report = Report::build(&campaign, &baseline, required, &experiments, usage);
+    report.seed = spec["seed"].as_u64();
     report.agents = store
         .agent_stats(&campaign)?
         .and_then(|json| serde_json::from_str(&json).ok());

@@ -34,12 +34,14 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>archlab report: {name}</title><style>{STYLE}</style></head><body>\n<h1>Campaign {name}</h1>\n<p>{n} experiments, {m:.1} trainer-minutes, baseline <code>{baseline}</code>, {wins} verified discoveries.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>archlab report: {name}</title><style>{STYLE}</style></head><body>\n<h1>Campaign {name}</h1>\n<p>{n} experiments, {m:.1} trainer-minutes, baseline <code>{baseline}</code>, {wins} verified discoveries; campaign seed {seed}, report by archlab {version}.</p>\n",
         name = escape(&report.campaign),
         n = report.usage.experiments,
         m = report.usage.compute_seconds / 60.0,
         baseline = escape(&report.baseline),
         wins = report.verification.discoveries(),
+        seed = report.seed.map_or("unset".to_string(), |s| s.to_string()),
+        version = escape(&report.archlab_version),
     );
     for (name, svg) in figures {
         let _ = writeln!(

@@ -93,6 +93,11 @@ pub struct Report {
     pub verification: Verification,
     /// Requests, errors, retries, tokens and latency per LLM role (absent without an LLM).
     pub agents: Option<AgentsRecord>,
+    /// The campaign's `spec.seed`: with `parallelism: 1` the same manifest and seed give the
+    /// same experiments (more trainers make the proposals depend on which finishes first).
+    pub seed: Option<u64>,
+    /// The archlab that wrote this report.
+    pub archlab_version: String,
 }
 
 fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
@@ -199,6 +204,8 @@ impl Report {
             leaderboard,
             verification,
             agents: None,
+            seed: None,
+            archlab_version: env!("CARGO_PKG_VERSION").to_string(),
         }
     }
 

@@ -25,11 +25,13 @@ pub fn render(report: &Report) -> String {
     let usage = &report.usage;
     let _ = writeln!(
         out,
-        "campaign `{}` — {} experiments, {:.1} trainer-minutes, baseline `{}`\n",
+        "campaign `{}` — {} experiments, {:.1} trainer-minutes, baseline `{}`, seed {}, archlab {}\n",
         report.campaign,
         usage.experiments,
         usage.compute_seconds / 60.0,
-        report.baseline
+        report.baseline,
+        report.seed.map_or("unset".to_string(), |s| s.to_string()),
+        report.archlab_version
     );
     let _ = writeln!(out, "LEADERBOARD (exploration, by fitness)");
     let _ = writeln!(
