@@ -307,9 +307,12 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| {
             tracing_subscriber::EnvFilter::new("warn,kube_client::client::builder=off")
         });
+    // Colour only on a terminal: logs redirected to a file or collected from a pod stay plain.
+    let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .init();
     match run(cli) {
         Ok(code) => code,

@@ -90,6 +90,28 @@ fn without_any_cluster_configured_the_operator_says_so_in_one_line() {
 }
 
 #[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let home = tempdir("plain-logs");
+    let output = Process::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["operator", "--metrics-address", "127.0.0.1:0"])
+        .env("HOME", &home)
+        .env_remove("KUBECONFIG")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env("ARCHLAB_LOG", "info")
+        .output()
+        .expect("archlab runs");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("serving /metrics"),
+        "an info line: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "ANSI codes in a piped log: {stderr:?}"
+    );
+}
+
+#[test]
 fn bad_trainer_defaults_are_one_line_naming_the_file_and_the_field() {
     let dir = tempdir("defaults");
     let missing = dir.join("absent.yaml");
