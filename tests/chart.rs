@@ -8,6 +8,9 @@
 //! Without `helm` or `promtool` on the PATH these tests say so and skip; CI installs both and
 //! sets `ARCHLAB_REQUIRE_TOOLS=1`, which makes a missing tool a failure.
 
+mod common;
+
+use common::tool;
 use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -17,25 +20,6 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 fn chart() -> PathBuf {
     Path::new(ROOT).join("charts/archlab")
-}
-
-/// The tool on the PATH, or `None` after saying loudly that the test skips.
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("ARCHLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "ARCHLAB_REQUIRE_TOOLS=1 but `{name}` is not on the PATH"
-        );
-        eprintln!(
-            "\n*** skipped: `{name}` is not on the PATH (scripts/test-cluster.sh env puts helm there; promtool is Debian's `prometheus` package) ***\n"
-        );
-    }
-    found
 }
 
 fn run(program: &Path, args: &[&str]) -> (bool, String) {

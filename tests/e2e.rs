@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::tool;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -167,16 +168,28 @@ fn campaign(name: &str, steps: u32) -> String {
 
 /// Waits for the Campaign's phase; the status when it came.
 fn wait_for_phase(namespace: &str, name: &str, phase: &str, limit: Duration) -> Value {
+    wait_for_one_of(namespace, name, &[phase], limit)
+}
+
+/// Waits for the Campaign to end (Completed or Failed); its status.
+fn wait_for_end(namespace: &str, name: &str, limit: Duration) -> Value {
+    wait_for_one_of(namespace, name, &["Completed", "Failed"], limit)
+}
+
+fn wait_for_one_of(namespace: &str, name: &str, phases: &[&str], limit: Duration) -> Value {
     let deadline = Instant::now() + limit;
     loop {
         let output = kubectl(&["get", "camp", name, "-n", namespace, "-o", "json"], None);
         let value: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        if value["status"]["phase"] == phase {
+        if phases
+            .iter()
+            .any(|phase| value["status"]["phase"] == *phase)
+        {
             return value["status"].clone();
         }
         assert!(
             Instant::now() < deadline,
-            "campaign {namespace}/{name} not {phase} within {limit:?}: {}",
+            "campaign {namespace}/{name} not {phases:?} within {limit:?}: {}",
             value["status"]["conditions"]
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -570,27 +583,6 @@ fn pod_failures(work: &Path) {
     eprintln!("{described}");
 }
 
-/// Waits for the Campaign to end (Completed or Failed); its status.
-fn wait_for_end(namespace: &str, name: &str, limit: Duration) -> Value {
-    let deadline = Instant::now() + limit;
-    loop {
-        let output = kubectl(&["get", "camp", name, "-n", namespace, "-o", "json"], None);
-        let value: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-        if matches!(
-            value["status"]["phase"].as_str(),
-            Some("Completed" | "Failed")
-        ) {
-            return value["status"].clone();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "campaign {namespace}/{name} did not end within {limit:?}: {}",
-            value["status"]["conditions"]
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// Trainers asking for more GPUs than the node has stay Pending (the real scheduler says
 /// why); past `qa.maxPendingSeconds` each run is an infrastructure failure, rerun once, then
 /// the experiment fails as `InfrastructureFailed`, with no revision charged.
@@ -775,24 +767,6 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path) {
     assert!(!log.contains(SECRET), "the key is in the operator's log");
     let node_log = std::fs::read_to_string(work.join("node-agent.log")).unwrap_or_default();
     assert!(!node_log.contains(SECRET), "the key reached a trainer pod");
-}
-
-/// `helm`/`promtool` on the PATH, or `None` after saying the check skips (a failure with
-/// `ARCHLAB_REQUIRE_TOOLS=1`, as in CI).
-fn tool(name: &str) -> Option<PathBuf> {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join(name))
-            .find(|path| path.is_file())
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("ARCHLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "ARCHLAB_REQUIRE_TOOLS=1 but `{name}` is not on the PATH"
-        );
-        eprintln!("\n*** e2e skipped a check: `{name}` is not on the PATH ***\n");
-    }
-    found
 }
 
 /// The port the operator logged serving `/metrics` on.

