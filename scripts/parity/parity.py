@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
 import warnings
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
@@ -83,7 +85,18 @@ def parse_args(argv=None):
                     help="torch embedding init: N(0,1) (archlab after the fix) or U(+-1/sqrt(vocab))")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch.set_num_threads (1: tiny ops; 2 threads oversubscribe a busy 2-core box)")
+    ap.add_argument("--device", default="cpu",
+                    help="torch side's device (cpu, cuda); the weights are drawn on the CPU either way")
+    ap.add_argument("--torch-kernels", choices=["loop", "parallel"], default=None,
+                    help="loop: the per-position reference loops; parallel: their closed forms "
+                         "(one launch per layer; default on cuda)")
     ap.add_argument("--archlab", type=Path, default=DEFAULT_BINARY)
+    ap.add_argument("--archlab-device", default=None,
+                    help="archlab train --device (cpu: flex; tch-cpu, cuda with --features tch); default: cpu")
+    ap.add_argument("--archlab-threads", type=int, default=None,
+                    help="RAYON_NUM_THREADS for each archlab run (set it to 1 with --jobs)")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="cells run at once, each in its own process (both sides of a cell in turn)")
     ap.add_argument("--no-wait", action="store_true", help="(the default; kept for old commands)")
     ap.add_argument("--wait", action="store_true",
                     help=f"wait until {READY_FLAG} exists before the first archlab cell")
@@ -91,6 +104,10 @@ def parse_args(argv=None):
     ap.add_argument("--cell-timeout", type=float, default=1800)
     ap.add_argument("--skip-archlab", action="store_true")
     ap.add_argument("--skip-torch", action="store_true")
+    ap.add_argument("--torch-from", type=Path, default=None,
+                    help="take the torch side of each cell from DIR/cells/ (a run with --skip-archlab, "
+                         "e.g. on a GPU machine) instead of training it here; configs must match "
+                         "except device, kernels and threads")
     ap.add_argument("--resume", action="store_true",
                     help="reuse cells already in OUT/cells/ (same config)")
     args = ap.parse_args(argv)
@@ -98,6 +115,10 @@ def parse_args(argv=None):
         args.grid = "quick"
     if args.seeds is None:
         args.seeds = [0] if args.grid == "quick" else [0, 1]
+    if args.torch_kernels is None:
+        args.torch_kernels = "parallel" if args.device.startswith("cuda") else "loop"
+    if args.jobs < 1:
+        ap.error("--jobs must be at least 1")
     return args
 
 
@@ -132,6 +153,7 @@ def cell_config(args, setting_name: str, seed: int) -> dict:
         "weight_decay": args.weight_decay, "beta1": 0.9, "beta2": 0.98, "eps": 1e-8,
         "grad_clip": args.grad_clip, "progress_every": max(1, steps // 10),
         "embed_init": args.embed_init, "threads": args.threads, "seed": seed,
+        "device": args.device, "kernels": args.torch_kernels,
     }
 
 
@@ -186,9 +208,14 @@ def run_archlab(args, mixer, cfg, setting, text_file, stem) -> dict:
     log_path = out / "logs" / f"{stem}.archlab.jsonl"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     cmd = [str(args.archlab), "train", "--program", str(program), "--config", str(conf_path)]
+    if args.archlab_device:
+        cmd += ["--device", args.archlab_device]
+    env = dict(os.environ)
+    if args.archlab_threads:
+        env["RAYON_NUM_THREADS"] = str(args.archlab_threads)
     started = time.time()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cell_timeout)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.cell_timeout, env=env)
     except subprocess.TimeoutExpired as e:
         log_path.write_text((e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or ""))
         return {"status": "error", "error": f"timeout after {args.cell_timeout}s"}
@@ -307,6 +334,71 @@ def md_table(header, rows):
     return "\n".join(out)
 
 
+# Where a side ran does not change what it computes (test_parity checks the kernels' forms).
+PLACEMENT_KEYS = ("device", "kernels", "threads")
+
+
+def torch_side_from(directory: Path, stem: str, cfg: dict) -> dict:
+    path = directory / "cells" / f"{stem}.json"
+    if not path.exists():
+        return {"status": "error", "error": f"{path} does not exist"}
+    cell = json.loads(path.read_text())
+    theirs = {k: v for k, v in cell.get("config", {}).items() if k not in PLACEMENT_KEYS}
+    ours = {k: v for k, v in cfg.items() if k not in PLACEMENT_KEYS}
+    if theirs != ours:
+        differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
+        return {"status": "error", "error": f"{path}: another configuration ({', '.join(differ)})"}
+    side = dict(cell.get("torch") or {"status": "error", "error": f"{path} has no torch side"})
+    side["placement"] = {k: cell["config"].get(k) for k in PLACEMENT_KEYS}
+    return side
+
+
+def torch_placement(args, rows) -> str:
+    """Where the torch side ran, as the table's header says it."""
+    if not args.torch_from:
+        return f"torch on {args.device} ({args.torch_kernels} kernels)"
+    places = sorted({f"{p.get('device')} ({p.get('kernels')} kernels)"
+                     for r in rows for p in [r["torch"].get("placement") or {}] if p})
+    return f"torch side from {args.torch_from} (on {', '.join(places) or 'unknown'})"
+
+
+def run_cell(args, mixer, setting_name, seed, text_file) -> dict:
+    """Both sides of one cell (or its cached result); returns the table row."""
+    setting = SETTINGS[setting_name]
+    cfg = cell_config(args, setting_name, seed)
+    stem = f"{mixer}_{setting_name}_s{seed}"
+    cell_path = args.out / "cells" / f"{stem}.json"
+    cached = None
+    if args.resume and cell_path.exists():
+        cached = json.loads(cell_path.read_text())
+        if cached.get("config") != cfg:
+            cached = None
+    if cached:
+        a, t = cached["archlab"], cached["torch"]
+    else:
+        print(f"[{stem}] {setting['desc']}: steps={cfg['steps']} batch={cfg['batch_size']} "
+              f"lr={cfg['lr_sweep'] or cfg['lr']}", flush=True)
+        a = ({"status": "skipped"} if args.skip_archlab
+             else run_archlab(args, mixer, cfg, setting, text_file, stem))
+        if a.get("status") != "ok":
+            print(f"  [{stem}] archlab: {a.get('status')}: {a.get('error')}", flush=True)
+        if args.torch_from:
+            t = torch_side_from(args.torch_from, stem, cfg)
+        elif args.skip_torch:
+            t = {"status": "skipped"}
+        else:
+            t = run_torch(args, mixer, cfg, setting, text_file, stem)
+        if t.get("status") != "ok":
+            print(f"  [{stem}] torch: {t.get('status')}: {t.get('error')}", flush=True)
+        cell_path.parent.mkdir(parents=True, exist_ok=True)
+        cell_path.write_text(json.dumps({"config": cfg, "archlab": a, "torch": t}, indent=1))
+    row = {"mixer": mixer, "setting": setting_name, "seed": seed, "archlab": a, "torch": t,
+           **compare(a, t)}
+    print(f"  [{stem}] " + " | ".join(f"{h}={c}" for h, c in zip(HEADER[3:], row_cells(row)[3:])),
+          flush=True)
+    return row
+
+
 def main(argv=None):
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -319,36 +411,14 @@ def main(argv=None):
         if not args.archlab.exists():
             sys.exit(f"{args.archlab} does not exist (use --archlab or --skip-archlab)")
     print(f"{len(cells)} cells; grid={args.grid}; out={args.out}", flush=True)
-    rows = []
-    for mixer, setting_name, seed in cells:
-        setting = SETTINGS[setting_name]
-        cfg = cell_config(args, setting_name, seed)
-        stem = f"{mixer}_{setting_name}_s{seed}"
-        cell_path = args.out / "cells" / f"{stem}.json"
-        cached = None
-        if args.resume and cell_path.exists():
-            cached = json.loads(cell_path.read_text())
-            if cached.get("config") != cfg:
-                cached = None
-        if cached:
-            a, t = cached["archlab"], cached["torch"]
-        else:
-            print(f"[{stem}] {setting['desc']}: steps={cfg['steps']} batch={cfg['batch_size']} "
-                  f"lr={cfg['lr_sweep'] or cfg['lr']}", flush=True)
-            a = ({"status": "skipped"} if args.skip_archlab
-                 else run_archlab(args, mixer, cfg, setting, text_file, stem))
-            if a.get("status") != "ok":
-                print(f"  archlab: {a.get('status')}: {a.get('error')}", flush=True)
-            t = ({"status": "skipped"} if args.skip_torch
-                 else run_torch(args, mixer, cfg, setting, text_file, stem))
-            if t.get("status") != "ok":
-                print(f"  torch: {t.get('status')}: {t.get('error')}", flush=True)
-            cell_path.parent.mkdir(parents=True, exist_ok=True)
-            cell_path.write_text(json.dumps({"config": cfg, "archlab": a, "torch": t}, indent=1))
-        row = {"mixer": mixer, "setting": setting_name, "seed": seed, "archlab": a, "torch": t,
-               **compare(a, t)}
-        rows.append(row)
-        print("  " + " | ".join(f"{h}={c}" for h, c in zip(HEADER[3:], row_cells(row)[3:])), flush=True)
+    jobs = [(args, mixer, setting_name, seed, text_file) for mixer, setting_name, seed in cells]
+    if args.jobs == 1:
+        rows = [run_cell(*job) for job in jobs]
+    else:
+        # spawn: CUDA cannot be used in a forked child.
+        ctx = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+            rows = list(pool.map(run_cell, *zip(*jobs)))
 
     ms = means(rows)
     table = text_table(HEADER, [row_cells(r) for r in rows])
@@ -367,7 +437,8 @@ def main(argv=None):
         f"steps {cfg0['steps']}, lr {cfg0['lr_sweep'] or cfg0['lr']}, warmup {cfg0['warmup_steps']}, "
         "eval_batches " + ", ".join(
             f"{k} {cell_config(args, k, 0)['eval_batches']}" for k in GRIDS[args.grid]["settings"])
-        + f", torch embedding init {args.embed_init}.",
+        + f", torch embedding init {args.embed_init}; " + torch_placement(args, rows)
+        + f", archlab on {args.archlab_device or 'cpu'}.",
         "",
         settings_md,
         "",

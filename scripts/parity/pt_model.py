@@ -101,8 +101,8 @@ def rope(x: torch.Tensor, base: float = 10000.0) -> torch.Tensor:
     """Rotary embedding on [B,H,T,K], rotating pairs (i, i + K/2); angles in float64."""
     _, _, t, k = x.shape
     half = k // 2
-    pos = torch.arange(t, dtype=torch.float64)[:, None]
-    inv = base ** (-2.0 * torch.arange(half, dtype=torch.float64) / k)
+    pos = torch.arange(t, dtype=torch.float64, device=x.device)[:, None]
+    inv = base ** (-2.0 * torch.arange(half, dtype=torch.float64, device=x.device) / k)
     angle = pos * inv[None, :]
     cos = angle.cos().to(x.dtype)
     sin = angle.sin().to(x.dtype)
@@ -118,7 +118,7 @@ def softmax_attention(q, k, v):
     """Causal softmax attention; additive -1e9 bias on masked scores, as archlab."""
     t, kd = q.shape[2], q.shape[3]
     scores = q @ k.transpose(2, 3) / math.sqrt(kd)
-    keep = torch.tril(torch.ones(t, t, dtype=q.dtype))
+    keep = torch.tril(torch.ones(t, t, dtype=q.dtype, device=q.device))
     scores = scores + (keep - 1.0) * 1e9
     return torch.softmax(scores, dim=-1) @ v
 
@@ -133,7 +133,61 @@ def softmax_attention_loop(q, k, v):
     return torch.cat(outs, dim=2)
 
 
+# The loops below are the reference. On a GPU they cost one kernel launch per position, so
+# `set_kernels("parallel")` swaps in closed forms of the same recurrences (the whole sequence
+# as one chunk); test_parity.py checks both against each other.
+KERNELS = "loop"
+
+
+def set_kernels(kind: str) -> None:
+    global KERNELS
+    if kind not in ("loop", "parallel"):
+        raise ValueError(f"kernels must be 'loop' or 'parallel', not {kind!r}")
+    KERNELS = kind
+
+
 def decay_attention(q, k, v, g=None):
+    if KERNELS == "parallel":
+        return decay_attention_parallel(q, k, v, g)
+    return decay_attention_loop(q, k, v, g)
+
+
+def delta_rule(q, k, v, beta, g=None):
+    if KERNELS == "parallel" and g is None:
+        return delta_rule_parallel(q, k, v, beta)
+    return delta_rule_loop(q, k, v, beta, g)
+
+
+def decay_attention_parallel(q, k, v, g=None):
+    """Closed form of decay_attention: o_t = sum_{s<=t} (q_t * exp(L_t - L_s)) . k_s v_s / sqrt(K)
+    with L the running sum of min(g, 0); exponents are <= 0 on the kept (s <= t) entries."""
+    t, kd = q.shape[2], q.shape[3]
+    q = q / math.sqrt(kd)
+    causal = torch.tril(torch.ones(t, t, dtype=torch.bool, device=q.device))
+    if g is None:
+        scores = (q @ k.transpose(2, 3)).masked_fill(~causal, 0.0)
+        return scores @ v
+    cum = g.clamp_max(0.0).cumsum(dim=2)  # [B,H,T,Kg]
+    diff = cum.unsqueeze(3) - cum.unsqueeze(2)  # [B,H,T(t),T(s),Kg]
+    diff = diff.masked_fill(~causal[:, :, None], float("-inf"))
+    weights = diff.exp()  # 0 where s > t
+    scores = ((q.unsqueeze(3) * k.unsqueeze(2)) * weights).sum(dim=-1)  # [B,H,T,T]
+    return scores @ v
+
+
+def delta_rule_parallel(q, k, v, beta):
+    """Closed form of delta_rule without decay (the WY form, one chunk): the state is
+    S_t = sum_{j<=t} k_j u_j^T with u_t = b_t (v_t - sum_{j<t} (k_t . k_j) u_j), i.e.
+    (I + diag(b) tril(K K^T, -1)) U = diag(b) V, and o_t = sum_{j<=t} (q_t . k_j) u_j / sqrt(K)."""
+    t, kd = q.shape[2], q.shape[3]
+    q = q / math.sqrt(kd)
+    eye = torch.eye(t, dtype=q.dtype, device=q.device)
+    system = eye + beta * torch.tril(k @ k.transpose(2, 3), diagonal=-1)
+    u = torch.linalg.solve_triangular(system, beta * v, upper=False, unitriangular=True)
+    return torch.tril(q @ k.transpose(2, 3)) @ u
+
+
+def decay_attention_loop(q, k, v, g=None):
     """S_t = diag(exp(min(g_t,0))) S_{t-1} + k_t v_t^T ; o_t = S_t^T q_t / sqrt(K).
     g: None (plain linear attention), [B,H,T,1] (per head) or [B,H,T,K] (per key)."""
     b, h, t, kd = q.shape
@@ -150,7 +204,7 @@ def decay_attention(q, k, v, g=None):
     return torch.cat(outs, dim=2)
 
 
-def delta_rule(q, k, v, beta, g=None):
+def delta_rule_loop(q, k, v, beta, g=None):
     """S_t = exp(g_t)(I - b_t k_t k_t^T) S_{t-1} + b_t k_t v_t^T ; o_t = S_t^T q_t / sqrt(K).
     beta, g: [B,H,T,1]. Sequential order as delta_rule_reference: decay, then delta update."""
     b, h, t, kd = q.shape

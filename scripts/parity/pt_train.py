@@ -17,7 +17,7 @@ warnings.filterwarnings("ignore", message="Failed to initialize NumPy")
 import torch  # noqa: E402
 
 from pt_data import Stream  # noqa: E402
-from pt_model import LanguageModel  # noqa: E402
+from pt_model import LanguageModel, set_kernels  # noqa: E402
 
 
 def learning_rate(base: float, step: int, total: int, warmup_steps: int, min_lr_ratio: float,
@@ -57,8 +57,9 @@ class AdamW:
 
 
 def clip_factor(params, grad_clip: float) -> tuple[float, float]:
-    sq = sum(float(p.grad.double().square().sum()) for p in params if p.grad is not None)
-    norm = math.sqrt(sq)
+    # One float() for all parameters: on a GPU each float() waits for the device.
+    squares = [p.grad.double().square().sum() for p in params if p.grad is not None]
+    norm = math.sqrt(float(torch.stack(squares).sum())) if squares else 0.0
     if grad_clip > 0.0 and norm > grad_clip:
         return grad_clip / norm, norm
     return 1.0, norm
@@ -73,9 +74,10 @@ def masked_ce(logits, targets, mask):
 @torch.no_grad()
 def evaluate(model, setting, seed, cfg, text_paths, split="val"):
     stream = Stream(setting, split, seed, text_paths)
+    device = torch.device(cfg.get("device", "cpu"))
     total_loss = total_scored = correct = 0.0
     for _ in range(cfg["eval_batches"]):
-        x, y, m = stream.batch(cfg["batch_size"])
+        x, y, m = (t.to(device) for t in stream.batch(cfg["batch_size"]))
         logits = model(x)
         scored = float(m.sum())
         total_loss += float(masked_ce(logits, y, m)) * scored
@@ -89,8 +91,11 @@ def evaluate(model, setting, seed, cfg, text_paths, split="val"):
 
 def train_trial(mixer, setting, seed, cfg, lr, text_paths=None, log=None):
     torch.manual_seed(seed)
+    # Weights are drawn on the CPU whatever the device, so a seed gives the same model on both.
+    device = torch.device(cfg.get("device", "cpu"))
     model = LanguageModel(mixer, setting["vocab"], cfg["d_model"], cfg["n_layers"],
                           cfg.get("d_ff"), cfg.get("heads", 4), cfg.get("embed_init", "normal"))
+    model.to(device)
     named = model.named_decay_params()
     params = [p for _, p, _ in named]
     opt = AdamW(named, cfg["beta1"], cfg["beta2"], cfg["eps"], cfg["weight_decay"])
@@ -100,7 +105,7 @@ def train_trial(mixer, setting, seed, cfg, lr, text_paths=None, log=None):
     window, window_n, status = 0.0, 0, "ok"
     for step in range(1, steps + 1):
         lr_now = learning_rate(lr, step, steps, cfg["warmup_steps"], cfg["min_lr_ratio"], cfg["schedule"])
-        x, y, m = stream.batch(cfg["batch_size"])
+        x, y, m = (t.to(device) for t in stream.batch(cfg["batch_size"]))
         for p in params:
             p.grad = None
         loss = masked_ce(model(x), y, m)
@@ -133,6 +138,11 @@ def train_trial(mixer, setting, seed, cfg, lr, text_paths=None, log=None):
 def run(mixer, setting, seed, cfg, text_paths=None, log=None):
     """All learning rates; keep the best by validation loss (as archlab's run_inner)."""
     torch.set_num_threads(cfg.get("threads", 2))
+    set_kernels(cfg.get("kernels", "loop"))
+    if cfg.get("device", "cpu").startswith("cuda"):
+        # Full float32, as archlab computes: no TF32 in matrix products.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     lrs = cfg["lr_sweep"] or [cfg["lr"]]
     best, trials = None, []
     for lr in lrs:

@@ -103,6 +103,38 @@ def test_delta_rule_matches_matrix_recurrence():
         assert torch.allclose(pm.delta_rule(q, k, v, beta, gate), expect, atol=1e-5)
 
 
+def test_parallel_kernels_equal_loops_values_and_gradients():
+    """The GPU path (set_kernels("parallel")) computes the loops' recurrences exactly."""
+    torch.manual_seed(3)
+    b, h, t, kd, vd = 2, 3, 11, 4, 5
+    q, k, v = (torch.randn(b, h, t, n, dtype=torch.float64, requires_grad=True) for n in (kd, kd, vd))
+    beta = torch.rand(b, h, t, 1, dtype=torch.float64, requires_grad=True)
+    cases = [
+        ("linear", [q, k, v], lambda: pm.decay_attention_loop(q, k, v),
+         lambda: pm.decay_attention_parallel(q, k, v)),
+        ("delta", [q, k, v, beta], lambda: pm.delta_rule_loop(q, pm.l2_norm(k), v, beta),
+         lambda: pm.delta_rule_parallel(q, pm.l2_norm(k), v, beta)),
+    ]
+    for gk in (kd, 1):
+        g = (torch.rand(b, h, t, gk, dtype=torch.float64) * -3 + 0.5).requires_grad_()  # some > 0
+        cases.append((f"decay/{gk}", [q, k, v, g], lambda g=g: pm.decay_attention_loop(q, k, v, g),
+                      lambda g=g: pm.decay_attention_parallel(q, k, v, g)))
+    for name, inputs, loop, parallel in cases:
+        want, got = loop(), parallel()
+        assert torch.allclose(got, want, atol=1e-10), name
+        w = torch.randn_like(want)
+        grads_want = torch.autograd.grad((want * w).sum(), inputs)
+        grads_got = torch.autograd.grad((got * w).sum(), inputs)
+        for gw, gg in zip(grads_want, grads_got):
+            assert torch.allclose(gg, gw, atol=1e-9), name
+    # The dispatcher follows set_kernels, and delta with a decay keeps the loop.
+    try:
+        pm.set_kernels("parallel")
+        assert torch.equal(pm.decay_attention(q, k, v), pm.decay_attention_parallel(q, k, v))
+    finally:
+        pm.set_kernels("loop")
+
+
 def test_delta_rule_recalls_orthonormal_keys():
     kd = 8
     keys = torch.linalg.qr(torch.randn(kd, kd))[0].T[:5]  # 5 orthonormal rows
