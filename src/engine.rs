@@ -138,11 +138,15 @@ impl<S: Store> Engine<S> {
         })?;
         store.register_campaign(campaign, &spec_json)?;
         let experiments = store.experiments(campaign)?;
-        let stats_before = store
+        let record = store
             .agent_stats(campaign)?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
-            .and_then(|record| serde_json::from_value(record["roles"].clone()).ok())
             .unwrap_or_default();
+        let stats_before = serde_json::from_value(record["roles"].clone()).unwrap_or_default();
+        let mut agents = agents;
+        if let Ok(negotiated) = serde_json::from_value(record["negotiated"].clone()) {
+            agents.restore_negotiated(&negotiated);
+        }
         Ok(Engine {
             campaign: campaign.to_string(),
             spec,
@@ -203,6 +207,7 @@ impl<S: Store> Engine<S> {
             total.requests += stats.requests;
             total.errors += stats.errors;
             total.retries += stats.retries;
+            total.downgrades += stats.downgrades;
             total.prompt_tokens += stats.prompt_tokens;
             total.completion_tokens += stats.completion_tokens;
             total.latency_ms += stats.latency_ms;
@@ -221,11 +226,17 @@ impl<S: Store> Engine<S> {
             self.store.add_usage(&self.campaign, &delta)?;
             self.tokens_recorded = tokens;
         }
-        if tokens > 0 || self.agents.fallback().is_some() || self.retrieval_fallback.is_some() {
+        let negotiated = self.agents.negotiated();
+        if tokens > 0
+            || self.agents.fallback().is_some()
+            || self.retrieval_fallback.is_some()
+            || !negotiated.is_empty()
+        {
             let record = serde_json::json!({
                 "roles": self.agent_stats(),
                 "fallback": self.agents.fallback(),
                 "retrievalFallback": self.retrieval_fallback,
+                "negotiated": negotiated,
             });
             self.store
                 .save_agent_stats(&self.campaign, &record.to_string())?;

@@ -160,7 +160,249 @@ fn an_endpoint_without_json_schema_support_is_asked_more_simply() {
     let mut mode = Mode::JsonSchema;
     assert_eq!(ask_answer(&mut client, &mut mode).unwrap().name, "a");
     assert_eq!(mode, Mode::Text);
-    assert_eq!(server.seen.lock().unwrap().len(), 3);
+    // json_schema, json_object with the schema, json_object, then text.
+    assert_eq!(server.seen.lock().unwrap().len(), 4);
+    let stats = &client.stats["researcher"];
+    assert_eq!((stats.downgrades, stats.errors), (3, 0));
+}
+
+// ---------------------------------------------------------------------------------------
+// The interop matrix: one case per documented behaviour of the servers users run, named
+// after the server it mirrors. Every request is checked for what archlab must never send
+// (streaming) and every outcome for what it costs (requests, retries, downgrades, errors).
+
+/// Asks once through a fresh client; returns the answer, the mode it settled on, the
+/// researcher's counters and every request the server saw.
+fn ask_through(
+    server: &common::llm_server::Server,
+    start: Mode,
+) -> (
+    Result<Answer, LlmError>,
+    Mode,
+    archlab::agents::llm::client::RoleStats,
+    Vec<Seen>,
+) {
+    let mut client = client(&server.url, 2, Duration::from_secs(2));
+    let mut mode = start;
+    let result = ask_answer(&mut client, &mut mode);
+    let stats = client.stats.get("researcher").cloned().unwrap_or_default();
+    let seen = server.seen.lock().unwrap().clone();
+    for request in &seen {
+        assert_ne!(request.body["stream"], json!(true), "archlab never streams");
+    }
+    (result, mode, stats, seen)
+}
+
+fn format_of(seen: &Seen) -> String {
+    let format = &seen.body["response_format"];
+    match (format["type"].as_str(), format.get("schema").is_some()) {
+        (None, _) => "text".into(),
+        (Some("json_object"), true) => "json_object+schema".into(),
+        (Some(kind), _) => kind.into(),
+    }
+}
+
+#[test]
+fn interop_openai_json_schema_with_usage() {
+    let server = serve(Box::new(|seen, _| {
+        let format = &seen.body["response_format"];
+        assert_eq!(format["type"], "json_schema");
+        assert!(format["json_schema"]["schema"]["properties"]["score"].is_object());
+        chat(GOOD_ANSWER)
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().score, 3.0);
+    assert_eq!(mode, Mode::JsonSchema);
+    assert_eq!((seen.len(), stats.errors, stats.downgrades), (1, 0, 0));
+    assert_eq!((stats.prompt_tokens, stats.completion_tokens), (100, 20));
+}
+
+#[test]
+fn interop_openai_model_without_json_schema_says_400_in_its_error_shape() {
+    // OpenAI's models without structured outputs refuse json_schema (400, `param:
+    // response_format`); its API also refuses unknown fields such as json_object's `schema`.
+    let server = serve(Box::new(|seen, _| match format_of(seen).as_str() {
+        "json_schema" => status(
+            400,
+            r#"{"error": {"message": "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.", "type": "invalid_request_error", "param": "response_format", "code": null}}"#,
+        ),
+        "json_object+schema" => status(
+            400,
+            r#"{"error": {"message": "Additional properties are not allowed ('schema' was unexpected) - 'response_format'", "type": "invalid_request_error", "param": null, "code": null}}"#,
+        ),
+        _ => chat(GOOD_ANSWER),
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().name, "a");
+    assert_eq!(mode, Mode::JsonObject);
+    let formats: Vec<String> = seen.iter().map(format_of).collect();
+    assert_eq!(
+        formats,
+        ["json_schema", "json_object+schema", "json_object"]
+    );
+    assert_eq!((stats.downgrades, stats.errors, stats.retries), (2, 0, 0));
+}
+
+#[test]
+fn interop_vllm_reasoning_content_beside_the_answer_and_its_404_is_not_negotiated() {
+    let server = serve(Box::new(|seen, _| {
+        if seen.body["model"] == "missing" {
+            return status(
+                404,
+                r#"{"object": "error", "message": "The model `missing` does not exist.", "type": "NotFoundError", "param": null, "code": 404}"#,
+            );
+        }
+        ok(json!({
+            "id": "chatcmpl-1", "object": "chat.completion", "model": "m",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {
+                "role": "assistant", "reasoning_content": "The user wants JSON. {\"name\": \"wrong\"}",
+                "content": GOOD_ANSWER, "tool_calls": []}}],
+            "usage": {"prompt_tokens": 40, "completion_tokens": 60, "total_tokens": 100}
+        }))
+    }));
+    let (answer, mode, stats, _) = ask_through(&server, Mode::JsonSchema);
+    // The answer is the content, not the JSON inside the reasoning.
+    assert_eq!(answer.unwrap().name, "a");
+    assert_eq!((mode, stats.completion_tokens), (Mode::JsonSchema, 60));
+
+    // A real refusal (unknown model) is an error at once: no retries, no downgrade.
+    let mut client = client(&server.url, 2, Duration::from_secs(2));
+    let mut mode = Mode::JsonSchema;
+    let result = ask::<Answer>(
+        &mut client,
+        "researcher",
+        &Settings {
+            model: "missing",
+            temperature: None,
+            max_tokens: None,
+            max_reasks: 2,
+        },
+        &mut mode,
+        "Give an answer.".into(),
+    );
+    assert!(
+        matches!(result, Err(LlmError::Rejected { status: 404, .. })),
+        "{result:?}"
+    );
+    let stats = &client.stats["researcher"];
+    assert_eq!((stats.requests, stats.errors, stats.retries), (1, 1, 0));
+    assert_eq!(mode, Mode::JsonSchema);
+}
+
+#[test]
+fn interop_ollama_ignores_the_format_and_answers_in_prose_without_usage() {
+    // OpenAI-compatible layers that ignore response_format answer in prose with a fenced
+    // block, and may omit `usage`: the JSON is found and the tokens are estimated.
+    let server = serve(Box::new(|_, _| {
+        ok(json!({
+            "id": "chatcmpl-7", "object": "chat.completion", "model": "llama3.2",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant",
+                "content": format!("Here is the JSON you asked for:\n```json\n{GOOD_ANSWER}\n```\nLet me know!")}}]
+        }))
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().score, 3.0);
+    assert_eq!((mode, seen.len(), stats.errors), (Mode::JsonSchema, 1, 0));
+    assert!(
+        stats.prompt_tokens > 0 && stats.completion_tokens > 0,
+        "{stats:?}"
+    );
+}
+
+#[test]
+fn interop_llama_cpp_server_400_for_json_schema_accepts_json_object_with_schema() {
+    // llama.cpp's C++ server (builds before json_schema support) takes the schema inside
+    // json_object and refuses other types with 400 and its own error shape.
+    let server = serve(Box::new(|seen, _| {
+        match format_of(seen).as_str() {
+        "json_object+schema" => {
+            assert!(seen.body["response_format"]["schema"]["properties"]["name"].is_object());
+            chat(GOOD_ANSWER)
+        }
+        other => status(
+            400,
+            &json!({"error": {"code": 400, "type": "invalid_request_error",
+                "message": format!("response_format type must be one of \"text\" or \"json_object\", but got: {other}")}})
+            .to_string(),
+        ),
+    }
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().name, "a");
+    assert_eq!(mode, Mode::JsonObjectSchema);
+    assert_eq!((seen.len(), stats.downgrades, stats.errors), (2, 1, 0));
+}
+
+/// llama-cpp-python 0.3.x: pydantic refuses json_schema, and the server reports it as 500.
+const LLAMA_CPP_PYTHON_500: &str = r#"{"error": {"message": "[{'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', 'ctx': {'expected': \"'text' or 'json_object'\"}}]", "type": "internal_server_error", "param": null, "code": null}}"#;
+
+#[test]
+fn interop_llama_cpp_python_500_is_negotiated_once_not_retried() {
+    let server = serve(Box::new(|seen, _| match format_of(seen).as_str() {
+        "json_schema" => status(500, LLAMA_CPP_PYTHON_500),
+        _ => chat(GOOD_ANSWER),
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().name, "a");
+    assert_eq!(mode, Mode::JsonObjectSchema);
+    // One refused request, no retries into the 500, no error counted.
+    assert_eq!(
+        (seen.len(), stats.retries, stats.downgrades, stats.errors),
+        (2, 0, 1, 0)
+    );
+    // The settled form is used from the first request of the next call.
+    let mut client = client(&server.url, 2, Duration::from_secs(2));
+    let mut mode = Mode::JsonObjectSchema;
+    ask_answer(&mut client, &mut mode).unwrap();
+    let seen = server.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 3);
+    assert_eq!(format_of(&seen[2]), "json_object+schema");
+}
+
+#[test]
+fn interop_a_real_outage_500_is_retried_even_when_a_format_was_sent() {
+    let server = serve(Box::new(|_, index| match index {
+        0 => status(
+            500,
+            r#"{"error": {"message": "upstream connect error", "type": "server_error"}}"#,
+        ),
+        1 => status(503, "Service Unavailable"),
+        _ => chat(GOOD_ANSWER),
+    }));
+    let (answer, mode, stats, seen) = ask_through(&server, Mode::JsonSchema);
+    assert_eq!(answer.unwrap().name, "a");
+    assert_eq!(
+        mode,
+        Mode::JsonSchema,
+        "an outage is not a reason to ask more simply"
+    );
+    assert_eq!(
+        (seen.len(), stats.retries, stats.downgrades, stats.errors),
+        (3, 2, 0, 0)
+    );
+    assert!(seen.iter().all(|s| format_of(s) == "json_schema"));
+}
+
+#[test]
+fn response_format_refusals_are_told_from_other_errors_by_their_body() {
+    use archlab::agents::llm::client::names_response_format;
+    for body in [
+        LLAMA_CPP_PYTHON_500,
+        "Invalid parameter: 'response_format' of type 'json_schema' is not supported",
+        "Input should be 'text' or 'json_object'",
+        "this model does not support Structured Outputs",
+        "Response format not supported",
+    ] {
+        assert!(names_response_format(body), "{body}");
+    }
+    for body in [
+        "upstream connect error",
+        "This model's maximum context length is 4096 tokens",
+        "",
+        "CUDA out of memory",
+    ] {
+        assert!(!names_response_format(body), "{body}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -292,6 +534,99 @@ fn an_llm_campaign_runs_end_to_end_and_the_key_never_leaks() {
         .find(|e| e["name"] == "linear_attention" && e["stage"] == "exploration")
         .unwrap();
     assert_ne!(baseline["fitness"].as_f64(), Some(0.5), "{baseline}");
+}
+
+#[test]
+fn a_campaign_negotiates_the_format_once_and_remembers_it_across_a_resume() {
+    // llama-cpp-python's behaviour in front of a well-behaved model.
+    let good = good_endpoint();
+    let server = serve(Box::new(move |seen, index| {
+        // Slow enough that the first run is still going when it is killed.
+        let reply = if format_of(seen) == "json_schema" {
+            status(500, LLAMA_CPP_PYTHON_500)
+        } else {
+            good(seen, index)
+        };
+        Reply {
+            delay: Duration::from_millis(150),
+            ..reply
+        }
+    }));
+    let dir = temp_dir("negotiate");
+    let manifest = llm_manifest(&dir, &server.url, "");
+    let state = dir.join("state");
+
+    // The first run is killed once a few agent requests have been answered...
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args([
+            "run",
+            &manifest,
+            "--state",
+            state.to_str().unwrap(),
+            "--quiet",
+        ])
+        .env("ARCHLAB_TEST_KEY", SECRET)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while server.seen.lock().unwrap().len() < 4 {
+        assert!(std::time::Instant::now() < deadline, "no agent requests");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the campaign ended ({status}) before it could be killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let first_run = server.seen.lock().unwrap().len();
+
+    // ...and the same command resumes it to the end.
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "{log}");
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > first_run + 2,
+        "the resumed run asked the agents again: {first_run} then {}\n{log}",
+        seen.len()
+    );
+    let refused: Vec<usize> = (0..seen.len())
+        .filter(|&i| format_of(&seen[i]) == "json_schema")
+        .collect();
+    assert_eq!(
+        refused,
+        [0],
+        "json_schema is asked once per campaign, not per run or role"
+    );
+    assert!(
+        seen[first_run..]
+            .iter()
+            .all(|s| format_of(s) == "json_object+schema"),
+        "the resumed run starts from the form that worked"
+    );
+
+    let (report, text) = report_of(&state, &dir.join("report.html"));
+    assert_eq!(
+        report["agents"]["negotiated"][format!("{} scripted", server.url)],
+        "json_object+schema",
+        "{}",
+        report["agents"]
+    );
+    assert!(text.contains("json_object+schema"), "{text}");
+    let roles = report["agents"]["roles"].as_object().unwrap();
+    let total = |field: &str| -> u64 { roles.values().map(|r| r[field].as_u64().unwrap()).sum() };
+    assert_eq!(
+        (total("downgrades"), total("errors"), total("retries")),
+        (1, 0, 0),
+        "{roles:?}"
+    );
+    for role in ["researcher", "analyst"] {
+        assert!(
+            roles[role]["prompt_tokens"].as_u64().unwrap() > 0,
+            "{role}: {roles:?}"
+        );
+    }
 }
 
 #[test]

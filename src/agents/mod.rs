@@ -110,6 +110,12 @@ pub trait Agents: Send {
     fn fallback(&self) -> Option<&str> {
         None
     }
+    /// The structured-output form settled on per endpoint and model ("<url> <model>" → form).
+    fn negotiated(&self) -> std::collections::BTreeMap<String, String> {
+        std::collections::BTreeMap::new()
+    }
+    /// Takes over what an earlier run of the campaign negotiated.
+    fn restore_negotiated(&mut self, _negotiated: &std::collections::BTreeMap<String, String>) {}
 }
 
 /// The Researcher variants of the offline backend.

@@ -317,10 +317,11 @@ fn summary<S: crate::memory::Store>(
     }
     for (role, stats) in engine.agent_stats() {
         lines.push(format!(
-            "llm {role}: {} requests, {} errors, {} retries, {} tokens",
+            "llm {role}: {} requests, {} errors, {} retries, {} downgrades, {} tokens",
             stats.requests,
             stats.errors,
             stats.retries,
+            stats.downgrades,
             stats.tokens()
         ));
     }

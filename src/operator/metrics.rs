@@ -504,6 +504,7 @@ mod tests {
                 requests: 4,
                 errors: 1,
                 retries: 0,
+                downgrades: 0,
                 prompt_tokens: 100,
                 completion_tokens: 20,
                 latency_ms: 1500,

@@ -80,6 +80,9 @@ pub struct AgentsRecord {
     /// Why cognition retrieval fell back to the lexical retriever, if it did.
     #[serde(default, rename = "retrievalFallback")]
     pub retrieval_fallback: Option<String>,
+    /// The structured-output form each endpoint and model settled on ("<url> <model>" → mode).
+    #[serde(default)]
+    pub negotiated: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -153,21 +153,32 @@ pub fn render(report: &Report) -> String {
         let _ = writeln!(out, "\nLLM AGENTS");
         let _ = writeln!(
             out,
-            "  {:<12} {:>8} {:>7} {:>8} {:>10} {:>10} {:>12}",
-            "role", "requests", "errors", "retries", "prompt tok", "reply tok", "latency s"
+            "  {:<12} {:>8} {:>7} {:>8} {:>10} {:>10} {:>10} {:>12}",
+            "role",
+            "requests",
+            "errors",
+            "retries",
+            "downgrades",
+            "prompt tok",
+            "reply tok",
+            "latency s"
         );
         for (role, stats) in &agents.roles {
             let _ = writeln!(
                 out,
-                "  {:<12} {:>8} {:>7} {:>8} {:>10} {:>10} {:>12.1}",
+                "  {:<12} {:>8} {:>7} {:>8} {:>10} {:>10} {:>10} {:>12.1}",
                 role,
                 stats.requests,
                 stats.errors,
                 stats.retries,
+                stats.downgrades,
                 stats.prompt_tokens,
                 stats.completion_tokens,
                 stats.latency_ms as f64 / 1000.0
             );
+        }
+        for (endpoint_model, mode) in &agents.negotiated {
+            let _ = writeln!(out, "  structured output for {endpoint_model}: {mode}");
         }
         if let Some(reason) = &agents.fallback {
             let _ = writeln!(out, "  fell back to the evolutionary agents: {reason}");

@@ -33,6 +33,10 @@ pub enum LlmError {
     /// A 4xx other than 429: retrying will not help.
     #[error("the endpoint rejected the request ({status}): {body}")]
     Rejected { status: u16, body: String },
+    /// The endpoint does not support the request's `response_format`, whatever status it
+    /// chose to say so with (llama-cpp-python answers 500): ask in a simpler form, never retry.
+    #[error("the endpoint does not support this response_format ({status}): {body}")]
+    UnsupportedFormat { status: u16, body: String },
     /// A 200 whose body is not a chat completion, or whose content is empty.
     #[error("unusable reply: {0}")]
     BadReply(String),
@@ -60,6 +64,10 @@ pub struct RoleStats {
     pub requests: u64,
     pub errors: u64,
     pub retries: u64,
+    /// Requests refused for their `response_format` and asked again more simply: the
+    /// negotiation's cost, not an error.
+    #[serde(default)]
+    pub downgrades: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub latency_ms: u64,
@@ -209,6 +217,15 @@ impl Client {
                 };
             }
         };
+        if body.get("response_format").is_some()
+            && matches!(status.as_u16(), 400 | 422 | 500..=599)
+            && names_response_format(&text)
+        {
+            return Exchange::Fatal(LlmError::UnsupportedFormat {
+                status: status.as_u16(),
+                body: snippet(&text),
+            });
+        }
         if status.as_u16() == 429 || status.is_server_error() {
             return Exchange::Retry {
                 reason: format!("HTTP {}: {}", status.as_u16(), snippet(&text)),
@@ -260,8 +277,10 @@ impl Client {
         let stats = self.stats.entry(role).or_default();
         stats.requests += 1;
         stats.latency_ms += started.elapsed().as_millis() as u64;
-        if result.is_err() {
-            stats.errors += 1;
+        match &result {
+            Err(LlmError::UnsupportedFormat { .. }) => stats.downgrades += 1,
+            Err(_) => stats.errors += 1,
+            Ok(_) => {}
         }
         result
     }
@@ -364,6 +383,23 @@ impl Client {
         }
         Ok(vectors)
     }
+}
+
+/// Whether an error body is about the request's structured-output form. Servers say so in
+/// their own words and with their own status: OpenAI and vLLM with 400, llama.cpp's server
+/// with 400 or 500, llama-cpp-python with 500 and pydantic's `Input should be 'text' or
+/// 'json_object'`. A body about something else (an outage, a context overflow) is not.
+pub fn names_response_format(body: &str) -> bool {
+    let body = body.to_ascii_lowercase();
+    [
+        "response_format",
+        "response format",
+        "json_schema",
+        "json_object",
+        "structured output",
+    ]
+    .iter()
+    .any(|phrase| body.contains(phrase))
 }
 
 /// The first 300 characters of a body, for error messages.

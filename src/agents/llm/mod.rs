@@ -65,7 +65,9 @@ struct JudgeReply {
 pub struct LlmAgents {
     client: Client,
     spec: LlmSpec,
-    mode: Mode,
+    /// The structured-output form each model on this endpoint settled on, keyed
+    /// "<base URL> <model>": an unsupported form is asked once per campaign, not per call.
+    modes: BTreeMap<String, Mode>,
     offline: Offline,
     token_limit: Option<u64>,
     /// Tokens spent by earlier runs of this campaign (from memory).
@@ -88,7 +90,7 @@ impl LlmAgents {
         Ok(LlmAgents {
             client,
             spec: spec.clone(),
-            mode: Mode::JsonSchema,
+            modes: BTreeMap::new(),
             offline: Offline {
                 strategy: SearchStrategy::Evolutionary,
             },
@@ -127,10 +129,15 @@ impl LlmAgents {
             max_tokens: role_spec.max_tokens,
             max_reasks: self.spec.max_reasks,
         };
+        let key = format!("{} {model}", self.spec.base_url);
         let result = self.check_budget().and_then(|()| {
-            let mut mode = self.mode;
+            let before = self.modes.get(&key).copied().unwrap_or(Mode::JsonSchema);
+            let mut mode = before;
             let reply = ask::<T>(&mut self.client, role, &settings, &mut mode, prompt);
-            self.mode = mode;
+            if mode != before {
+                tracing::info!(model = %model, mode = mode.name(), "structured output negotiated; kept for the rest of the campaign");
+            }
+            self.modes.insert(key, mode);
             reply
         });
         match result {
@@ -397,5 +404,22 @@ impl Agents for LlmAgents {
 
     fn fallback(&self) -> Option<&str> {
         self.fallback.as_deref()
+    }
+
+    fn negotiated(&self) -> BTreeMap<String, String> {
+        self.modes
+            .iter()
+            .map(|(key, mode)| (key.clone(), mode.name().to_string()))
+            .collect()
+    }
+
+    fn restore_negotiated(&mut self, negotiated: &BTreeMap<String, String>) {
+        // Only this endpoint's entries: a resumed campaign pointed elsewhere starts afresh.
+        let prefix = format!("{} ", self.spec.base_url);
+        for (key, name) in negotiated {
+            if let (true, Some(mode)) = (key.starts_with(&prefix), Mode::from_name(name)) {
+                self.modes.insert(key.clone(), mode);
+            }
+        }
     }
 }

@@ -1,26 +1,67 @@
 //! Structured replies: ask for JSON in the strongest form the endpoint supports
-//! (`response_format` json_schema, then json_object, then plain text), pull the JSON out of
-//! whatever comes back, validate it with serde, and re-ask with the validation error —
-//! a bounded number of times.
+//! (`response_format` json_schema, then json_object carrying the schema, then plain
+//! json_object, then plain text), pull the JSON out of whatever comes back, validate it with
+//! serde, and re-ask with the validation error — a bounded number of times. The form that
+//! worked is the caller's to remember (per endpoint and model, across resumes).
 
 use super::client::{ChatRequest, Client, LlmError, Message};
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-/// How the endpoint is asked for JSON; downgraded when it rejects a form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How the endpoint is asked for JSON, strongest first; downgraded when it refuses a form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mode {
+    /// `{"type": "json_schema", "json_schema": {...}}`: OpenAI, vLLM, llama.cpp's server.
     JsonSchema,
+    /// `{"type": "json_object", "schema": {...}}`: llama-cpp-python and llama.cpp's server
+    /// constrain the reply to the schema this way.
+    JsonObjectSchema,
+    /// `{"type": "json_object"}`: JSON, shape not enforced.
     JsonObject,
+    /// No `response_format`: the JSON is found in the text.
     Text,
 }
 
 impl Mode {
+    pub const ALL: [Mode; 4] = [
+        Mode::JsonSchema,
+        Mode::JsonObjectSchema,
+        Mode::JsonObject,
+        Mode::Text,
+    ];
+
     fn downgrade(self) -> Mode {
         match self {
-            Mode::JsonSchema => Mode::JsonObject,
+            Mode::JsonSchema => Mode::JsonObjectSchema,
+            Mode::JsonObjectSchema => Mode::JsonObject,
             Mode::JsonObject | Mode::Text => Mode::Text,
+        }
+    }
+
+    /// The name stored in memory and shown in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::JsonSchema => "json_schema",
+            Mode::JsonObjectSchema => "json_object+schema",
+            Mode::JsonObject => "json_object",
+            Mode::Text => "text",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Mode> {
+        Mode::ALL.into_iter().find(|mode| mode.name() == name)
+    }
+
+    fn response_format(self, role: &str, schema: &serde_json::Value) -> Option<serde_json::Value> {
+        match self {
+            Mode::JsonSchema => Some(json!({
+                "type": "json_schema",
+                "json_schema": {"name": role, "schema": schema, "strict": false}
+            })),
+            Mode::JsonObjectSchema => Some(json!({"type": "json_object", "schema": schema})),
+            Mode::JsonObject => Some(json!({"type": "json_object"})),
+            Mode::Text => None,
         }
     }
 }
@@ -50,14 +91,7 @@ pub fn ask<T: DeserializeOwned + JsonSchema>(
     }];
     let mut reasks = 0;
     loop {
-        let response_format = match mode {
-            Mode::JsonSchema => Some(json!({
-                "type": "json_schema",
-                "json_schema": {"name": role, "schema": schema, "strict": false}
-            })),
-            Mode::JsonObject => Some(json!({"type": "json_object"})),
-            Mode::Text => None,
-        };
+        let response_format = mode.response_format(role, &schema);
         let request = ChatRequest {
             model: settings.model.to_string(),
             temperature: settings.temperature,
@@ -76,12 +110,23 @@ pub fn ask<T: DeserializeOwned + JsonSchema>(
                     problem
                 }
             },
-            // An endpoint that does not know a response_format says 400 (or 422).
-            Err(LlmError::Rejected {
-                status: 400 | 422, ..
-            }) if *mode != Mode::Text => {
+            // The client recognises a refusal of the form by its body, whatever the status; a
+            // bare 400 or 422 to a request with a form is most likely the form, too.
+            Err(
+                error @ (LlmError::UnsupportedFormat { .. }
+                | LlmError::Rejected {
+                    status: 400 | 422, ..
+                }),
+            ) if *mode != Mode::Text => {
+                let refused = mode.name();
                 *mode = mode.downgrade();
-                tracing::warn!(role, mode = ?*mode, "the endpoint rejected the structured-output form; asking more simply");
+                if let LlmError::Rejected { .. } = error {
+                    // Counted as an error by the client; it is the negotiation's cost.
+                    let stats = client.stats.entry(role).or_default();
+                    stats.errors = stats.errors.saturating_sub(1);
+                    stats.downgrades += 1;
+                }
+                tracing::warn!(role, model = settings.model, refused, next = mode.name(), %error, "the endpoint refused the structured-output form; asking more simply");
                 continue;
             }
             Err(LlmError::BadReply(problem)) => problem,
