@@ -92,6 +92,29 @@ impl Context {
         }
     }
 
+    /// Stops the engine of a Campaign the watch saw deleted, at once: left running until its
+    /// next failing write or idle look, it could create Experiments and pods that the garbage
+    /// collector only removes again. A watch can miss a deletion (while it reconnects); the
+    /// engine's own idle look is the backstop.
+    pub fn campaign_deleted(&self, campaign: &Campaign) {
+        let key = (
+            campaign.namespace().unwrap_or_else(|| "default".into()),
+            campaign.name_any(),
+        );
+        let stopped = {
+            let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
+            match engines.get(&key) {
+                Some(engine) if engine.uid == campaign.metadata.uid => engines.remove(&key),
+                _ => None,
+            }
+        };
+        if let Some(engine) = stopped {
+            tracing::info!(campaign = %key.1, "the Campaign was deleted; its engine stops");
+            let _ = engine.inbox.send(ToEngine::Stop);
+            self.metrics.forget_campaign(&key.0, &key.1);
+        }
+    }
+
     /// Campaigns with a running engine.
     pub fn running(&self) -> usize {
         self.engines.lock().map(|e| e.len()).unwrap_or(0)

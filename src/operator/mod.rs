@@ -25,7 +25,7 @@ use futures::StreamExt;
 use kube::Api;
 use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
-use kube::runtime::watcher;
+use kube::runtime::{WatchStreamExt, watcher};
 use kube_lease_manager::LeaseManagerBuilder;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -160,14 +160,28 @@ async fn serve(options: OperatorOptions) -> Result<()> {
 }
 
 async fn run_controller(campaigns: Api<Campaign>, context: Arc<controller::Context>) {
-    Controller::new(campaigns, watcher::Config::default())
-        .run(controller::reconcile, controller::error_policy, context)
+    // The controller reconciles what exists; deletions it never sees, so a watch of its own
+    // stops a deleted Campaign's engine.
+    let deletions = watcher(campaigns.clone(), watcher::Config::default())
+        .default_backoff()
+        .for_each(|event| {
+            if let Ok(watcher::Event::Delete(campaign)) = event {
+                context.campaign_deleted(&campaign);
+            }
+            futures::future::ready(())
+        });
+    let reconciles = Controller::new(campaigns, watcher::Config::default())
+        .run(
+            controller::reconcile,
+            controller::error_policy,
+            context.clone(),
+        )
         .for_each(|result| async move {
             if let Err(error) = result {
                 tracing::debug!(%error, "reconcile");
             }
-        })
-        .await;
+        });
+    futures::future::join(reconciles, deletions).await;
 }
 
 /// Ctrl-C or SIGTERM (how Kubernetes stops a pod).
