@@ -100,6 +100,30 @@ mod tests {
     }
 
     #[test]
+    fn the_default_sharpness_is_the_documented_one() {
+        // "a 10% loss improvement gives σ = 0.73": with equal recall and no judge, fitness is
+        // (0.5 · σ(10 · 0.1) + 0.5 · σ(0)) / 1.
+        let baseline = scores(2.0, 0.5);
+        let got = fitness(&scores(1.8, 0.5), &baseline, &FitnessWeights::default()).unwrap();
+        let expected = 0.5 / (1.0 + (-1.0f64).exp()) + 0.25;
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        assert!((expected - 0.6155).abs() < 1e-4);
+    }
+
+    #[test]
+    fn a_baseline_without_a_usable_loss_gives_no_fitness() {
+        let weights = FitnessWeights::default();
+        let run = scores(1.0, 0.5);
+        for loss in [f64::INFINITY, f64::NAN, 0.0, -1.0] {
+            assert_eq!(fitness(&run, &scores(loss, 0.5), &weights), None, "{loss}");
+            assert_eq!(
+                fitness(&scores(loss, 0.5), &run, &weights).is_none(),
+                !loss.is_finite()
+            );
+        }
+    }
+
+    #[test]
     fn equal_to_the_baseline_is_one_half_and_better_is_higher() {
         let weights = FitnessWeights::default();
         let baseline = scores(2.0, 0.5);
