@@ -111,6 +111,31 @@ mod tests {
     }
 
     #[test]
+    fn the_task_gain_is_the_mean_over_the_shared_tasks() {
+        // Two tasks gaining 0.1 and 0.3 count as one gain of 0.2 (a task the baseline lacks
+        // counts not at all): the loss term is 0.5 · σ(0), the task term 0.5 · σ(10 · 0.2).
+        let accuracy = |pairs: &[(&str, f64)]| {
+            pairs
+                .iter()
+                .map(|(task, value)| (task.to_string(), *value))
+                .collect::<BTreeMap<_, _>>()
+        };
+        let baseline = Scores {
+            val_loss: 2.0,
+            accuracy: accuracy(&[("mqar", 0.5), ("text", 0.2)]),
+            judge: None,
+        };
+        let run = Scores {
+            val_loss: 2.0,
+            accuracy: accuracy(&[("mqar", 0.6), ("text", 0.5), ("new", 0.9)]),
+            judge: None,
+        };
+        let got = fitness(&run, &baseline, &FitnessWeights::default()).unwrap();
+        let expected = 0.25 + 0.5 / (1.0 + (-2.0f64).exp());
+        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+    }
+
+    #[test]
     fn a_baseline_without_a_usable_loss_gives_no_fitness() {
         let weights = FitnessWeights::default();
         let run = scores(1.0, 0.5);
