@@ -136,6 +136,24 @@ mod tests {
     }
 
     #[test]
+    fn weights_that_sum_to_zero_give_no_fitness() {
+        let weights = FitnessWeights {
+            loss: 0.0,
+            task: 0.0,
+            ..FitnessWeights::default()
+        };
+        let baseline = scores(2.0, 0.5);
+        assert_eq!(fitness(&scores(1.8, 0.6), &baseline, &weights), None);
+        // A judge's score alone is then the fitness.
+        let judged = Scores {
+            judge: Some(7.0),
+            ..scores(1.8, 0.6)
+        };
+        let got = fitness(&judged, &baseline, &weights).unwrap();
+        assert!((got - 0.7).abs() < 1e-12, "{got}");
+    }
+
+    #[test]
     fn a_baseline_without_a_usable_loss_gives_no_fitness() {
         let weights = FitnessWeights::default();
         let run = scores(1.0, 0.5);
