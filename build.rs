@@ -5,17 +5,25 @@ use std::fmt::Write;
 use std::path::Path;
 
 fn main() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("cognition");
+    // Read at run time, not `env!`: a build script compiled for one checkout can be run for
+    // another sharing its target directory, and must read the cognition base of the crate it
+    // builds.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let dir = Path::new(&manifest_dir).join("cognition");
     println!("cargo:rerun-if-changed={}", dir.display());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-                .collect()
-        })
-        .unwrap_or_default();
+    let entries = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("reading the cognition base {}: {e}", dir.display()));
+    let mut files: Vec<_> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    // An empty base would build a binary whose Researcher retrieves nothing, silently.
+    assert!(
+        !files.is_empty(),
+        "the cognition base {} holds no .yaml entries",
+        dir.display()
+    );
     files.sort();
     let mut code = String::from(
         "/// Built-in cognition entries: (file name, YAML text).\npub const BUILT_IN: &[(&str, &str)] = &[\n",
