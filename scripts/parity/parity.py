@@ -108,6 +108,9 @@ def parse_args(argv=None):
                     help="take the torch side of each cell from DIR/cells/ (a run with --skip-archlab, "
                          "e.g. on a GPU machine) instead of training it here; configs must match "
                          "except device, kernels and threads")
+    ap.add_argument("--archlab-from", type=Path, default=None,
+                    help="take the archlab side of each cell from DIR/cells/ (a run with --skip-torch, "
+                         "e.g. archlab on a GPU machine's cuda); configs must match except placement")
     ap.add_argument("--resume", action="store_true",
                     help="reuse cells already in OUT/cells/ (same config)")
     args = ap.parse_args(argv)
@@ -339,6 +342,11 @@ PLACEMENT_KEYS = ("device", "kernels", "threads")
 
 
 def torch_side_from(directory: Path, stem: str, cfg: dict) -> dict:
+    return side_from(directory, stem, cfg, "torch")
+
+
+def side_from(directory: Path, stem: str, cfg: dict, which: str) -> dict:
+    """One side ("torch" or "archlab") of a cell computed by another run of this harness."""
     path = directory / "cells" / f"{stem}.json"
     if not path.exists():
         return {"status": "error", "error": f"{path} does not exist"}
@@ -348,7 +356,9 @@ def torch_side_from(directory: Path, stem: str, cfg: dict) -> dict:
     if theirs != ours:
         differ = sorted(k for k in set(theirs) | set(ours) if theirs.get(k) != ours.get(k))
         return {"status": "error", "error": f"{path}: another configuration ({', '.join(differ)})"}
-    side = dict(cell.get("torch") or {"status": "error", "error": f"{path} has no torch side"})
+    side = dict(cell.get(which) or {"status": "error", "error": f"{path} has no {which} side"})
+    if side.get("status") == "skipped":
+        return {"status": "error", "error": f"{path}: its {which} side was skipped"}
     side["placement"] = {k: cell["config"].get(k) for k in PLACEMENT_KEYS}
     return side
 
@@ -378,8 +388,12 @@ def run_cell(args, mixer, setting_name, seed, text_file) -> dict:
     else:
         print(f"[{stem}] {setting['desc']}: steps={cfg['steps']} batch={cfg['batch_size']} "
               f"lr={cfg['lr_sweep'] or cfg['lr']}", flush=True)
-        a = ({"status": "skipped"} if args.skip_archlab
-             else run_archlab(args, mixer, cfg, setting, text_file, stem))
+        if args.archlab_from:
+            a = side_from(args.archlab_from, stem, cfg, "archlab")
+        elif args.skip_archlab:
+            a = {"status": "skipped"}
+        else:
+            a = run_archlab(args, mixer, cfg, setting, text_file, stem)
         if a.get("status") != "ok":
             print(f"  [{stem}] archlab: {a.get('status')}: {a.get('error')}", flush=True)
         if args.torch_from:
@@ -406,7 +420,7 @@ def main(argv=None):
     cells = selected_cells(args)
     if not cells:
         sys.exit("no cells selected")
-    if not args.skip_archlab:
+    if not args.skip_archlab and not args.archlab_from:
         wait_for_binary(args)
         if not args.archlab.exists():
             sys.exit(f"{args.archlab} does not exist (use --archlab or --skip-archlab)")
@@ -438,7 +452,8 @@ def main(argv=None):
         "eval_batches " + ", ".join(
             f"{k} {cell_config(args, k, 0)['eval_batches']}" for k in GRIDS[args.grid]["settings"])
         + f", torch embedding init {args.embed_init}; " + torch_placement(args, rows)
-        + f", archlab on {args.archlab_device or 'cpu'}.",
+        + (f", archlab side from {args.archlab_from}." if args.archlab_from
+           else f", archlab on {args.archlab_device or 'cpu'}."),
         "",
         settings_md,
         "",
