@@ -9,6 +9,7 @@ use crate::agents::{
 };
 use crate::api::CampaignSpec;
 use crate::cognition::embedding::{TextEmbedder, cosine};
+use crate::cognition::lexical::GrowingIndex;
 use crate::cognition::{Base, Retriever};
 use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
 use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
@@ -104,6 +105,30 @@ impl Motivations {
     }
 }
 
+/// Keeps `index` holding the motivation of each exploration experiment (what the novelty check
+/// compares a proposal's motivation with).
+fn index_motivation(index: &mut GrowingIndex, experiment: &Experiment) {
+    if experiment.stage == Stage::Exploration && !experiment.motivation.trim().is_empty() {
+        index.upsert(experiment.id, &experiment.motivation);
+    }
+}
+
+/// Adds the structural hashes of an exploration experiment's attempts to `known` (attempts are
+/// only ever added, and a stored structure never changes).
+fn add_hashes(known: &mut HashSet<String>, experiment: &Experiment) {
+    if experiment.stage == Stage::Exploration {
+        for structure in experiment
+            .attempts
+            .iter()
+            .filter_map(|a| a.structure.as_ref())
+        {
+            if !known.contains(&structure.hash) {
+                known.insert(structure.hash.clone());
+            }
+        }
+    }
+}
+
 /// Used when a parent has no problem summary yet (a seed that is still being analysed).
 const DEFAULT_QUERY: &str =
     "associative recall is poor: the recurrent state cannot retrieve the value of a queried key";
@@ -121,6 +146,12 @@ pub struct Engine<S: Store> {
     stats_before: BTreeMap<String, RoleStats>,
     tokens_recorded: u64,
     motivations: Option<Motivations>,
+    /// The built-in lexical embedding of every exploration motivation, kept up to date as
+    /// experiments are saved, so that a proposal's motivation check does not re-index memory.
+    motivation_index: GrowingIndex,
+    /// Structural hashes of every program tried at the exploration scale, as stored with the
+    /// attempts (no program is checked again); kept up to date as experiments are saved.
+    known_hashes: HashSet<String>,
     retrieval_fallback: Option<String>,
 }
 
@@ -147,7 +178,7 @@ impl<S: Store> Engine<S> {
         if let Ok(negotiated) = serde_json::from_value(record["negotiated"].clone()) {
             agents.restore_negotiated(&negotiated);
         }
-        Ok(Engine {
+        let mut engine = Engine {
             campaign: campaign.to_string(),
             spec,
             store,
@@ -157,8 +188,16 @@ impl<S: Store> Engine<S> {
             stats_before,
             tokens_recorded: 0,
             motivations: None,
+            motivation_index: GrowingIndex::default(),
+            known_hashes: HashSet::new(),
             retrieval_fallback: None,
-        })
+        };
+        for experiment in &engine.experiments {
+            index_motivation(&mut engine.motivation_index, experiment);
+            add_hashes(&mut engine.known_hashes, experiment);
+        }
+        engine.fill_in_structures()?;
+        Ok(engine)
     }
 
     /// Judges motivation novelty with `embedder` instead of the built-in lexical embedding.
@@ -259,6 +298,8 @@ impl<S: Store> Engine<S> {
 
     fn save(&mut self, experiment: Experiment) -> Result<()> {
         self.store.save_experiment(&self.campaign, &experiment)?;
+        index_motivation(&mut self.motivation_index, &experiment);
+        add_hashes(&mut self.known_hashes, &experiment);
         match self.experiments.iter_mut().find(|e| e.id == experiment.id) {
             Some(slot) => *slot = experiment,
             None => self.experiments.push(experiment),
@@ -461,7 +502,6 @@ impl<S: Store> Engine<S> {
             .filter_map(|id| self.experiments.iter().find(|e| e.id == *id))
             .collect();
         let check = campaign::check_config(&self.spec, experiment);
-        let known = self.known_hashes(&check);
         let request = ProposalRequest {
             experiment: experiment.id,
             seed: self.spec.seed ^ experiment.id.wrapping_mul(0xA24B_AED4_963E_E407),
@@ -469,7 +509,7 @@ impl<S: Store> Engine<S> {
             references,
             cognition: entries,
             history: &self.experiments,
-            known_hashes: &known,
+            known_hashes: &self.known_hashes,
             check: &check,
         };
         let retrieved: Vec<String> = hits.iter().map(|h| h.id.clone()).collect();
@@ -490,19 +530,33 @@ impl<S: Store> Engine<S> {
         })
     }
 
-    /// Structural hashes of every program tried at the exploration scale.
-    fn known_hashes(&self, check: &archspec::CheckConfig) -> HashSet<String> {
-        let check = archspec::CheckConfig {
-            max_complexity: None,
-            ..check.clone()
-        };
-        self.experiments
-            .iter()
-            .filter(|e| e.stage == Stage::Exploration)
-            .flat_map(|e| e.attempts.iter())
-            .filter_map(|a| archspec::check_source(&a.program, &check).ok())
-            .map(|v| v.hash())
-            .collect()
+    /// Memories written before attempts kept their structure (hash and distance features) get
+    /// it here, once, with the check configuration of the experiment's stage, and saved.
+    fn fill_in_structures(&mut self) -> Result<()> {
+        for index in 0..self.experiments.len() {
+            let experiment = &self.experiments[index];
+            let missing = |a: &lifecycle::Attempt| a.structure.is_none() && !a.program.is_empty();
+            if !experiment.attempts.iter().any(missing) {
+                continue;
+            }
+            let check = archspec::CheckConfig {
+                max_complexity: None,
+                ..campaign::check_config(&self.spec, experiment)
+            };
+            let mut updated = experiment.clone();
+            let mut changed = false;
+            for attempt in updated.attempts.iter_mut().filter(|a| missing(a)) {
+                // A program that does not check has no structure; it stays without one.
+                if let Ok(valid) = archspec::check_source(&attempt.program, &check) {
+                    attempt.structure = Some(valid.structure());
+                    changed = true;
+                }
+            }
+            if changed {
+                self.save(updated)?;
+            }
+        }
+        Ok(())
     }
 
     fn start_command(&self, experiment: &Experiment) -> Option<Command> {
@@ -545,16 +599,24 @@ impl<S: Store> Engine<S> {
         let with_known = matches!(event, Event::Proposed { .. } | Event::Revised { .. });
         let inputs = StepInputs::gather(&self.spec, &self.experiments, &experiment, with_known);
         let mut known = inputs.known();
-        if let (Some(motivations), Event::Proposed { motivation, .. }) =
-            (self.motivations.as_mut(), &event)
-            && !known.is_empty()
-            && !motivation.trim().is_empty()
-        {
-            let others: Vec<&str> = known.iter().map(|k| k.motivation).collect();
-            if let Some(similarities) = motivations.similarities(motivation, &others) {
-                for (k, similarity) in known.iter_mut().zip(similarities) {
-                    k.motivation_similarity = Some(similarity);
-                }
+        let motivation = match &event {
+            Event::Proposed { motivation, .. } => motivation.as_str(),
+            _ => experiment.motivation.as_str(),
+        };
+        if with_known && !known.is_empty() && !motivation.trim().is_empty() {
+            // The embeddings endpoint when one is configured and answers, else the built-in
+            // lexical embedding from the index memory keeps (never re-indexed per proposal).
+            let external = self.motivations.as_mut().and_then(|motivations| {
+                let others: Vec<&str> = known.iter().map(|k| k.motivation).collect();
+                motivations.similarities(motivation, &others)
+            });
+            let similarities = external.unwrap_or_else(|| {
+                let keys: Vec<ExperimentId> = known.iter().map(|k| k.id).collect();
+                self.motivation_index
+                    .scores(motivation, &keys, Some(experiment.id))
+            });
+            for (k, similarity) in known.iter_mut().zip(similarities) {
+                k.motivation_similarity = Some(similarity);
             }
         }
         let context = inputs.context(&self.spec, &known);
@@ -600,13 +662,12 @@ impl<S: Store> Engine<S> {
     fn revise(&mut self, experiment: &Experiment, error: &str) -> Event {
         let parent = experiment.parent.and_then(|id| self.get(id)).cloned();
         let check = campaign::check_config(&self.spec, experiment);
-        let known = self.known_hashes(&check);
         let request = RepairRequest {
             seed: self.spec.seed ^ (experiment.id << 8) ^ experiment.attempts.len() as u64,
             experiment,
             parent: parent.as_ref(),
             error,
-            known_hashes: &known,
+            known_hashes: &self.known_hashes,
             check: &check,
         };
         match self.agents.repair(&request) {

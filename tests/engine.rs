@@ -332,3 +332,84 @@ fn a_solved_task_is_not_mistaken_for_leakage() {
     assert!(progress(&mut engine, 4, 5, 2.5).is_empty());
     assert!(progress(&mut engine, 4, 11, 0.3).is_empty());
 }
+
+#[test]
+fn a_memory_from_before_stored_structures_gets_them_once_and_novelty_uses_them() {
+    let (mut engine, dir) = engine(
+        "structures",
+        Scripted {
+            proposals: VecDeque::from([Ok(GOOD.to_string())]),
+            repairs: VecDeque::new(),
+        },
+    );
+    past_the_seeds(&mut engine);
+    let (commands, _) = engine.fill(1).unwrap();
+    assert!(finish(&mut engine, &commands[0], 1.5).is_empty());
+    drop(engine);
+    // What an older archlab left: attempts without their structure.
+    let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
+    let cleared = connection
+        .execute("UPDATE attempts SET structure_json = NULL", [])
+        .unwrap();
+    assert_eq!(cleared, 3, "two seeds and one proposal");
+    drop(connection);
+
+    // Opening fills them in and saves them; the same program proposed again is caught.
+    let spec = parse_campaign(include_str!("fixtures/tiny_campaign.yaml"))
+        .unwrap()
+        .spec;
+    let base = Base::load(&[]).unwrap();
+    let cognition = Cognition {
+        retriever: Box::new(base.lexical()),
+        base,
+        top_k: 3,
+        min_score: 0.0,
+    };
+    let agents = Scripted {
+        proposals: VecDeque::from([Ok(GOOD.to_string())]),
+        repairs: VecDeque::new(),
+    };
+    let mut engine = Engine::open(
+        "tiny",
+        spec,
+        SqliteStore::open(&dir).unwrap(),
+        Box::new(agents),
+        cognition,
+    )
+    .unwrap();
+    let stored = SqliteStore::open(&dir)
+        .unwrap()
+        .experiments("tiny")
+        .unwrap();
+    let good_hash = stored[2].attempts[0]
+        .structure
+        .as_ref()
+        .unwrap()
+        .hash
+        .clone();
+    for experiment in &stored {
+        assert!(
+            experiment.attempts.iter().all(|a| a.structure.is_some()),
+            "experiment {} was not filled in",
+            experiment.id
+        );
+    }
+    assert_ne!(
+        stored[0].attempts[0].structure.as_ref().unwrap().hash,
+        good_hash
+    );
+    // (The planner goes on past the failed repeat, to what comes next.)
+    engine.fill(1).unwrap();
+    let repeat = engine.experiments().iter().find(|e| e.id == 4).unwrap();
+    assert_eq!(repeat.phase, Phase::Failed);
+    match &repeat.attempts[0].outcome {
+        Some(Outcome::NotNovel { reason, .. }) => {
+            assert!(reason.contains("experiment 3"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        repeat.attempts[0].structure.as_ref().map(|s| &s.hash),
+        Some(&good_hash)
+    );
+}

@@ -8,6 +8,7 @@ use archlab::core::lifecycle::{Attempt, Experiment, Outcome, Phase, Stage, Train
 use archlab::core::qa::ProgressPoint;
 use archlab::memory::sqlite::SqliteStore;
 use archlab::memory::{MemoryError, Store};
+use archspec::canon::Structure;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -29,6 +30,7 @@ fn experiment(id: u64) -> Experiment {
             diagnostics: "error[E0401] at 2:10: not causal".into(),
         }),
         progress: vec![],
+        structure: None,
     });
     experiment.attempts.push(Attempt {
         number: 2,
@@ -47,6 +49,10 @@ fn experiment(id: u64) -> Experiment {
             elapsed_s: 1.5,
             trial: 0,
         }],
+        structure: Some(Structure {
+            hash: "00000000deadbeef".into(),
+            features: BTreeMap::from([("linear".into(), 2), ("silu<-linear".into(), 1)]),
+        }),
     });
     experiment.phase = Phase::Analysing;
     experiment.fitness = Some(0.625);
@@ -83,6 +89,7 @@ fn saving_again_updates_in_place_and_keeps_every_attempt() {
         program: "mixer c(d_model) { return x }".into(),
         outcome: None,
         progress: vec![],
+        structure: None,
     });
     store.save_experiment("c", &record).unwrap();
     let stored = store.experiments("c").unwrap();
@@ -145,7 +152,7 @@ fn a_changed_spec_under_the_same_name_is_refused() {
 fn the_schema_is_versioned_in_wal_mode_and_a_newer_one_is_refused() {
     let dir = state_dir("schema");
     let store = SqliteStore::open(&dir).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     drop(store);
     let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
     let mode: String = connection
@@ -159,7 +166,7 @@ fn the_schema_is_versioned_in_wal_mode_and_a_newer_one_is_refused() {
     match SqliteStore::open(&dir) {
         Err(MemoryError::NewerSchema {
             found: 99,
-            supported: 2,
+            supported: 3,
             ..
         }) => {}
         other => panic!("expected a newer-schema error, got {:?}", other.map(|_| ())),
@@ -184,7 +191,7 @@ fn a_version_1_database_is_upgraded_in_place_keeping_its_records() {
             .unwrap();
     }
     let mut store = SqliteStore::open(&dir).unwrap();
-    assert_eq!(store.schema_version().unwrap(), 2);
+    assert_eq!(store.schema_version().unwrap(), 3);
     assert_eq!(store.usage("old").unwrap().llm_tokens, 7);
     assert_eq!(store.agent_stats("old").unwrap(), None);
     store.save_agent_stats("old", "{\"roles\":{}}").unwrap();

@@ -332,6 +332,7 @@ fn record() -> Experiment {
             },
         }),
         progress: Vec::new(),
+        structure: None,
     });
     experiment
 }

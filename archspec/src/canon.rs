@@ -2,7 +2,8 @@
 //! operand order and dead code do not matter), a structural hash, and a distance in [0, 1].
 
 use crate::ir::{Graph, NodeId, Op};
-use std::collections::HashMap;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write;
 
 /// 64-bit FNV-1a: stable across Rust versions and platforms, unlike `std`'s hasher, so hashes
@@ -162,8 +163,8 @@ pub fn structural_hash(graph: &Graph) -> String {
 }
 
 /// Structural features of a graph: each live operation alone and with its inputs' operations.
-fn features(graph: &Graph) -> HashMap<String, usize> {
-    let mut counts = HashMap::new();
+fn features(graph: &Graph) -> BTreeMap<String, u32> {
+    let mut counts = BTreeMap::new();
     for (_, node) in graph.live_nodes() {
         if matches!(node.op, Op::Input | Op::Const { .. }) {
             continue;
@@ -185,28 +186,53 @@ fn features(graph: &Graph) -> HashMap<String, usize> {
     counts
 }
 
-/// Structural distance in [0, 1]: 0 for structurally identical programs, 1 when they share no
-/// operation. One minus the weighted Jaccard similarity of their feature multisets.
-pub fn distance(a: &Graph, b: &Graph) -> f64 {
-    if structural_hash(a) == structural_hash(b) {
-        return 0.0;
-    }
-    let (fa, fb) = (features(a), features(b));
-    let mut intersection = 0usize;
-    let mut union = 0usize;
-    for (key, &count_a) in &fa {
-        let count_b = fb.get(key).copied().unwrap_or(0);
-        intersection += count_a.min(count_b);
-        union += count_a.max(count_b);
-    }
-    for (key, &count_b) in &fb {
-        if !fa.contains_key(key) {
-            union += count_b;
+/// What identity and distance need of a program, computed once from its graph and small enough
+/// to keep with every attempt in memory: comparing two `Structure`s needs no re-check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Structure {
+    /// [`structural_hash`] of the graph.
+    pub hash: String,
+    /// Feature multiset ([`distance`]): operation signatures, alone and with their inputs'.
+    pub features: BTreeMap<String, u32>,
+}
+
+impl Structure {
+    pub fn of(graph: &Graph) -> Structure {
+        Structure {
+            hash: structural_hash(graph),
+            features: features(graph),
         }
     }
-    if union == 0 {
-        return 0.0;
+
+    /// Structural distance in [0, 1]: 0 for structurally identical programs, 1 when they share
+    /// no operation. One minus the weighted Jaccard similarity of their feature multisets.
+    pub fn distance(&self, other: &Structure) -> f64 {
+        if self.hash == other.hash {
+            return 0.0;
+        }
+        let (fa, fb) = (&self.features, &other.features);
+        let mut intersection = 0u64;
+        let mut union = 0u64;
+        for (key, &count_a) in fa {
+            let count_b = fb.get(key).copied().unwrap_or(0);
+            intersection += u64::from(count_a.min(count_b));
+            union += u64::from(count_a.max(count_b));
+        }
+        for (key, &count_b) in fb {
+            if !fa.contains_key(key) {
+                union += u64::from(count_b);
+            }
+        }
+        if union == 0 {
+            return 0.0;
+        }
+        // Different hashes with identical features (rare: differing wiring) still differ a
+        // little.
+        (1.0 - intersection as f64 / union as f64).max(f64::EPSILON)
     }
-    // Different hashes with identical features (rare: differing wiring) still differ a little.
-    (1.0 - intersection as f64 / union as f64).max(f64::EPSILON)
+}
+
+/// Structural distance of two graphs (see [`Structure::distance`]).
+pub fn distance(a: &Graph, b: &Graph) -> f64 {
+    Structure::of(a).distance(&Structure::of(b))
 }

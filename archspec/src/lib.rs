@@ -41,6 +41,11 @@ impl Valid {
     pub fn hash(&self) -> String {
         canon::structural_hash(&self.checked.graph)
     }
+
+    /// The program's hash and distance features, to keep with it.
+    pub fn structure(&self) -> canon::Structure {
+        canon::Structure::of(&self.checked.graph)
+    }
 }
 
 /// Parses and checks source text in one step.

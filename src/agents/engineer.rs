@@ -190,6 +190,7 @@ mod tests {
             program: program.into(),
             outcome: Some(outcome),
             progress: vec![],
+            structure: None,
         });
         experiment
     }
@@ -276,6 +277,7 @@ mod tests {
             program: program.into(),
             outcome: None,
             progress: vec![],
+            structure: None,
         });
         parent
     }
@@ -411,6 +413,7 @@ mod tests {
             program: source.into(),
             outcome: Some(crash()),
             progress: vec![],
+            structure: None,
         });
         match repair(&request(&experiment, Some(&parent), &known, &check)) {
             Repair::Revised { program, note } => {

@@ -111,16 +111,36 @@ impl Operator {
 pub fn history_weights(
     history: &[crate::core::lifecycle::Experiment],
 ) -> BTreeMap<&'static str, f64> {
-    let fitness: BTreeMap<u64, f64> = history
-        .iter()
-        .filter_map(|e| e.fitness.map(|f| (e.id, f)))
-        .collect();
+    // Memory is in id order (the engine's mirror and the store's reads are), so a parent is
+    // found by bisection instead of a map built over every experiment per proposal.
+    let sorted = history.is_sorted_by_key(|e| e.id);
+    let by_id: BTreeMap<u64, f64> = if sorted {
+        BTreeMap::new()
+    } else {
+        history
+            .iter()
+            .filter_map(|e| e.fitness.map(|f| (e.id, f)))
+            .collect()
+    };
+    let fitness_of = |id: u64| -> Option<f64> {
+        if sorted {
+            // Ids usually count from 1 without gaps: try that slot before bisecting.
+            let guess = usize::try_from(id).ok()?.checked_sub(1);
+            if let Some(e) = guess.and_then(|i| history.get(i)).filter(|e| e.id == id) {
+                return e.fitness;
+            }
+            let index = history.binary_search_by_key(&id, |e| e.id).ok()?;
+            history[index].fitness
+        } else {
+            by_id.get(&id).copied()
+        }
+    };
     let mut tallies: BTreeMap<&'static str, (f64, f64)> = BTreeMap::new();
     for experiment in history.iter().filter(|e| e.phase.is_terminal()) {
         let Some(op) = experiment.operator.as_deref().and_then(Operator::from_name) else {
             continue;
         };
-        let parent_fitness = experiment.parent.and_then(|p| fitness.get(&p)).copied();
+        let parent_fitness = experiment.parent.and_then(fitness_of);
         let won = matches!((experiment.fitness, parent_fitness), (Some(child), Some(parent)) if child > parent);
         let tally = tallies.entry(op.name()).or_default();
         tally.1 += 1.0;

@@ -151,6 +151,7 @@ mod tests {
                     },
                 }),
                 progress: points(100_000),
+                structure: None,
             });
         }
         experiment.infrastructure_failures = (0..100)
@@ -189,6 +190,7 @@ mod tests {
                 log_tail: "last line".into(),
             }),
             progress: points(100),
+            structure: None,
         });
         assert_eq!(bounded(&record), record);
     }

@@ -197,6 +197,7 @@ mod tests {
                 elapsed_s: 61.2,
                 trial: 0,
             }],
+            structure: None,
         });
         e
     }

@@ -5,9 +5,11 @@
 
 use crate::core::lifecycle::{self, Attempt, ExperimentId, Origin, Phase, Stage};
 use crate::core::qa::ProgressPoint;
+use archspec::canon::Structure;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 // Several print columns share a type; clippy reads that as a repeated attribute.
 #[allow(clippy::duplicated_attributes)]
@@ -171,6 +173,35 @@ pub struct AttemptStatus {
     pub outcome: Option<serde_json::Value>,
     #[serde(default)]
     pub progress: Vec<ProgressPoint>,
+    /// The program's structural hash and distance features (what novelty compares), computed
+    /// once when the attempt started; absent when the program did not check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structure: Option<StructureStatus>,
+}
+
+/// `archspec::canon::Structure` in a status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct StructureStatus {
+    pub hash: String,
+    pub features: BTreeMap<String, u32>,
+}
+
+impl From<&Structure> for StructureStatus {
+    fn from(structure: &Structure) -> StructureStatus {
+        StructureStatus {
+            hash: structure.hash.clone(),
+            features: structure.features.clone(),
+        }
+    }
+}
+
+impl From<StructureStatus> for Structure {
+    fn from(status: StructureStatus) -> Structure {
+        Structure {
+            hash: status.hash,
+            features: status.features,
+        }
+    }
 }
 
 pub(crate) fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
@@ -253,6 +284,7 @@ pub fn to_resource_at(
                     .and_then(|o| serde_json::to_value(o).ok())
                     .map(without_empty_strings),
                 progress: a.progress.clone(),
+                structure: a.structure.as_ref().map(StructureStatus::from),
             })
             .collect(),
         fitness: record.fitness,
@@ -283,6 +315,7 @@ pub fn from_resource(resource: &Experiment) -> Result<lifecycle::Experiment, Str
             program: attempt.program,
             outcome,
             progress: attempt.progress,
+            structure: attempt.structure.map(Structure::from),
         });
     }
     let name = match (&spec.seed, status.name.is_empty()) {
@@ -339,6 +372,7 @@ mod tests {
                     elapsed_s: 0.5,
                     trial: 0,
                 }],
+                structure: None,
             },
             Attempt {
                 number: 2,
@@ -352,6 +386,7 @@ mod tests {
                     },
                 }),
                 progress: vec![],
+                structure: None,
             },
         ];
         let resource = to_resource("Quick_Start", &record);
@@ -378,6 +413,7 @@ mod tests {
                     log_tail: String::new(),
                 }),
                 progress: vec![],
+                structure: None,
             },
             Attempt {
                 number: 2,
@@ -386,6 +422,7 @@ mod tests {
                     message: String::new(),
                 }),
                 progress: vec![],
+                structure: None,
             },
         ];
         let resource = to_resource_at("quick", &record, &[], "2026-11-29T12:00:00Z");
@@ -409,6 +446,7 @@ mod tests {
                 elapsed_s: 10.0,
                 trial: 1,
             }],
+            structure: None,
         });
         let status = training_status(&record, 100, 2).unwrap_or_else(|| panic!("training"));
         assert_eq!(

@@ -8,12 +8,12 @@
 
 use super::budget::{Exhausted, Usage};
 use super::fitness::Scores;
-use super::lifecycle::{Context, Experiment, ExperimentId, Origin, Phase, Stage};
+use super::lifecycle::{Context, Experiment, ExperimentId, Origin, Outcome, Phase, Stage};
 use super::novelty::Known;
 use super::qa::QaContext;
 use super::sampling::{Ranked, sample};
 use crate::api::CampaignSpec;
-use archspec::{CheckConfig, Graph};
+use archspec::CheckConfig;
 use rand::Rng;
 use std::collections::BTreeMap;
 
@@ -128,11 +128,15 @@ pub fn next(
         .max_experiments
         .saturating_sub(verification_runs(spec));
     if usage.experiments < exploration_cap {
-        let population: Vec<Ranked<ExperimentId>> = exploration
+        let mut population: Vec<Ranked<ExperimentId>> = exploration
             .iter()
             .filter(|e| e.phase == Phase::Succeeded)
             .filter_map(|e| e.fitness.map(|fitness| Ranked { id: e.id, fitness }))
             .collect();
+        let spent = spent_parents(&exploration);
+        if population.iter().any(|r| !spent.contains(&r.id)) {
+            population.retain(|r| !spent.contains(&r.id));
+        }
         let seeds: Vec<ExperimentId> = exploration
             .iter()
             .filter(|e| e.origin == Origin::Seed && e.phase == Phase::Succeeded)
@@ -281,6 +285,36 @@ pub fn train_config(spec: &CampaignSpec, stage: Stage, replica: u32) -> trainer:
 
 /// The static-check settings for an experiment: the stage's width and length, and the
 /// campaign's complexity limit (seeds and their verification runs are exempt).
+/// Children in a row that found nothing new before a parent counts as spent.
+pub const SPENT_AFTER: usize = 3;
+
+/// Parents whose last [`SPENT_AFTER`] proposals all failed for want of anything new (the
+/// Researcher found no new program, or the Engineer no novel repair): their neighbourhood is
+/// exhausted, and drawing them again would only burn experiments. The planner leaves them out
+/// while any other parent remains.
+fn spent_parents(exploration: &[&Experiment]) -> std::collections::HashSet<ExperimentId> {
+    let mut recent: BTreeMap<ExperimentId, Vec<bool>> = BTreeMap::new();
+    for child in exploration.iter().filter(|e| e.origin == Origin::Proposal) {
+        let Some(parent) = child.parent else { continue };
+        let nothing_new = child.phase == Phase::Failed
+            && child.current().is_some_and(|a| {
+                matches!(
+                    a.outcome,
+                    Some(Outcome::AgentFailed { .. } | Outcome::NotNovel { .. })
+                )
+            });
+        recent.entry(parent).or_default().push(nothing_new);
+    }
+    recent
+        .into_iter()
+        .filter(|(_, children)| {
+            children.len() >= SPENT_AFTER
+                && children[children.len() - SPENT_AFTER..].iter().all(|&n| n)
+        })
+        .map(|(parent, _)| parent)
+        .collect()
+}
+
 pub fn check_config(spec: &CampaignSpec, experiment: &Experiment) -> CheckConfig {
     let config = train_config(spec, experiment.stage, experiment.replica);
     let max_complexity = match experiment.origin {
@@ -324,10 +358,10 @@ pub fn baseline_scores(
     })
 }
 
-/// Owned inputs of a lifecycle [`Context`] for one experiment.
-pub struct StepInputs {
+/// Inputs of a lifecycle [`Context`] for one experiment, borrowing memory.
+pub struct StepInputs<'a> {
     pub check: CheckConfig,
-    known: Vec<(ExperimentId, String, Graph, String)>,
+    known: Vec<Known<'a, ExperimentId>>,
     pub qa_context: QaContext,
     pub baseline: Option<Scores>,
     pub skip_novelty: bool,
@@ -335,15 +369,16 @@ pub struct StepInputs {
     pub max_params: Option<u64>,
 }
 
-impl StepInputs {
-    /// Gathers what a step of `experiment` needs from memory. `with_known` also checks every
-    /// other experiment's program for the novelty check (only proposals and revisions need it).
+impl<'a> StepInputs<'a> {
+    /// Gathers what a step of `experiment` needs from memory. `with_known` also collects every
+    /// other program's stored structure for the novelty check (only proposals and revisions
+    /// need it).
     pub fn gather(
         spec: &CampaignSpec,
-        experiments: &[Experiment],
+        experiments: &'a [Experiment],
         experiment: &Experiment,
         with_known: bool,
-    ) -> StepInputs {
+    ) -> StepInputs<'a> {
         let check = check_config(spec, experiment);
         let proposal = experiment.origin == Origin::Proposal;
         let mut known = Vec::new();
@@ -353,19 +388,14 @@ impl StepInputs {
                 if other.stage != Stage::Exploration {
                     continue;
                 }
-                for attempt in &other.attempts {
-                    let other_check = CheckConfig {
-                        max_complexity: None,
-                        ..check.clone()
-                    };
-                    if let Ok(valid) = archspec::check_source(&attempt.program, &other_check) {
-                        known.push((
-                            other.id,
-                            valid.hash(),
-                            valid.checked.graph,
-                            other.motivation.clone(),
-                        ));
-                    }
+                // Programs that never checked have no structure and nothing to repeat.
+                for structure in other.attempts.iter().filter_map(|a| a.structure.as_ref()) {
+                    known.push(Known {
+                        id: other.id,
+                        structure,
+                        motivation: &other.motivation,
+                        motivation_similarity: None,
+                    });
                 }
             }
         }
@@ -408,11 +438,11 @@ impl StepInputs {
         }
     }
 
-    pub fn context<'a>(
-        &'a self,
-        spec: &'a CampaignSpec,
-        known: &'a [Known<'a, ExperimentId>],
-    ) -> Context<'a> {
+    pub fn context<'b>(
+        &'b self,
+        spec: &'b CampaignSpec,
+        known: &'b [Known<'b, ExperimentId>],
+    ) -> Context<'b> {
         Context {
             check: &self.check,
             novelty: &spec.search.novelty,
@@ -428,17 +458,8 @@ impl StepInputs {
     }
 
     /// Borrowed views of the known programs, for [`StepInputs::context`].
-    pub fn known(&self) -> Vec<Known<'_, ExperimentId>> {
-        self.known
-            .iter()
-            .map(|(id, hash, graph, motivation)| Known {
-                id: *id,
-                hash,
-                graph,
-                motivation,
-                motivation_similarity: None,
-            })
-            .collect()
+    pub fn known(&self) -> Vec<Known<'a, ExperimentId>> {
+        self.known.clone()
     }
 }
 
@@ -472,6 +493,7 @@ mod tests {
                 },
             }),
             progress: vec![],
+            structure: None,
         });
         e
     }
@@ -483,6 +505,67 @@ mod tests {
 
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
+    use std::collections::BTreeSet;
+
+    fn nothing_new(id: u64, parent: u64) -> Experiment {
+        let mut e = Experiment::new(id, Stage::Exploration, Some(parent), vec![]);
+        e.phase = Phase::Failed;
+        e.attempts.push(Attempt {
+            number: 1,
+            program: String::new(),
+            outcome: Some(Outcome::AgentFailed {
+                message: format!("researcher: no operator gave a new program from {parent}"),
+            }),
+            progress: vec![],
+            structure: None,
+        });
+        e
+    }
+
+    fn parents_drawn(spec: &CampaignSpec, experiments: &[Experiment]) -> BTreeSet<u64> {
+        let usage = usage(experiments, 0);
+        (0..32)
+            .filter_map(|seed| {
+                match next(
+                    spec,
+                    experiments,
+                    &usage,
+                    &mut SmallRng::seed_from_u64(seed),
+                ) {
+                    Next::Create(new) => new.parent,
+                    other => panic!("expected a proposal, got {other:?}"),
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_parent_whose_last_children_found_nothing_new_is_left_out_while_others_remain() {
+        let mut spec = spec();
+        spec.budget.max_experiments = 100;
+        let base = vec![
+            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
+            finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6),
+        ];
+        assert_eq!(parents_drawn(&spec, &base), BTreeSet::from([1, 2]));
+        // Two failures in a row are not yet a spent neighbourhood; three are.
+        let mut two = base.clone();
+        two.extend([nothing_new(3, 2), nothing_new(4, 2)]);
+        assert_eq!(parents_drawn(&spec, &two), BTreeSet::from([1, 2]));
+        let mut three = two.clone();
+        three.push(nothing_new(5, 2));
+        assert_eq!(parents_drawn(&spec, &three), BTreeSet::from([1]));
+        // A success after the failures makes the parent worth drawing again.
+        let mut revived = three.clone();
+        let mut child = finished(6, Origin::Proposal, "child", Stage::Exploration, 0.1);
+        child.parent = Some(2);
+        revived.push(child);
+        assert!(parents_drawn(&spec, &revived).contains(&2));
+        // When every parent is spent, none is left out (the campaign goes on).
+        let mut all = three.clone();
+        all.extend([nothing_new(7, 1), nothing_new(8, 1), nothing_new(9, 1)]);
+        assert_eq!(parents_drawn(&spec, &all), BTreeSet::from([1, 2]));
+    }
 
     #[test]
     fn the_baseline_comes_first_and_is_waited_for() {

@@ -12,7 +12,8 @@
 use super::fitness::{FitnessWeights, Scores, fitness};
 use super::novelty::{self, Known, NoveltyConfig};
 use super::qa::{self, ProgressPoint, QaContext, QaLimits, QaVerdict};
-use archspec::{CheckConfig, Graph};
+use archspec::CheckConfig;
+use archspec::canon::Structure;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -146,6 +147,12 @@ pub struct Attempt {
     pub outcome: Option<Outcome>,
     /// Progress seen so far (kept for QA and the loss curves).
     pub progress: Vec<ProgressPoint>,
+    /// The program's structural hash and distance features, computed once when the attempt
+    /// starts (absent when the program does not check, and in memories older than this field
+    /// until the engine fills it in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub structure: Option<Structure>,
 }
 
 fn yes() -> bool {
@@ -385,6 +392,7 @@ pub fn step(
                 program: String::new(),
                 outcome: Some(Outcome::AgentFailed { message: reason }),
                 progress: Vec::new(),
+                structure: None,
             });
             finish(&mut experiment, Phase::Failed, &mut effects);
         }
@@ -525,7 +533,23 @@ fn start_attempt(
     effects: &mut Vec<Effect>,
 ) {
     let number = experiment.attempts.len() as u32 + 1;
-    let outcome = match archspec::check_source(&program, context.check) {
+    let checked = archspec::check_source(&program, context.check);
+    let structure = match &checked {
+        Ok(valid) => Some(valid.structure()),
+        // A program over the complexity limit still has a structure that later proposals
+        // must not repeat (novelty compares without the limit).
+        Err(_) if context.check.max_complexity.is_some() => {
+            let unlimited = CheckConfig {
+                max_complexity: None,
+                ..context.check.clone()
+            };
+            archspec::check_source(&program, &unlimited)
+                .ok()
+                .map(|valid| valid.structure())
+        }
+        Err(_) => None,
+    };
+    let outcome = match checked {
         Err(diagnostics) => Some(Outcome::Invalid {
             diagnostics: archspec::diagnostic::render(&program, &diagnostics),
         }),
@@ -542,12 +566,9 @@ fn start_attempt(
                 ),
             })
         }
-        Ok(valid) if !context.skip_novelty => novelty_outcome(
-            &valid.hash(),
-            &valid.checked.graph,
-            &experiment.motivation,
-            context,
-        ),
+        Ok(_) if !context.skip_novelty => structure
+            .as_ref()
+            .and_then(|structure| novelty_outcome(structure, &experiment.motivation, context)),
         Ok(_) => None,
     };
     experiment.attempts.push(Attempt {
@@ -555,6 +576,7 @@ fn start_attempt(
         program: program.clone(),
         outcome: outcome.clone(),
         progress: Vec::new(),
+        structure,
     });
     match outcome {
         None => {
@@ -569,12 +591,11 @@ fn start_attempt(
 }
 
 fn novelty_outcome(
-    hash: &str,
-    graph: &Graph,
+    structure: &Structure,
     motivation: &str,
     context: &Context<'_>,
 ) -> Option<Outcome> {
-    novelty::check(hash, graph, motivation, context.known, context.novelty)
+    novelty::check(structure, motivation, context.known, context.novelty)
         .err()
         .map(|not_novel| Outcome::NotNovel {
             reason: not_novel.describe(),
@@ -941,12 +962,12 @@ mod tests {
     #[test]
     fn a_duplicate_structure_is_not_novel() {
         let fixture = Fixture::new();
-        let valid = archspec::check_source(GOOD, &fixture.check).unwrap();
-        let hash = valid.hash();
+        let structure = archspec::check_source(GOOD, &fixture.check)
+            .unwrap()
+            .structure();
         let known = [Known {
             id: 9,
-            hash: &hash,
-            graph: &valid.checked.graph,
+            structure: &structure,
             motivation: "something else entirely",
             motivation_similarity: None,
         }];

@@ -3,7 +3,7 @@
 //! motivations use the built-in lexical embedding (TF-IDF cosine).
 
 use crate::cognition::lexical::LexicalIndex;
-use archspec::Graph;
+use archspec::canon::Structure;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -32,10 +32,11 @@ impl Default for NoveltyConfig {
 }
 
 /// A program already in memory.
+#[derive(Clone)]
 pub struct Known<'a, Id> {
     pub id: Id,
-    pub hash: &'a str,
-    pub graph: &'a Graph,
+    /// Its structure, as stored with its attempt.
+    pub structure: &'a Structure,
     pub motivation: &'a str,
     /// This proposal's motivation similarity to `motivation`, when an external embedder (an
     /// embeddings endpoint) computed it; otherwise the built-in lexical embedding is used.
@@ -72,20 +73,19 @@ impl<Id: std::fmt::Display> NotNovel<Id> {
 
 /// Checks a proposal against memory.
 pub fn check<Id: Clone>(
-    hash: &str,
-    graph: &Graph,
+    structure: &Structure,
     motivation: &str,
     known: &[Known<'_, Id>],
     config: &NoveltyConfig,
 ) -> Result<(), NotNovel<Id>> {
-    if let Some(same) = known.iter().find(|k| k.hash == hash) {
+    if let Some(same) = known.iter().find(|k| k.structure.hash == structure.hash) {
         return Err(NotNovel::SameStructure {
             of: same.id.clone(),
         });
     }
     if config.min_distance > 0.0 {
         for other in known {
-            let distance = archspec::canon::distance(graph, other.graph);
+            let distance = structure.distance(other.structure);
             if distance < config.min_distance {
                 return Err(NotNovel::TooClose {
                     of: other.id.clone(),
@@ -122,67 +122,49 @@ mod tests {
     use super::*;
     use archspec::{CheckConfig, check_source, library};
 
-    fn valid(name: &str) -> archspec::Valid {
-        check_source(library::get(name).unwrap().source, &CheckConfig::default()).unwrap()
+    fn structure(name: &str) -> Structure {
+        check_source(library::get(name).unwrap().source, &CheckConfig::default())
+            .unwrap()
+            .structure()
     }
 
     #[test]
     fn similarities_from_an_external_embedder_replace_the_lexical_ones() {
-        let deltanet = valid("deltanet");
-        let gla = valid("gla");
-        let hash = deltanet.hash();
+        let deltanet = structure("deltanet");
+        let gla = structure("gla");
         let mut known = [Known {
             id: 3,
-            hash: &hash,
-            graph: &deltanet.checked.graph,
+            structure: &deltanet,
             motivation: "completely different words",
             motivation_similarity: Some(0.97),
         }];
         let config = NoveltyConfig::default();
         // Lexically unrelated, but the embedder says they mean the same.
         assert!(matches!(
-            check(
-                &gla.hash(),
-                &gla.checked.graph,
-                "paraphrase of it",
-                &known,
-                &config
-            ),
+            check(&gla, "paraphrase of it", &known, &config),
             Err(NotNovel::RepeatedMotivation { of: 3, .. })
         ));
         known[0].motivation_similarity = Some(0.2);
-        assert_eq!(
-            check(
-                &gla.hash(),
-                &gla.checked.graph,
-                "paraphrase of it",
-                &known,
-                &config
-            ),
-            Ok(())
-        );
+        assert_eq!(check(&gla, "paraphrase of it", &known, &config), Ok(()));
     }
 
     #[test]
     fn identical_structure_and_repeated_motivations_are_rejected() {
-        let deltanet = valid("deltanet");
-        let gla = valid("gla");
-        let hash = deltanet.hash();
+        let deltanet = structure("deltanet");
+        let gla = structure("gla");
         let known = [Known {
             id: 7,
-            hash: &hash,
-            graph: &deltanet.checked.graph,
+            structure: &deltanet,
             motivation: "overwrite stale associations with an error-correcting write to fix recall",
             motivation_similarity: None,
         }];
         let config = NoveltyConfig::default();
         assert_eq!(
-            check(&hash, &deltanet.checked.graph, "anything", &known, &config),
+            check(&deltanet, "anything", &known, &config),
             Err(NotNovel::SameStructure { of: 7 })
         );
         let repeated = check(
-            &gla.hash(),
-            &gla.checked.graph,
+            &gla,
             "Overwrite stale associations with an error-correcting write to fix recall.",
             &known,
             &config,
@@ -192,8 +174,7 @@ mod tests {
             "{repeated:?}"
         );
         let fresh = check(
-            &gla.hash(),
-            &gla.checked.graph,
+            &gla,
             "add a data-dependent per-key forget gate",
             &known,
             &config,
@@ -203,13 +184,11 @@ mod tests {
 
     #[test]
     fn a_distance_threshold_rejects_near_copies() {
-        let deltanet = valid("deltanet");
-        let gated = valid("gated_deltanet");
-        let hash = deltanet.hash();
+        let deltanet = structure("deltanet");
+        let gated = structure("gated_deltanet");
         let known = [Known {
             id: 1,
-            hash: &hash,
-            graph: &deltanet.checked.graph,
+            structure: &deltanet,
             motivation: "",
             motivation_similarity: None,
         }];
@@ -218,18 +197,33 @@ mod tests {
             ..NoveltyConfig::default()
         };
         assert!(matches!(
-            check(&gated.hash(), &gated.checked.graph, "", &known, &strict),
+            check(&gated, "", &known, &strict),
             Err(NotNovel::TooClose { of: 1, .. })
         ));
+        assert_eq!(check(&gated, "", &known, &NoveltyConfig::default()), Ok(()));
+    }
+
+    #[test]
+    fn a_program_exactly_at_the_minimum_distance_is_novel() {
+        let deltanet = structure("deltanet");
+        let gated = structure("gated_deltanet");
+        let distance = gated.distance(&deltanet);
+        assert!(distance > 0.0 && distance < 1.0, "{distance}");
+        let known = [Known {
+            id: 4,
+            structure: &deltanet,
+            motivation: "",
+            motivation_similarity: None,
+        }];
+        let at = |min_distance| NoveltyConfig {
+            min_distance,
+            ..NoveltyConfig::default()
+        };
+        // "below this" rejects: the threshold itself is far enough.
+        assert_eq!(check(&gated, "", &known, &at(distance)), Ok(()));
         assert_eq!(
-            check(
-                &gated.hash(),
-                &gated.checked.graph,
-                "",
-                &known,
-                &NoveltyConfig::default()
-            ),
-            Ok(())
+            check(&gated, "", &known, &at(distance + 1e-9)),
+            Err(NotNovel::TooClose { of: 4, distance })
         );
     }
 }

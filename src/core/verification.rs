@@ -225,6 +225,7 @@ mod tests {
                 },
             }),
             progress: vec![],
+            structure: None,
         });
         e
     }

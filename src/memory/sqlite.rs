@@ -41,7 +41,22 @@ const MIGRATIONS: &[&str] = &[
     "
     ALTER TABLE campaigns ADD COLUMN agents_json TEXT;
 ",
+    // Each attempt's structural hash and distance features, so that novelty and the planner
+    // need not re-check every stored program per proposal. Older rows stay NULL until the
+    // engine that opens them fills them in (`Engine::open`).
+    "
+    ALTER TABLE attempts ADD COLUMN structure_json TEXT;
+",
 ];
+
+/// One row of the `attempts` table, its JSON columns as text.
+struct AttemptRow {
+    number: i64,
+    program: String,
+    outcome: Option<String>,
+    progress: String,
+    structure: Option<String>,
+}
 
 /// The database file's name inside the state directory.
 pub const DATABASE: &str = "archlab.db";
@@ -219,20 +234,25 @@ impl Store for SqliteStore {
         let record_json = to_json(&record, "experiment")?;
         let stage = to_json(&experiment.stage, "stage")?;
         let phase = to_json(&experiment.phase, "phase")?;
-        let attempts: Vec<(i64, String, Option<String>, String)> = experiment
+        let attempts: Vec<AttemptRow> = experiment
             .attempts
             .iter()
             .map(|attempt| {
-                Ok((
-                    i64::from(attempt.number),
-                    attempt.program.clone(),
-                    attempt
+                Ok(AttemptRow {
+                    number: i64::from(attempt.number),
+                    program: attempt.program.clone(),
+                    outcome: attempt
                         .outcome
                         .as_ref()
                         .map(|o| to_json(o, "outcome"))
                         .transpose()?,
-                    to_json(&attempt.progress, "progress")?,
-                ))
+                    progress: to_json(&attempt.progress, "progress")?,
+                    structure: attempt
+                        .structure
+                        .as_ref()
+                        .map(|s| to_json(s, "structure"))
+                        .transpose()?,
+                })
             })
             .collect::<Result<_>>()?;
         let path = self.path.clone();
@@ -260,14 +280,23 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(database)?;
-        for (number, program, outcome, progress) in attempts {
+        for row in attempts {
             transaction
                 .execute(
-                    "INSERT INTO attempts (campaign, experiment, number, program, outcome_json, progress_json)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO attempts (campaign, experiment, number, program, outcome_json, progress_json, structure_json)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (campaign, experiment, number) DO UPDATE SET program = excluded.program,
-                       outcome_json = excluded.outcome_json, progress_json = excluded.progress_json",
-                    params![campaign, experiment.id as i64, number, program, outcome, progress],
+                       outcome_json = excluded.outcome_json, progress_json = excluded.progress_json,
+                       structure_json = excluded.structure_json",
+                    params![
+                        campaign,
+                        experiment.id as i64,
+                        row.number,
+                        row.program,
+                        row.outcome,
+                        row.progress,
+                        row.structure
+                    ],
                 )
                 .map_err(database)?;
         }
@@ -285,27 +314,34 @@ impl Store for SqliteStore {
             .map_err(|e| self.error(e))?;
         let mut attempts_statement = self
             .connection
-            .prepare("SELECT number, program, outcome_json, progress_json FROM attempts WHERE campaign = ?1 AND experiment = ?2 ORDER BY number")
+            .prepare("SELECT number, program, outcome_json, progress_json, structure_json FROM attempts WHERE campaign = ?1 AND experiment = ?2 ORDER BY number")
             .map_err(|e| self.error(e))?;
         let mut experiments = Vec::with_capacity(rows.len());
         for (id, record_json) in rows {
             let mut experiment: Experiment = from_json(&record_json, &format!("experiment {id}"))?;
-            let attempt_rows: Vec<(i64, String, Option<String>, String)> = attempts_statement
+            let attempt_rows: Vec<AttemptRow> = attempts_statement
                 .query_map(params![campaign, id], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    Ok(AttemptRow {
+                        number: row.get(0)?,
+                        program: row.get(1)?,
+                        outcome: row.get(2)?,
+                        progress: row.get(3)?,
+                        structure: row.get(4)?,
+                    })
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(|e| self.error(e))?;
-            for (number, program, outcome, progress) in attempt_rows {
-                let what = format!("attempt {number} of experiment {id}");
+            for row in attempt_rows {
+                let what = format!("attempt {} of experiment {id}", row.number);
                 experiment.attempts.push(Attempt {
-                    number: u32::try_from(number).map_err(|e| MemoryError::Corrupt {
+                    number: u32::try_from(row.number).map_err(|e| MemoryError::Corrupt {
                         what: what.clone(),
                         message: e.to_string(),
                     })?,
-                    program,
-                    outcome: outcome.map(|o| from_json(&o, &what)).transpose()?,
-                    progress: from_json(&progress, &what)?,
+                    program: row.program,
+                    outcome: row.outcome.map(|o| from_json(&o, &what)).transpose()?,
+                    progress: from_json(&row.progress, &what)?,
+                    structure: row.structure.map(|s| from_json(&s, &what)).transpose()?,
                 });
             }
             experiments.push(experiment);

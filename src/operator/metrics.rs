@@ -489,6 +489,7 @@ mod tests {
                     verdict: QaVerdict::NotFinite { step: 3 },
                 }),
                 progress: Vec::new(),
+                structure: None,
             });
         }
         stopped.infrastructure_failures.push(InfrastructureFailure {

@@ -157,6 +157,7 @@ mod tests {
                 log_tail: String::new(),
             }),
             progress: vec![],
+            structure: None,
         });
         e.attempts.push(Attempt {
             number: 2,
@@ -170,6 +171,7 @@ mod tests {
                 },
             }),
             progress: vec![],
+            structure: None,
         });
         let experiments = vec![e];
         let usage = crate::core::campaign::usage(&experiments, 0);
