@@ -1034,4 +1034,210 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn each_outcome_kind_is_the_name_memory_stores_it_under() {
+        let outcomes = [
+            Outcome::Invalid {
+                diagnostics: "d".into(),
+            },
+            Outcome::NotNovel {
+                reason: "r".into(),
+                repairable: true,
+            },
+            Outcome::Stopped {
+                verdict: QaVerdict::NotFinite { step: 3 },
+            },
+            Outcome::Diverged,
+            Outcome::Crashed {
+                message: "m".into(),
+                log_tail: String::new(),
+            },
+            Outcome::Finished {
+                summary: TrainSummary {
+                    val_loss: 1.0,
+                    accuracy: BTreeMap::new(),
+                    wall_s: 1.0,
+                    params: 1,
+                },
+            },
+            Outcome::AgentFailed {
+                message: "m".into(),
+            },
+            Outcome::Infrastructure { reason: "r".into() },
+        ];
+        for outcome in outcomes {
+            let stored = serde_json::to_value(&outcome).unwrap();
+            assert_eq!(stored["kind"], outcome.kind(), "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn a_not_novel_outcome_stored_without_its_repairable_flag_reads_as_repairable() {
+        // Memories from before the flag existed: every not-novel attempt was revised.
+        let outcome: Outcome =
+            serde_json::from_str(r#"{"kind": "not_novel", "reason": "same structure"}"#).unwrap();
+        assert_eq!(
+            outcome,
+            Outcome::NotNovel {
+                reason: "same structure".into(),
+                repairable: true,
+            }
+        );
+    }
+
+    #[test]
+    fn infrastructure_retries_count_the_current_attempts_lost_runs_only() {
+        let mut experiment = Experiment::new(1, Stage::Exploration, None, vec![]);
+        assert_eq!(experiment.infrastructure_retries(), 0, "no attempt yet");
+        for number in 1..=2 {
+            experiment.attempts.push(Attempt {
+                number,
+                program: String::new(),
+                outcome: None,
+                progress: vec![],
+                structure: None,
+            });
+        }
+        assert_eq!(experiment.infrastructure_retries(), 0);
+        let lost = |attempt| InfrastructureFailure {
+            attempt,
+            reason: "node lost".into(),
+        };
+        experiment.infrastructure_failures = vec![lost(1), lost(2), lost(2)];
+        assert_eq!(experiment.infrastructure_retries(), 2);
+    }
+
+    #[test]
+    fn a_researcher_that_gives_up_leaves_attempt_one_with_its_reason() {
+        let (experiment, effects) = run(
+            vec![Event::RevisionAbandoned {
+                reason: "no operator gave a new program".into(),
+            }],
+            2,
+        );
+        assert_eq!(experiment.phase, Phase::Failed);
+        assert_eq!(experiment.attempts.len(), 1);
+        assert_eq!(experiment.attempts[0].number, 1);
+        assert_eq!(
+            experiment.attempts[0].outcome,
+            Some(Outcome::AgentFailed {
+                message: "no operator gave a new program".into()
+            })
+        );
+        assert_eq!(
+            effects,
+            vec![Effect::Completed {
+                phase: Phase::Failed
+            }]
+        );
+    }
+
+    #[test]
+    fn a_program_over_the_complexity_limit_is_invalid_but_keeps_its_structure() {
+        let mut fixture = Fixture::new();
+        fixture.check.max_complexity = Some(archspec::Complexity::Linear);
+        let softmax = archspec::library::get("softmax_rope").unwrap().source;
+        let (experiment, _) = step(
+            Experiment::new(1, Stage::Exploration, None, vec![]),
+            proposed(softmax),
+            &fixture.context(0),
+        );
+        assert!(matches!(
+            experiment.attempts[0].outcome,
+            Some(Outcome::Invalid { .. })
+        ));
+        // Novelty compares without the limit, so a later proposal of it is a repeat.
+        let unlimited = archspec::check_source(softmax, &CheckConfig::default())
+            .unwrap()
+            .structure();
+        assert_eq!(experiment.attempts[0].structure, Some(unlimited));
+        // A program that does not check at all has none.
+        let (broken, _) = step(
+            Experiment::new(2, Stage::Exploration, None, vec![]),
+            proposed("mixer broken(d_model) { return y }"),
+            &fixture.context(0),
+        );
+        assert_eq!(broken.attempts[0].structure, None);
+    }
+
+    #[test]
+    fn seeds_and_verification_reruns_skip_the_novelty_check() {
+        let fixture = Fixture::new();
+        let structure = archspec::check_source(GOOD, &fixture.check)
+            .unwrap()
+            .structure();
+        let known = [Known {
+            id: 9,
+            structure: &structure,
+            motivation: "try a convolution",
+            motivation_similarity: None,
+        }];
+        let mut context = fixture.context(0);
+        context.known = &known;
+        context.skip_novelty = true;
+        let (experiment, effects) = step(
+            Experiment::new(1, Stage::Verification, None, vec![]),
+            proposed(GOOD),
+            &context,
+        );
+        assert_eq!(experiment.phase, Phase::Training);
+        assert_eq!(experiment.attempts[0].outcome, None);
+        assert!(matches!(effects[..], [Effect::StartTrainer { .. }]));
+    }
+
+    #[test]
+    fn a_repeated_structure_goes_to_the_engineer_and_a_repeated_motivation_does_not() {
+        let fixture = Fixture::new();
+        let structure = archspec::check_source(GOOD, &fixture.check)
+            .unwrap()
+            .structure();
+        let known = [Known {
+            id: 9,
+            structure: &structure,
+            motivation: "try a convolution",
+            motivation_similarity: None,
+        }];
+        let mut context = fixture.context(2);
+        context.known = &known;
+        // The same program: the Engineer can change it.
+        let (same_program, effects) = step(
+            Experiment::new(1, Stage::Exploration, None, vec![]),
+            Event::Proposed {
+                name: "copy".into(),
+                motivation: "an unrelated idea about gating".into(),
+                program: GOOD.into(),
+                retrieved: vec![],
+                operator: None,
+            },
+            &context,
+        );
+        assert_eq!(same_program.phase, Phase::Revising);
+        assert!(matches!(effects[..], [Effect::RequestRevision { .. }]));
+        // The same motivation with a new program: no edit of the program fixes the idea.
+        let new_program = "mixer other(d_model) {\n  return x |> linear(d_model) |> short_conv(4) |> silu |> linear(d_model)\n}\n";
+        let (same_idea, effects) = step(
+            Experiment::new(2, Stage::Exploration, None, vec![]),
+            proposed(new_program),
+            &context,
+        );
+        assert!(
+            matches!(
+                same_idea.attempts[0].outcome,
+                Some(Outcome::NotNovel {
+                    repairable: false,
+                    ..
+                })
+            ),
+            "{:?}",
+            same_idea.attempts[0].outcome
+        );
+        assert_eq!(same_idea.phase, Phase::Failed);
+        assert_eq!(
+            effects,
+            vec![Effect::Completed {
+                phase: Phase::Failed
+            }]
+        );
+    }
 }

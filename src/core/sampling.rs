@@ -177,4 +177,34 @@ mod tests {
         };
         assert_eq!(draw(9), draw(9));
     }
+
+    #[test]
+    fn references_come_from_exactly_the_configured_ranks() {
+        // Fitness = id, so rank 1 is id 6, rank 2 id 5, rank 3 id 4.
+        let population: Vec<Ranked<u64>> = (1..=6)
+            .map(|id| Ranked {
+                id,
+                fitness: id as f64,
+            })
+            .collect();
+        let config = SamplingConfig {
+            parent_top_k: 1,
+            reference_from: 2,
+            reference_to: 3,
+            references: 2,
+        };
+        for seed in 0..8 {
+            let drawn = sample(
+                &population,
+                &[],
+                &config,
+                &mut SmallRng::seed_from_u64(seed),
+            )
+            .unwrap_or_else(|| panic!("a population gives a sample"));
+            assert_eq!(drawn.parent, 6);
+            let mut references = drawn.references;
+            references.sort_unstable();
+            assert_eq!(references, vec![4, 5], "seed {seed}");
+        }
+    }
 }

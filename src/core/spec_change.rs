@@ -111,6 +111,11 @@ mod tests {
         more.budget.max_compute_hours = Some(2.0);
         more.budget.max_llm_tokens = None;
         assert_eq!(judge(&running, &more), SpecChange::BudgetRaised);
+        // One limit raised, the others kept as they were (equal is not lower).
+        let mut one = running.clone();
+        one.budget.max_experiments += 1;
+        assert!(running.budget.max_compute_hours.is_some());
+        assert_eq!(judge(&running, &one), SpecChange::BudgetRaised);
     }
 
     #[test]
