@@ -420,6 +420,123 @@ def test_exact_replay_short_training():
         assert abs(r["val_loss_archlab"] - r["val_loss_torch"]) <= 1e-4, mixer
 
 
+# ---------------------------------------------------------------- same distributions
+#
+# The exact checks load archlab's initial weights into torch and replay archlab's batches,
+# so a difference in how either side *draws* its weights or its data would pass them and
+# show only as noise in independent runs. These compare the draws themselves.
+
+
+def _ks_statistic(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Two-sample Kolmogorov-Smirnov statistic sup |F_a - F_b|."""
+    a, b = a.double().flatten().sort().values, b.double().flatten().sort().values
+    grid = torch.cat([a, b])
+    fa = torch.searchsorted(a, grid, right=True).double() / a.numel()
+    fb = torch.searchsorted(b, grid, right=True).double() / b.numel()
+    return float((fa - fb).abs().max())
+
+
+def _ks_critical(n: int, m: int, c_alpha: float = 1.949) -> float:
+    """Critical D at alpha = 0.001 (c(alpha) = sqrt(-ln(alpha / 2) / 2))."""
+    return c_alpha * math.sqrt((n + m) / (n * m))
+
+
+def _chi2_homogeneity_p(counts_a: torch.Tensor, counts_b: torch.Tensor) -> float:
+    """p-value of a chi-square test that two histograms come from one distribution."""
+    a, b = counts_a.double(), counts_b.double()
+    keep = (a + b) > 0
+    a, b = a[keep], b[keep]
+    na, nb = a.sum(), b.sum()
+    pooled = (a + b) / (na + nb)
+    ea, eb = pooled * na, pooled * nb
+    stat = ((a - ea) ** 2 / ea).sum() + ((b - eb) ** 2 / eb).sum()
+    dof = a.numel() - 1
+    return float(torch.special.gammaincc(torch.tensor(dof / 2.0, dtype=torch.float64), stat / 2))
+
+
+def test_archlab_initial_weights_are_drawn_like_torch():
+    """Every tensor of archlab's initial model (dumped, two seeds pooled) against the same
+    tensor of pt_model's init: KS at alpha = 0.001, norms exactly 1. Would fail for the old
+    U(+-1/sqrt(vocab)) embedding, a fan-out bound, or a conv initialised like a linear layer."""
+    binary = _archlab_binary()
+    if binary is None and _skip("target/release/archlab not built"):
+        return
+    import tempfile
+
+    import exact
+
+    c = exact.CONFIGS["c"]
+    for mixer in pm.MIXERS:
+        program = exact.REPO / "archspec" / "library" / f"{mixer}.arch"
+        drawn: dict[str, list[torch.Tensor]] = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for seed in (0, 1):
+                conf = exact.archlab_config(c, seed, None, None)
+                d = exact.dump(binary, program, conf, Path(tmp), f"{mixer}_{seed}")
+                for p in d["params"]:
+                    drawn.setdefault(p["name"], []).append(torch.tensor(p["values"]))
+        torch.manual_seed(0)
+        model = pm.LanguageModel(mixer, c["vocab"], d_model=c["d_model"], n_layers=c["n_layers"])
+        named = model.named_decay_params()
+        assert len(named) == len(drawn), mixer
+        for (key, p, _decay), (name, values) in zip(named, drawn.items()):
+            ours, theirs = torch.cat(values), p.detach().flatten()
+            if p.dim() == 1:
+                assert torch.all(ours == 1.0) and torch.all(theirs == 1.0), (mixer, name)
+                continue
+            d_stat = _ks_statistic(ours, theirs)
+            assert d_stat < _ks_critical(ours.numel(), theirs.numel()), (mixer, name, key, d_stat)
+
+
+def test_archlab_mqar_draws_like_zoology():
+    """archlab's MQAR (archlab_stream, the port checked against archlab's dumped batch)
+    against pt_data's Zoology generator, V256 / 8 pairs / T64: the same distribution of
+    keys, values, query slots and filler tokens (chi-square homogeneity, each p > 0.001)."""
+    import archlab_stream
+
+    vocab, seq_len, pairs, n = 256, 64, 8, 1500
+    context, slots = 2 * pairs, (seq_len - 2 * pairs) // 2
+    stream = archlab_stream.Stream({"kind": "mqar", "num_kv_pairs": pairs}, vocab, seq_len,
+                                   "train", 7)
+    xa, _, ma = stream.batch_of(n)
+    xa = torch.tensor(xa).view(n, seq_len)
+    ma = torch.tensor(ma).view(n, seq_len)
+    xb, _, mb = pt_data.mqar_batch(torch.Generator().manual_seed(7), n, vocab, seq_len, pairs)
+
+    def histograms(x, m):
+        q = m > 0
+        assert int(q.sum(1).min()) == pairs and int(q.sum(1).max()) == pairs
+        keys, values = x[:, 0:context:2].flatten(), x[:, 1:context:2].flatten()
+        positions = q.nonzero()[:, 1]
+        filler = x[:, context:][~q[:, context:]]
+        return {
+            "keys": torch.bincount(keys, minlength=vocab),
+            "values": torch.bincount(values, minlength=vocab),
+            "query slots": torch.bincount((positions - context) // 2, minlength=slots),
+            "filler": torch.bincount(filler, minlength=vocab),
+        }
+
+    ha, hb = histograms(xa, ma), histograms(xb, mb)
+    for what in ha:
+        p = _chi2_homogeneity_p(ha[what], hb[what])
+        assert p > 0.001, (what, p)
+
+
+def test_distribution_checks_can_fail():
+    """The two tests above reject what they must: the old embedding bound, and a generator
+    whose query slots are uniform instead of Zoology's power law."""
+    emb_old = torch.empty(16384).uniform_(-1 / 16, 1 / 16)
+    assert _ks_statistic(emb_old, torch.randn(16384)) > _ks_critical(16384, 16384)
+    gen = torch.Generator().manual_seed(3)
+    zoology = torch.bincount(torch.multinomial(
+        0.01 * torch.arange(1, 25, dtype=torch.float64) ** -0.99, 12000, replacement=True,
+        generator=gen), minlength=24)
+    uniform = torch.bincount(torch.randint(0, 24, (12000,), generator=gen), minlength=24)
+    assert _chi2_homogeneity_p(zoology, uniform) < 1e-6
+    assert _chi2_homogeneity_p(uniform, torch.bincount(
+        torch.randint(0, 24, (12000,), generator=gen), minlength=24)) > 1e-3
+
+
 if __name__ == "__main__":
     failed = 0
     for name, fn in list(globals().items()):
