@@ -151,8 +151,8 @@ pub fn next(
                 replica: 0,
                 seed: None,
             }),
-            None if exploration.iter().any(|e| !e.phase.is_terminal()) => Next::Wait,
-            // Every seed failed: nothing to build on.
+            // Not reached: the baseline succeeded (above), so it is a seed to build on. Were
+            // it ever, nothing could be built on, which is the baseline's failure.
             None => Next::Done(Ending::BaselineFailed {
                 stage: Stage::Exploration,
             }),
@@ -283,8 +283,6 @@ pub fn train_config(spec: &CampaignSpec, stage: Stage, replica: u32) -> trainer:
     config
 }
 
-/// The static-check settings for an experiment: the stage's width and length, and the
-/// campaign's complexity limit (seeds and their verification runs are exempt).
 /// Children in a row that found nothing new before a parent counts as spent.
 pub const SPENT_AFTER: usize = 3;
 
@@ -315,6 +313,8 @@ fn spent_parents(exploration: &[&Experiment]) -> std::collections::HashSet<Exper
         .collect()
 }
 
+/// The static-check settings for an experiment: the stage's width and length, and the
+/// campaign's complexity limit (seeds and their verification runs are exempt).
 pub fn check_config(spec: &CampaignSpec, experiment: &Experiment) -> CheckConfig {
     let config = train_config(spec, experiment.stage, experiment.replica);
     let max_complexity = match experiment.origin {
@@ -561,10 +561,52 @@ mod tests {
         child.parent = Some(2);
         revived.push(child);
         assert!(parents_drawn(&spec, &revived).contains(&2));
-        // When every parent is spent, none is left out (the campaign goes on).
+        // Children that failed for other reasons (a crash) do not spend a parent, nor do
+        // two nothing-new children after one: the last three must all have found nothing.
+        let mut crashed = base.clone();
+        for id in 3..=5 {
+            let mut child = nothing_new(id, 2);
+            child.attempts[0].outcome = Some(Outcome::Crashed {
+                message: "exit 1".into(),
+                log_tail: String::new(),
+            });
+            crashed.push(child);
+        }
+        assert_eq!(parents_drawn(&spec, &crashed), BTreeSet::from([1, 2]));
+        crashed.drain(3..);
+        crashed.extend([nothing_new(6, 2), nothing_new(7, 2)]);
+        assert_eq!(parents_drawn(&spec, &crashed), BTreeSet::from([1, 2]));
+        // When every parent is spent, none is left out (the campaign goes on), proposals
+        // included: the population is kept whole, not replaced by the seeds.
         let mut all = three.clone();
+        let mut proposal = finished(10, Origin::Proposal, "p", Stage::Exploration, 0.55);
+        proposal.parent = Some(1);
+        all.push(proposal);
         all.extend([nothing_new(7, 1), nothing_new(8, 1), nothing_new(9, 1)]);
-        assert_eq!(parents_drawn(&spec, &all), BTreeSet::from([1, 2]));
+        all.extend([
+            nothing_new(11, 10),
+            nothing_new(12, 10),
+            nothing_new(13, 10),
+        ]);
+        assert_eq!(parents_drawn(&spec, &all), BTreeSet::from([1, 2, 10]));
+    }
+
+    #[test]
+    fn before_any_fitness_the_seeds_that_succeeded_are_the_parents() {
+        let mut spec = spec();
+        spec.budget.max_experiments = 100;
+        // No fitness yet (as before the baseline is scored); the other seed failed, and a
+        // proposal that succeeded is not a seed.
+        let mut baseline = finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5);
+        baseline.fitness = None;
+        let mut failed = finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6);
+        failed.fitness = None;
+        failed.phase = Phase::Failed;
+        let mut proposal = finished(3, Origin::Proposal, "p", Stage::Exploration, 0.6);
+        proposal.fitness = None;
+        proposal.parent = Some(1);
+        let experiments = [baseline, failed, proposal];
+        assert_eq!(parents_drawn(&spec, &experiments), BTreeSet::from([1]));
     }
 
     #[test]
@@ -614,19 +656,24 @@ mod tests {
                 0.4 + id as f64 / 20.0,
             ));
         }
-        // Exploration is spent: the baseline is verified first, replica by replica.
-        match plan(&spec, &experiments) {
-            Next::Create(new) => {
-                assert_eq!(
-                    (new.stage, new.origin, new.replica),
-                    (Stage::Verification, Origin::Seed, 0)
-                );
-            }
-            other => panic!("{other:?}"),
-        }
         // Only proposals that beat the baseline are promoted, the best first.
         assert_eq!(promoted(&spec, &experiments), vec![6]);
         for replica in 0..3 {
+            // Exploration is spent: the baseline is verified first, replica by replica.
+            match plan(&spec, &experiments) {
+                Next::Create(new) => {
+                    assert_eq!(
+                        (new.stage, new.origin, new.seed.as_deref(), new.replica),
+                        (
+                            Stage::Verification,
+                            Origin::Seed,
+                            Some("linear_attention"),
+                            replica
+                        )
+                    );
+                }
+                other => panic!("replica {replica}: {other:?}"),
+            }
             let mut e = finished(
                 7 + u64::from(replica),
                 Origin::Seed,
@@ -637,16 +684,17 @@ mod tests {
             e.replica = replica;
             experiments.push(e);
         }
-        match plan(&spec, &experiments) {
-            Next::Create(new) => {
-                assert_eq!(
-                    (new.origin, new.parent, new.replica),
-                    (Origin::Verification, Some(6), 0)
-                );
-            }
-            other => panic!("{other:?}"),
-        }
         for replica in 0..3 {
+            // Each training seed of the promoted program in turn, none twice.
+            match plan(&spec, &experiments) {
+                Next::Create(new) => {
+                    assert_eq!(
+                        (new.stage, new.origin, new.parent, new.replica),
+                        (Stage::Verification, Origin::Verification, Some(6), replica)
+                    );
+                }
+                other => panic!("replica {replica}: {other:?}"),
+            }
             let mut e = finished(
                 10 + u64::from(replica),
                 Origin::Verification,
@@ -667,15 +715,148 @@ mod tests {
     }
 
     #[test]
+    fn checks_use_the_stage_s_width_and_length_and_limit_only_proposals() {
+        let mut spec = spec();
+        spec.stages.verification.train.model.d_model = 24;
+        spec.stages.verification.train.data.seq_len = 40;
+        let exploration = finished(1, Origin::Proposal, "p", Stage::Exploration, 0.6);
+        let config = check_config(&spec, &exploration);
+        assert_eq!((config.d_model, config.seq_len), (16, 16));
+        assert_eq!(
+            config.max_complexity,
+            Some(spec.constraints.max_complexity.into())
+        );
+        let rerun = finished(2, Origin::Verification, "p", Stage::Verification, 0.6);
+        let config = check_config(&spec, &rerun);
+        assert_eq!(
+            (config.d_model, config.seq_len, config.max_complexity),
+            (24, 40, None)
+        );
+        let seed = finished(3, Origin::Seed, "retnet", Stage::Exploration, 0.6);
+        assert_eq!(check_config(&spec, &seed).max_complexity, None);
+    }
+
+    #[test]
+    fn the_baseline_s_scores_are_the_mean_of_its_own_runs_at_the_stage() {
+        let spec = spec();
+        let with = |mut e: Experiment, val_loss: f64, accuracy: f64, replica: u32| {
+            e.replica = replica;
+            if let Some(Outcome::Finished { summary }) = &mut e.attempts[0].outcome {
+                summary.val_loss = val_loss;
+                summary.accuracy = BTreeMap::from([("mqar".to_string(), accuracy)]);
+            }
+            e
+        };
+        let v = Stage::Verification;
+        let experiments = vec![
+            with(
+                finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
+                9.0,
+                0.9,
+                0,
+            ),
+            with(
+                finished(2, Origin::Seed, "linear_attention", v, 0.5),
+                1.0,
+                0.2,
+                0,
+            ),
+            with(
+                finished(3, Origin::Seed, "linear_attention", v, 0.5),
+                2.0,
+                0.4,
+                1,
+            ),
+            with(
+                finished(4, Origin::Seed, "linear_attention", v, 0.5),
+                4.5,
+                0.6,
+                2,
+            ),
+            // Not the baseline's: another seed, and a program's rerun under the same name.
+            with(finished(5, Origin::Seed, "retnet", v, 0.5), 7.0, 1.0, 0),
+            with(
+                finished(6, Origin::Verification, "linear_attention", v, 0.5),
+                7.0,
+                1.0,
+                0,
+            ),
+        ];
+        let scores = baseline_scores(&spec, &experiments, v).unwrap();
+        assert_eq!(scores.val_loss, 2.5);
+        assert!((scores.accuracy["mqar"] - 0.4).abs() < 1e-12, "{scores:?}");
+        let exploration = baseline_scores(&spec, &experiments, Stage::Exploration).unwrap();
+        assert_eq!(
+            (exploration.val_loss, exploration.accuracy["mqar"]),
+            (9.0, 0.9)
+        );
+        assert_eq!(baseline_scores(&spec, &experiments[..1], v), None);
+    }
+
+    #[test]
+    fn a_step_sees_its_own_stage_s_peers_and_known_programs_only_when_asked() {
+        let spec = spec();
+        let structure = |hash: &str| archspec::canon::Structure {
+            hash: hash.into(),
+            features: BTreeMap::new(),
+        };
+        let mut seed = finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5);
+        seed.attempts[0].structure = Some(structure("a"));
+        let mut proposal = Experiment::new(2, Stage::Exploration, Some(1), vec![]);
+        proposal.phase = Phase::Training;
+        proposal.attempts.push(Attempt {
+            number: 1,
+            program: String::new(),
+            outcome: None,
+            progress: vec![],
+            structure: Some(structure("b")),
+        });
+        // A verification run: better and slower than anything exploring, and not a peer.
+        let mut rerun = finished(3, Origin::Verification, "x", Stage::Verification, 1.9);
+        if let Some(Outcome::Finished { summary }) = &mut rerun.attempts[0].outcome {
+            summary.wall_s = 99.0;
+        }
+        rerun.attempts[0].structure = Some(structure("c"));
+        let experiments = vec![seed, proposal, rerun];
+
+        let inputs = StepInputs::gather(&spec, &experiments, &experiments[1], true);
+        assert_eq!(inputs.qa_context.peer_wall_s, vec![1.0]);
+        assert_eq!(inputs.qa_context.best_val_loss, Some(1.5));
+        let hashes: Vec<&str> = inputs
+            .known()
+            .iter()
+            .map(|k| k.structure.hash.as_str())
+            .collect();
+        assert_eq!(
+            hashes,
+            ["a"],
+            "other exploration programs, not itself or reruns"
+        );
+        assert!(!inputs.skip_novelty);
+        // Known programs are gathered only when asked, and only for proposals.
+        let inputs = StepInputs::gather(&spec, &experiments, &experiments[1], false);
+        assert!(inputs.known().is_empty());
+        let inputs = StepInputs::gather(&spec, &experiments, &experiments[0], true);
+        assert!(inputs.known().is_empty() && inputs.skip_novelty);
+        assert_eq!(
+            inputs.qa_context.best_val_loss, None,
+            "seeds are not suspected of leakage"
+        );
+    }
+
+    #[test]
     fn nothing_is_verified_when_no_proposal_beats_the_baseline() {
         let spec = spec();
         let mut experiments = vec![
             finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
             finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6),
         ];
-        for id in 3..=6 {
+        // A seed above the baseline is a reference point, and a proposal exactly level with
+        // the baseline (fitness 0.5) has not beaten it.
+        for id in 3..=5 {
             experiments.push(finished(id, Origin::Proposal, "p", Stage::Exploration, 0.4));
         }
+        experiments.push(finished(6, Origin::Proposal, "p", Stage::Exploration, 0.5));
         assert_eq!(
             plan(&spec, &experiments),
             Next::Done(Ending::NothingToVerify)
