@@ -13,6 +13,7 @@ use crate::cognition::lexical::GrowingIndex;
 use crate::cognition::{Base, Retriever};
 use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
 use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
+use crate::core::spec_change::{self, SpecChange};
 use crate::memory::{MemoryError, Store};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
@@ -155,6 +156,44 @@ pub struct Engine<S: Store> {
     retrieval_fallback: Option<String>,
 }
 
+/// Registers the campaign's spec. Where memory holds another spec under the name (SQLite; the
+/// operator's memory is the Campaign resource, whose edits its reconcile judges), the edit is
+/// judged by the rule the operator applies: a raised budget continues the campaign and the new
+/// spec is stored; any other edit is refused, naming what changed.
+fn accept_spec(
+    store: &mut impl Store,
+    campaign: &str,
+    spec: &CampaignSpec,
+    spec_json: &str,
+) -> Result<()> {
+    match store.register_campaign(campaign, spec_json) {
+        Err(MemoryError::SpecChanged { .. }) => {}
+        other => return Ok(other?),
+    }
+    let stored = store.campaign_spec(campaign)?.unwrap_or_default();
+    let running: CampaignSpec =
+        serde_json::from_str(&stored).map_err(|e| MemoryError::Corrupt {
+            what: format!("campaign {campaign}'s stored spec"),
+            message: e.to_string(),
+        })?;
+    match spec_change::judge(&running, spec) {
+        // Equal once read (written by an older archlab): store it as this one writes it.
+        SpecChange::Unchanged => store.replace_campaign_spec(campaign, spec_json)?,
+        SpecChange::BudgetRaised => {
+            tracing::info!(campaign, "the budget was raised; the campaign continues");
+            store.replace_campaign_spec(campaign, spec_json)?;
+        }
+        SpecChange::Refused { reason } => {
+            return Err(MemoryError::SpecChanged {
+                name: campaign.to_string(),
+                reason,
+            }
+            .into());
+        }
+    }
+    Ok(())
+}
+
 impl<S: Store> Engine<S> {
     pub fn open(
         campaign: &str,
@@ -167,7 +206,7 @@ impl<S: Store> Engine<S> {
             what: "campaign spec".into(),
             message: e.to_string(),
         })?;
-        store.register_campaign(campaign, &spec_json)?;
+        accept_spec(&mut store, campaign, &spec, &spec_json)?;
         let experiments = store.experiments(campaign)?;
         let record = store
             .agent_stats(campaign)?

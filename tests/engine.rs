@@ -88,18 +88,71 @@ fn engine_with(
         .spec;
     adjust(&mut spec);
     let dir = state_dir(name);
+    let store = SqliteStore::open(&dir).unwrap();
+    (
+        Engine::open("tiny", spec, store, Box::new(agents), cognition()).unwrap(),
+        dir,
+    )
+}
+
+/// Lexical retrieval over an empty base.
+fn cognition() -> Cognition {
     let base = Base::load(&[]).unwrap();
-    let cognition = Cognition {
+    Cognition {
         retriever: Box::new(base.lexical()),
         base,
         top_k: 3,
         min_score: 0.0,
+    }
+}
+
+#[test]
+fn a_raised_budget_continues_a_stored_campaign_and_other_edits_are_refused_by_name() {
+    let spec = parse_campaign(include_str!("fixtures/tiny_campaign.yaml"))
+        .unwrap()
+        .spec;
+    let dir = state_dir("spec-edit");
+    let open = |spec: &archlab::api::CampaignSpec| {
+        let agents = Scripted {
+            proposals: VecDeque::new(),
+            repairs: VecDeque::new(),
+        };
+        let store = SqliteStore::open(&dir).unwrap();
+        Engine::open("tiny", spec.clone(), store, Box::new(agents), cognition()).map(|_| ())
     };
-    let store = SqliteStore::open(&dir).unwrap();
-    (
-        Engine::open("tiny", spec, store, Box::new(agents), cognition).unwrap(),
-        dir,
-    )
+    let stored = || -> archlab::api::CampaignSpec {
+        let json = SqliteStore::open(&dir)
+            .unwrap()
+            .campaign_spec("tiny")
+            .unwrap()
+            .unwrap();
+        serde_json::from_str(&json).unwrap()
+    };
+    open(&spec).unwrap();
+    let mut raised = spec.clone();
+    raised.budget.max_experiments += 8;
+    open(&raised).unwrap();
+    assert_eq!(
+        stored(),
+        raised,
+        "the raised budget is the campaign's from now on"
+    );
+
+    // Lowering it back, or any other edit, is refused with the field named, and memory keeps
+    // the accepted spec.
+    let error = open(&spec).unwrap_err().to_string();
+    assert!(
+        error.contains("spec.budget.maxExperiments cannot go down (20 → 12)"),
+        "{error}"
+    );
+    let mut other_baseline = raised.clone();
+    other_baseline.baseline = "retnet".into();
+    let error = open(&other_baseline).unwrap_err().to_string();
+    assert!(
+        error.contains("changed: spec.baseline") && error.contains("use a new state directory"),
+        "{error}"
+    );
+    assert_eq!(stored(), raised);
 }
 
 fn finish(engine: &mut Engine<SqliteStore>, command: &Command, loss: f64) -> Vec<Command> {

@@ -144,8 +144,17 @@ fn a_changed_spec_under_the_same_name_is_refused() {
     store.register_campaign("c", "{\"a\":1}").unwrap();
     store.register_campaign("c", "{\"a\":1}").unwrap();
     assert!(
-        matches!(store.register_campaign("c", "{\"a\":2}"), Err(MemoryError::SpecChanged(name)) if name == "c")
+        matches!(store.register_campaign("c", "{\"a\":2}"), Err(MemoryError::SpecChanged { name, .. }) if name == "c")
+    ); // A replaced spec is the registered one from then on, and survives reopening.
+    store.replace_campaign_spec("c", "{\"a\":2}").unwrap();
+    drop(store);
+    let mut store = SqliteStore::open(&dir).unwrap();
+    store.register_campaign("c", "{\"a\":2}").unwrap();
+    assert_eq!(
+        store.campaign_spec("c").unwrap().as_deref(),
+        Some("{\"a\":2}")
     );
+    assert!(store.replace_campaign_spec("unknown", "{}").is_err());
 }
 
 #[test]

@@ -30,9 +30,9 @@ pub enum MemoryError {
     #[error("stored record {what} is unreadable: {message}")]
     Corrupt { what: String, message: String },
     #[error(
-        "campaign `{0}` is already stored with a different spec; use a new state directory or name"
+        "campaign `{name}` is already stored with a different spec ({reason}); use a new state directory or name"
     )]
-    SpecChanged(String),
+    SpecChanged { name: String, reason: String },
     /// The Kubernetes API refused or failed a read or write of the operator's memory.
     #[error("Kubernetes API, {what}: {message}")]
     Cluster { what: String, message: String },
@@ -48,6 +48,9 @@ pub trait Store {
     fn campaign_spec(&self, name: &str) -> Result<Option<String>>;
     /// Records a campaign's spec (as JSON) the first time; later calls must pass the same spec.
     fn register_campaign(&mut self, name: &str, spec_json: &str) -> Result<()>;
+    /// Replaces a registered campaign's spec. Which edits are acceptable (a raised budget) is
+    /// the core's rule, judged by the engine before it calls this.
+    fn replace_campaign_spec(&mut self, name: &str, spec_json: &str) -> Result<()>;
     /// Inserts or replaces an experiment with all its attempts.
     fn save_experiment(&mut self, campaign: &str, experiment: &Experiment) -> Result<()>;
     /// Every experiment of a campaign, by id.

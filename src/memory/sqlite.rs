@@ -213,7 +213,10 @@ impl Store for SqliteStore {
             .map_err(|e| self.error(e))?;
         match stored {
             Some(stored) if stored == spec_json => Ok(()),
-            Some(_) => Err(MemoryError::SpecChanged(name.to_string())),
+            Some(_) => Err(MemoryError::SpecChanged {
+                name: name.to_string(),
+                reason: "register it once; edits go through replace_campaign_spec".into(),
+            }),
             None => {
                 let usage = to_json(&Usage::default(), "usage")?;
                 self.connection
@@ -225,6 +228,23 @@ impl Store for SqliteStore {
                 Ok(())
             }
         }
+    }
+
+    fn replace_campaign_spec(&mut self, name: &str, spec_json: &str) -> Result<()> {
+        let changed = self
+            .connection
+            .execute(
+                "UPDATE campaigns SET spec_json = ?2 WHERE name = ?1",
+                params![name, spec_json],
+            )
+            .map_err(|e| self.error(e))?;
+        if changed == 0 {
+            return Err(MemoryError::Corrupt {
+                what: format!("campaign {name}"),
+                message: "not registered".into(),
+            });
+        }
+        Ok(())
     }
 
     fn save_experiment(&mut self, campaign: &str, experiment: &Experiment) -> Result<()> {
