@@ -807,11 +807,15 @@ fn an_embeddings_endpoint_that_dies_mid_campaign_degrades_to_lexical_retrieval()
     assert!(failed_embeddings >= 1, "the endpoint did die mid-campaign");
 }
 
-/// The tiny campaign against the well-behaved endpoint, with an LLM token budget of `limit`.
-fn token_limited_run(name: &str, limit: u64, extra: &str) -> (bool, String, Value) {
-    let server = serve(good_endpoint());
-    let dir = temp_dir(name);
-    let manifest = llm_manifest(&dir, &server.url, extra);
+/// Runs the tiny campaign in `dir` against `server` with an LLM token budget of `limit` (the
+/// manifest is rewritten each time; the state stays).
+fn token_limited_run_in(
+    dir: &Path,
+    server: &common::llm_server::Server,
+    limit: u64,
+    extra: &str,
+) -> (bool, String, Value) {
+    let manifest = llm_manifest(dir, &server.url, extra);
     let text = std::fs::read_to_string(&manifest).unwrap().replace(
         "  budget: {maxExperiments: 12}\n",
         &format!("  budget: {{maxExperiments: 12, maxLlmTokens: {limit}}}\n"),
@@ -821,6 +825,11 @@ fn token_limited_run(name: &str, limit: u64, extra: &str) -> (bool, String, Valu
     let (success, log) = run_campaign(&manifest, &state);
     let (report, _) = report_of(&state, &dir.join("r.html"));
     (success, log, report)
+}
+
+/// The tiny campaign against the well-behaved endpoint, with an LLM token budget of `limit`.
+fn token_limited_run(name: &str, limit: u64, extra: &str) -> (bool, String, Value) {
+    token_limited_run_in(&temp_dir(name), &serve(good_endpoint()), limit, extra)
 }
 
 #[test]
@@ -862,5 +871,38 @@ fn a_spent_token_budget_ends_the_campaign_or_hands_over_to_the_evolutionary_agen
     assert!(
         (500..500 + 4 * 120).contains(&tokens),
         "no request after the budget: {tokens}"
+    );
+}
+
+#[test]
+fn llm_tokens_spent_before_a_resume_count_against_the_budget_after_it() {
+    let server = serve(good_endpoint());
+    let dir = temp_dir("tokens-resume");
+    let no_fallback = "      fallbackToEvolutionary: false\n";
+    // The first run ends on a 500-token budget (every scripted reply costs 120 tokens).
+    let (success, log, report) = token_limited_run_in(&dir, &server, 500, no_fallback);
+    assert!(success, "{log}");
+    let first = report["usage"]["llmTokens"].as_u64().unwrap();
+    assert!((500..500 + 4 * 120).contains(&first), "{first}");
+    let asked_before = server.seen.lock().unwrap().len();
+
+    // The budget is raised by two replies' worth and the same memory resumed. Counting from
+    // zero, the second run alone would spend at least `first + 240` (over 740) before its
+    // limit; counting what the first run spent, it stops within one proposal of the limit.
+    let limit = first + 240;
+    let (success, log, report) = token_limited_run_in(&dir, &server, limit, no_fallback);
+    assert!(success, "{log}");
+    assert!(
+        log.contains("the LLM token limit (budget.maxLlmTokens) was reached"),
+        "the resumed run ends on the raised limit: {log}"
+    );
+    assert!(
+        server.seen.lock().unwrap().len() > asked_before,
+        "the resumed run asked the agents again"
+    );
+    let total = report["usage"]["llmTokens"].as_u64().unwrap();
+    assert!(
+        (limit..limit + 4 * 120).contains(&total),
+        "{first} tokens before the resume, {total} after, limit {limit}"
     );
 }
