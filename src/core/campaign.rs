@@ -739,49 +739,29 @@ mod tests {
     #[test]
     fn the_baseline_s_scores_are_the_mean_of_its_own_runs_at_the_stage() {
         let spec = spec();
-        let with = |mut e: Experiment, val_loss: f64, accuracy: f64, replica: u32| {
-            e.replica = replica;
-            if let Some(Outcome::Finished { summary }) = &mut e.attempts[0].outcome {
-                summary.val_loss = val_loss;
-                summary.accuracy = BTreeMap::from([("mqar".to_string(), accuracy)]);
-            }
-            e
-        };
-        let v = Stage::Verification;
-        let experiments = vec![
-            with(
-                finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
-                9.0,
-                0.9,
-                0,
-            ),
-            with(
-                finished(2, Origin::Seed, "linear_attention", v, 0.5),
-                1.0,
-                0.2,
-                0,
-            ),
-            with(
-                finished(3, Origin::Seed, "linear_attention", v, 0.5),
-                2.0,
-                0.4,
-                1,
-            ),
-            with(
-                finished(4, Origin::Seed, "linear_attention", v, 0.5),
-                4.5,
-                0.6,
-                2,
-            ),
-            // Not the baseline's: another seed, and a program's rerun under the same name.
-            with(finished(5, Origin::Seed, "retnet", v, 0.5), 7.0, 1.0, 0),
-            with(
-                finished(6, Origin::Verification, "linear_attention", v, 0.5),
-                7.0,
-                1.0,
-                0,
-            ),
+        let (e, v) = (Stage::Exploration, Stage::Verification);
+        // (id, origin, name, stage, val_loss, accuracy, replica); the last two rows are not the
+        // baseline's: another seed, and a program's rerun under the baseline's name.
+        let rows = [
+            (1, Origin::Seed, "linear_attention", e, 9.0, 0.9, 0),
+            (2, Origin::Seed, "linear_attention", v, 1.0, 0.2, 0),
+            (3, Origin::Seed, "linear_attention", v, 2.0, 0.4, 1),
+            (4, Origin::Seed, "linear_attention", v, 4.5, 0.6, 2),
+            (5, Origin::Seed, "retnet", v, 7.0, 1.0, 0),
+            (6, Origin::Verification, "linear_attention", v, 7.0, 1.0, 0),
         ];
+        let experiments: Vec<Experiment> = rows
+            .into_iter()
+            .map(|(id, origin, name, stage, val_loss, accuracy, replica)| {
+                let mut e = finished(id, origin, name, stage, 0.5);
+                e.replica = replica;
+                if let Some(Outcome::Finished { summary }) = &mut e.attempts[0].outcome {
+                    summary.val_loss = val_loss;
+                    summary.accuracy = BTreeMap::from([("mqar".to_string(), accuracy)]);
+                }
+                e
+            })
+            .collect();
         let scores = baseline_scores(&spec, &experiments, v).unwrap();
         assert_eq!(scores.val_loss, 2.5);
         assert!((scores.accuracy["mqar"] - 0.4).abs() < 1e-12, "{scores:?}");
