@@ -652,7 +652,27 @@ mod tests {
         weights: FitnessWeights,
     }
 
+    /// `structure` already in memory as experiment 9, proposed for `motivation`.
+    fn known_as_9<'a>(
+        structure: &'a archspec::canon::Structure,
+        motivation: &'a str,
+    ) -> [Known<'a, u64>; 1] {
+        [Known {
+            id: 9,
+            structure,
+            motivation,
+            motivation_similarity: None,
+        }]
+    }
+
     impl Fixture {
+        /// The structure of `GOOD` under this fixture's check.
+        fn good_structure(&self) -> archspec::canon::Structure {
+            archspec::check_source(GOOD, &self.check)
+                .unwrap()
+                .structure()
+        }
+
         fn new() -> Fixture {
             Fixture {
                 check: CheckConfig::default(),
@@ -962,15 +982,8 @@ mod tests {
     #[test]
     fn a_duplicate_structure_is_not_novel() {
         let fixture = Fixture::new();
-        let structure = archspec::check_source(GOOD, &fixture.check)
-            .unwrap()
-            .structure();
-        let known = [Known {
-            id: 9,
-            structure: &structure,
-            motivation: "something else entirely",
-            motivation_similarity: None,
-        }];
+        let structure = fixture.good_structure();
+        let known = known_as_9(&structure, "something else entirely");
         let mut context = fixture.context(0);
         context.known = &known;
         let (experiment, effects) = step(
@@ -1164,15 +1177,8 @@ mod tests {
     #[test]
     fn seeds_and_verification_reruns_skip_the_novelty_check() {
         let fixture = Fixture::new();
-        let structure = archspec::check_source(GOOD, &fixture.check)
-            .unwrap()
-            .structure();
-        let known = [Known {
-            id: 9,
-            structure: &structure,
-            motivation: "try a convolution",
-            motivation_similarity: None,
-        }];
+        let structure = fixture.good_structure();
+        let known = known_as_9(&structure, "try a convolution");
         let mut context = fixture.context(0);
         context.known = &known;
         context.skip_novelty = true;
@@ -1189,15 +1195,8 @@ mod tests {
     #[test]
     fn a_repeated_structure_goes_to_the_engineer_and_a_repeated_motivation_does_not() {
         let fixture = Fixture::new();
-        let structure = archspec::check_source(GOOD, &fixture.check)
-            .unwrap()
-            .structure();
-        let known = [Known {
-            id: 9,
-            structure: &structure,
-            motivation: "try a convolution",
-            motivation_similarity: None,
-        }];
+        let structure = fixture.good_structure();
+        let known = known_as_9(&structure, "try a convolution");
         let mut context = fixture.context(2);
         context.known = &known;
         // The same program: the Engineer can change it.
