@@ -41,7 +41,7 @@ sys.path.insert(0, str(HERE))
 import torch  # noqa: E402
 
 import pt_train  # noqa: E402
-from pt_model import MIXERS, LanguageModel  # noqa: E402
+from pt_model import MIXERS, LanguageModel, set_kernels  # noqa: E402
 
 DEFAULT_BINARY = REPO / "target" / "release" / "archlab"
 LOSS_TOL = 1e-4
@@ -84,12 +84,13 @@ def text_file_for(workdir: Path) -> Path:
     return path
 
 
-def dump(binary: Path, program: Path, conf: dict, workdir: Path, stem: str) -> dict:
+def dump(binary: Path, program: Path, conf: dict, workdir: Path, stem: str,
+         device: str = "cpu") -> dict:
     conf_path = workdir / f"{stem}.config.json"
     out_path = workdir / f"{stem}.dump.json"
     conf_path.write_text(json.dumps(conf, indent=1))
     cmd = [str(binary), "train", "--program", str(program), "--config", str(conf_path),
-           "--dump-first-step", str(out_path)]
+           "--device", device, "--dump-first-step", str(out_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0 or not out_path.exists():
         raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -218,7 +219,7 @@ def adamw_compare(model: LanguageModel, d: dict, torch_grads, lr=3e-3, clip_to=1
 
 def check(mixer: str, config: str, binary: Path = DEFAULT_BINARY, seed: int = 0,
           chunk_size: int | None = None, workdir: Path | None = None, f64: bool = True,
-          adamw: bool = False, dumped: dict | None = None) -> dict:
+          adamw: bool = False, dumped: dict | None = None, device: str = "cpu") -> dict:
     """Runs archlab's dump for (mixer, config) and compares. Returns a result row."""
     c = CONFIGS[config]
     own_tmp = None
@@ -230,7 +231,7 @@ def check(mixer: str, config: str, binary: Path = DEFAULT_BINARY, seed: int = 0,
         text_file = text_file_for(workdir) if c["task"] == "text" else None
         conf = archlab_config(c, seed, chunk_size, text_file)
         program = REPO / "archspec" / "library" / f"{mixer}.arch"
-        d = dumped or dump(binary, program, conf, workdir, f"{mixer}_{config}_s{seed}")
+        d = dumped or dump(binary, program, conf, workdir, f"{mixer}_{config}_s{seed}", device)
     finally:
         if own_tmp is not None:
             own_tmp.cleanup()
@@ -270,7 +271,7 @@ def _tensors(flat, b, t, dtype):
 
 def replay(mixer: str, config: str, steps: int, batch: int, binary: Path = DEFAULT_BINARY,
            seed: int = 0, lr: float = 3e-3, eval_batches: int = 16, d_model: int | None = None,
-           workdir: Path | None = None, dtype=torch.float32) -> dict:
+           workdir: Path | None = None, dtype=torch.float32, device: str = "cpu") -> dict:
     """Trains `steps` AdamW steps on both sides from the *same* initial parameters on the *same*
     batches (archlab's stream, reproduced by archlab_stream.py) and compares the per-step
     training loss (archlab's progress lines with progress_every 1) and the final validation
@@ -297,10 +298,11 @@ def replay(mixer: str, config: str, steps: int, batch: int, binary: Path = DEFAU
         conf.update(steps=steps, eval_batches=eval_batches, progress_every=1)
         program = REPO / "archspec" / "library" / f"{mixer}.arch"
         stem = f"replay_{mixer}_{config}_s{seed}"
-        d = dump(binary, program, conf, workdir, stem)
+        d = dump(binary, program, conf, workdir, stem, device)
         conf_path = workdir / f"{stem}.config.json"
         proc = subprocess.run([str(binary), "train", "--program", str(program), "--config",
-                               str(conf_path)], capture_output=True, text=True, timeout=3600)
+                               str(conf_path), "--device", device],
+                              capture_output=True, text=True, timeout=3600)
         task = conf["data"]["tasks"][0]
         train = archlab_stream.Stream(task, c["vocab"], c["seq_len"], "train", seed)
         val = archlab_stream.Stream(task, c["vocab"], c["seq_len"], "val", seed)
@@ -416,6 +418,9 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--chunk-size", type=int, default=None, help="archlab chunk_size (default 16)")
     ap.add_argument("--archlab", type=Path, default=DEFAULT_BINARY)
+    ap.add_argument("--archlab-device", default="cpu",
+                    help="archlab's backend: cpu (flex, the default build) or, with a binary "
+                         "built with --features tch, tch-cpu or cuda (the backend of GPU runs)")
     ap.add_argument("--out", type=Path, default=HERE / "out" / "exact.md")
     ap.add_argument("--keep", type=Path, default=None, help="keep configs and dumps in this dir")
     ap.add_argument("--no-f64", action="store_true")
@@ -428,6 +433,9 @@ def main(argv=None):
     ap.add_argument("--replay-d-model", type=int, default=64)
     ap.add_argument("--replay-seeds", type=int, nargs="+", default=[0])
     ap.add_argument("--replay-only", action="store_true", help="skip the first-step check")
+    ap.add_argument("--replay-kernels", choices=["loop", "parallel"], default="loop",
+                    help="torch's kernels in the replay: the sequential loops or their closed "
+                         "forms (faster for long replays; test_parity.py checks they agree)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not args.archlab.exists():
@@ -439,7 +447,7 @@ def main(argv=None):
     for config in args.configs:
         for mixer in args.mixers:
             r = check(mixer, config, args.archlab, args.seed, args.chunk_size, args.keep,
-                      not args.no_f64, args.adamw)
+                      not args.no_f64, args.adamw, device=args.archlab_device)
             rows.append(r)
             print("  " + " | ".join(f"{h}={c}" for h, c in zip(HEADER, cells(r))), flush=True)
 
@@ -451,7 +459,8 @@ def main(argv=None):
     n_pass = sum(r["pass"] for r in rows)
     print(f"{n_pass}/{len(rows)} pass")
     md = ["# archlab ↔ PyTorch: exact first step", "",
-          f"Seed {args.seed}, archlab chunk_size {args.chunk_size or 16}, torch sequential "
+          f"Seed {args.seed}, archlab device {args.archlab_device}, chunk_size "
+          f"{args.chunk_size or 16}, torch sequential "
           "kernels; gradients relative to each tensor's max |g_archlab|. "
           "`f64:` columns: the same torch model in float64 against archlab's float32.", "",
           desc, "", md_table(HEADER, [cells(r) for r in rows]), "", crit, "",
@@ -492,12 +501,14 @@ def replay_cells(r):
 
 
 def replay_main(args) -> int:
+    set_kernels(args.replay_kernels)
     rows = []
     for config in args.configs:
         for mixer in args.mixers:
             for seed in args.replay_seeds:
                 r = replay(mixer, config, args.replay, args.replay_batch, args.archlab, seed,
-                           d_model=args.replay_d_model, workdir=args.keep)
+                           d_model=args.replay_d_model, workdir=args.keep,
+                           device=args.archlab_device)
                 rows.append(r)
                 print("  " + " | ".join(f"{h}={c}" for h, c in zip(REPLAY_HEADER, replay_cells(r))),
                       flush=True)
@@ -512,7 +523,8 @@ def replay_main(args) -> int:
         f"(reproduced by archlab_stream.py): d_model {args.replay_d_model}, batch "
         f"{args.replay_batch}, AdamW (0.9, 0.98) lr 3e-3, wd 0.1, 10 % warmup + cosine to "
         "0.1·lr, clip 1.0. archlab's per-step loss from its progress lines (progress_every 1); "
-        "validation on archlab's validation stream.", "",
+        f"validation on archlab's validation stream. archlab on `{args.archlab_device}`, torch "
+        f"with its {args.replay_kernels} kernels.", "",
         md_table(REPLAY_HEADER, [replay_cells(r) for r in rows]), ""]))
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
     print(f"wrote {out}")
