@@ -13,11 +13,13 @@ use crate::cognition::lexical::GrowingIndex;
 use crate::cognition::{Base, Retriever};
 use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
 use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
+use crate::core::progress_writes::{self, Write};
 use crate::core::spec_change::{self, SpecChange};
 use crate::memory::{MemoryError, Store};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::time::{Duration, Instant};
 use trainer::TrainConfig;
 
 /// How [`Engine::resume_with`] treats trainers a previous run left running.
@@ -154,6 +156,11 @@ pub struct Engine<S: Store> {
     /// attempts (no program is checked again); kept up to date as experiments are saved.
     known_hashes: HashSet<String>,
     retrieval_fallback: Option<String>,
+    /// When this run last wrote each experiment, and the experiments whose mirror holds
+    /// progress not yet written (see [`progress_writes`]).
+    written_at: BTreeMap<ExperimentId, Instant>,
+    unwritten: BTreeSet<ExperimentId>,
+    progress_interval: Duration,
 }
 
 /// Registers the campaign's spec. Where memory holds another spec under the name (SQLite; the
@@ -230,6 +237,9 @@ impl<S: Store> Engine<S> {
             motivation_index: GrowingIndex::default(),
             known_hashes: HashSet::new(),
             retrieval_fallback: None,
+            written_at: BTreeMap::new(),
+            unwritten: BTreeSet::new(),
+            progress_interval: progress_writes::INTERVAL,
         };
         for experiment in &engine.experiments {
             index_motivation(&mut engine.motivation_index, experiment);
@@ -246,6 +256,52 @@ impl<S: Store> Engine<S> {
             cache: std::collections::HashMap::new(),
         });
         self
+    }
+
+    /// Writes progress-only changes of an experiment at most once per `interval` (default
+    /// [`progress_writes::INTERVAL`]).
+    pub fn with_progress_interval(mut self, interval: Duration) -> Engine<S> {
+        self.progress_interval = interval;
+        self
+    }
+
+    /// Writes the experiments whose kept progress has waited its interval. Drivers call it
+    /// whenever they wake; [`Engine::next_write_in`] says when it is next needed.
+    pub fn write_due(&mut self) -> Result<()> {
+        let due: Vec<ExperimentId> = self
+            .unwritten
+            .iter()
+            .copied()
+            .filter(|id| self.write_in(*id) == Duration::ZERO)
+            .collect();
+        self.write_kept(&due)
+    }
+
+    /// Writes every change kept for later (before a driver stops).
+    pub fn write_all(&mut self) -> Result<()> {
+        let kept: Vec<ExperimentId> = self.unwritten.iter().copied().collect();
+        self.write_kept(&kept)
+    }
+
+    /// How long until a kept change must be written; `None` when nothing waits.
+    pub fn next_write_in(&self) -> Option<Duration> {
+        self.unwritten.iter().map(|id| self.write_in(*id)).min()
+    }
+
+    fn write_in(&self, id: ExperimentId) -> Duration {
+        self.written_at.get(&id).map_or(Duration::ZERO, |at| {
+            progress_writes::due_in(at.elapsed(), self.progress_interval)
+        })
+    }
+
+    fn write_kept(&mut self, ids: &[ExperimentId]) -> Result<()> {
+        for id in ids {
+            if let Some(experiment) = self.get(*id).cloned() {
+                self.save(experiment)?;
+            }
+            self.unwritten.remove(id);
+        }
+        Ok(())
     }
 
     pub fn experiments(&self) -> &[Experiment] {
@@ -337,6 +393,8 @@ impl<S: Store> Engine<S> {
 
     fn save(&mut self, experiment: Experiment) -> Result<()> {
         self.store.save_experiment(&self.campaign, &experiment)?;
+        self.written_at.insert(experiment.id, Instant::now());
+        self.unwritten.remove(&experiment.id);
         index_motivation(&mut self.motivation_index, &experiment);
         add_hashes(&mut self.known_hashes, &experiment);
         match self.experiments.iter_mut().find(|e| e.id == experiment.id) {
@@ -344,6 +402,14 @@ impl<S: Store> Engine<S> {
             None => self.experiments.push(experiment),
         }
         Ok(())
+    }
+
+    /// Updates the mirror only; the change is written by [`Engine::write_due`].
+    fn keep(&mut self, experiment: Experiment) {
+        self.unwritten.insert(experiment.id);
+        if let Some(slot) = self.experiments.iter_mut().find(|e| e.id == experiment.id) {
+            *slot = experiment;
+        }
     }
 
     /// Picks up experiments a previous run left unfinished: restarts interrupted trainers (the
@@ -659,10 +725,15 @@ impl<S: Store> Engine<S> {
             }
         }
         let context = inputs.context(&self.spec, &known);
+        let handled = progress_writes::Handled::of(&event);
         let (next, effects) = lifecycle::step(experiment, event, &context);
         self.record_agents()?;
         tracing::debug!(experiment = next.id, phase = ?next.phase, ?effects, "stepped");
-        self.save(next.clone())?;
+        let since_written = self.written_at.get(&next.id).map(Instant::elapsed);
+        match progress_writes::decide(handled, &effects, since_written, self.progress_interval) {
+            Write::Now => self.save(next.clone())?,
+            Write::Later => self.keep(next.clone()),
+        }
         self.apply(next, effects)
     }
 

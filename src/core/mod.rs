@@ -8,6 +8,7 @@
 //! - [`sampling`]: two-tier choice of parent and references.
 //! - [`novelty`]: structural and motivation novelty of a proposal.
 //! - [`qa`]: rules that stop a running trainer.
+//! - [`progress_writes`]: which steps are written to memory at once, which at a bounded rate.
 //! - [`fitness`]: the documented fitness formula against the campaign's baseline.
 //! - [`stats`]: mean and confidence interval over verification seeds.
 //! - [`trainer_output`]: the trainer's JSON lines as lifecycle events.
@@ -18,6 +19,7 @@ pub mod campaign;
 pub mod fitness;
 pub mod lifecycle;
 pub mod novelty;
+pub mod progress_writes;
 pub mod qa;
 pub mod sampling;
 pub mod spec_change;

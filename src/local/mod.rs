@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::sync::mpsc::{self, RecvTimeoutError};
 
 pub struct RunOptions {
     pub manifest: PathBuf,
@@ -137,14 +137,26 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
             // The planner waits on nothing: only possible if memory is inconsistent.
             bail!("the planner is waiting but no trainer is running");
         }
-        let Ok(message) = messages.recv() else {
-            bail!("the trainer readers stopped unexpectedly");
+        engine.write_due()?;
+        let message = match engine.next_write_in() {
+            Some(due) => match messages.recv_timeout(due) {
+                Ok(message) => message,
+                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Disconnected) => {
+                    bail!("the trainer readers stopped unexpectedly")
+                }
+            },
+            None => match messages.recv() {
+                Ok(message) => message,
+                Err(_) => bail!("the trainer readers stopped unexpectedly"),
+            },
         };
         match message {
             Message::Interrupt => {
                 for (_, child) in std::mem::take(&mut running) {
                     child.kill();
                 }
+                engine.write_all()?;
                 display.finish();
                 display.line(&format!(
                     "interrupted: unfinished runs will restart when you run the same command again (state in {})",
@@ -191,6 +203,7 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
             }
         }
     }
+    engine.write_all()?;
     display.finish();
     let ending = ending.unwrap_or(Ending::Completed);
     summary(&display, &engine, &ending, &options.state);

@@ -124,6 +124,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     send(engine.resume_with(Resume::Adopt)?);
     let mut ending: Option<Ending> = None;
     loop {
+        engine.write_due()?;
         let training = engine
             .experiments()
             .iter()
@@ -151,23 +152,27 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             &engine.usage(),
             ending.is_none(),
         );
-        let message = match inbox.recv_timeout(STATUS_INTERVAL) {
+        let wait = engine
+            .next_write_in()
+            .map_or(STATUS_INTERVAL, |due| due.min(STATUS_INTERVAL));
+        let message = match inbox.recv_timeout(wait) {
             Ok(message) => message,
             // A Campaign deleted without the operator noticing (no finalizer) ends its engine;
             // so does one created again under the same name (a new uid: a new engine).
             Err(RecvTimeoutError::Timeout)
-                if campaign_gone(
-                    &status.runtime,
-                    &status.campaigns,
-                    &name,
-                    setup.campaign.metadata.uid.as_deref(),
-                )? =>
+                if wait == STATUS_INTERVAL
+                    && campaign_gone(
+                        &status.runtime,
+                        &status.campaigns,
+                        &name,
+                        setup.campaign.metadata.uid.as_deref(),
+                    )? =>
             {
                 stopped_by_deletion(&setup.metrics, &setup.namespace, &name);
                 return Ok(());
             }
             Err(RecvTimeoutError::Timeout) => continue,
-            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            Err(RecvTimeoutError::Disconnected) => return Ok(engine.write_all()?),
         };
         match message {
             ToEngine::Observed {
@@ -189,7 +194,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
                 }
                 SpecChange::Refused { reason } => refused = Some(reason),
             },
-            ToEngine::Stop => return Ok(()),
+            ToEngine::Stop => return Ok(engine.write_all()?),
         }
     }
 }
