@@ -357,7 +357,7 @@ fn apply(objects: &Mutex<BTreeMap<String, Value>>, request: &Recorded) -> Value 
 }
 
 #[test]
-fn memory_writes_an_experiment_by_server_side_apply_and_repeats_it_identically() {
+fn memory_writes_an_experiment_by_server_side_apply_and_repeats_only_what_changed() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let objects = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
     let (client, log) = api_server(
@@ -383,7 +383,8 @@ fn memory_writes_an_experiment_by_server_side_apply_and_repeats_it_identically()
         .expect("saved again");
     let log = log.lock().expect("log").clone();
     let patches: Vec<&Recorded> = log.iter().filter(|r| r.method == "PATCH").collect();
-    assert_eq!(patches.len(), 4, "{log:#?}");
+    // The second save changed nothing of the main resource: only the status is applied again.
+    assert_eq!(patches.len(), 3, "{log:#?}");
     let (main, status) = (patches[0], patches[1]);
     assert!(
         main.uri
@@ -427,14 +428,177 @@ fn memory_writes_an_experiment_by_server_side_apply_and_repeats_it_identically()
     );
     assert_eq!(status.body["status"]["phase"], "analysing");
     assert_eq!(status.body["status"]["attemptCount"], 1);
-    // The owner was read once; the second save sent byte-identical applies.
+    // The owner was read once; the second save sent a byte-identical status apply.
     assert_eq!(
         log.iter().filter(|r| r.method == "GET").count(),
         1,
         "{log:#?}"
     );
-    assert_eq!(patches[2].raw, main.raw);
-    assert_eq!(patches[3].raw, status.raw);
+    assert_eq!(patches[2].raw, status.raw);
+}
+
+#[test]
+fn memory_creates_again_an_experiment_deleted_since_its_last_write() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let objects = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let kept = objects.clone();
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(move |request| {
+            let mut objects = kept.lock().expect("objects");
+            match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.contains("/campaigns/quick") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                // The status of a missing object cannot be applied: the server says 404.
+                ("PATCH", uri) if uri.contains("/status?") && objects.is_empty() => not_found(),
+                ("PATCH", _) => (200, json_bytes(&apply_to(&mut objects, request))),
+                _ => not_found(),
+            }
+        }),
+    );
+    let mut store = KubeStore::new(runtime.handle().clone(), client, "lab");
+    store.save_experiment("quick", &record()).expect("saved");
+    objects.lock().expect("objects").clear(); // kubectl delete exp quick-e00012
+    store
+        .save_experiment("quick", &record())
+        .expect("saved again");
+    let log = log.lock().expect("log").clone();
+    let patches: Vec<&str> = log
+        .iter()
+        .filter(|r| r.method == "PATCH")
+        .map(|r| {
+            if r.uri.contains("/status?") {
+                "status"
+            } else {
+                "main"
+            }
+        })
+        .collect();
+    assert_eq!(
+        patches,
+        ["main", "status", "status", "main", "status"],
+        "{log:#?}"
+    );
+    assert!(
+        objects
+            .lock()
+            .expect("objects")
+            .contains_key("quick-e00012")
+    );
+}
+
+/// An API server that keeps what is applied to it and lists it back (what an engine needs).
+fn keeping_api_server(
+    runtime: &tokio::runtime::Runtime,
+) -> (kube::Client, Arc<Mutex<Vec<Recorded>>>) {
+    let objects = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    api_server(
+        runtime,
+        Box::new(move |request| {
+            let mut objects = objects.lock().expect("objects");
+            match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.contains("/campaigns/quick") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("PATCH", uri) if uri.contains("/campaigns/") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                ("PATCH", _) => (200, json_bytes(&apply_to(&mut objects, request))),
+                ("GET", uri) if uri.contains("/experiments?") => {
+                    let items: Vec<Value> = objects.values().cloned().collect();
+                    let list = json!({"apiVersion": "archlab.dev/v1alpha1", "kind": "ExperimentList", "metadata": {}, "items": items});
+                    (200, json_bytes(&list))
+                }
+                _ => not_found(),
+            }
+        }),
+    )
+}
+
+/// Feeds one trainer's 300 progress lines (every 5 of 1,500 steps, as fast as the engine takes
+/// them) and its result to an engine over `KubeStore`; the Experiment writes each part caused.
+fn experiment_writes_of_one_pod(interval: Option<Duration>) -> (usize, usize, Duration) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let (client, log) = keeping_api_server(&runtime);
+    let campaign = campaign_resource(|_| {});
+    let store =
+        KubeStore::new(runtime.handle().clone(), client, "lab").with_spec(campaign.spec.clone());
+    let agents = archlab::setup::agents(&campaign, None, 0, None).expect("agents");
+    let cognition = archlab::setup::cognition(&campaign, None).expect("cognition");
+    let mut engine =
+        archlab::engine::Engine::open("quick", campaign.spec.clone(), store, agents, cognition)
+            .expect("engine");
+    if let Some(interval) = interval {
+        engine = engine.with_progress_interval(interval);
+    }
+    let (commands, _) = engine.fill(1).expect("the baseline starts");
+    let Some(Command::Start {
+        experiment,
+        attempt,
+        ..
+    }) = commands.first().cloned()
+    else {
+        panic!("no Start: {commands:?}");
+    };
+    let experiment_writes = || {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|r| r.method == "PATCH" && r.uri.contains("/experiments/"))
+            .count()
+    };
+    let before = experiment_writes();
+    let started = Instant::now();
+    for step in (5..=1500).step_by(5) {
+        let point = archlab::core::qa::ProgressPoint {
+            step,
+            loss: 3.0 - step as f64 / 1000.0,
+            elapsed_s: step as f64 * 0.012,
+            trial: 0,
+        };
+        engine
+            .observe(experiment, attempt, Event::Progress(point))
+            .expect("progress");
+        engine.write_due().expect("due writes");
+    }
+    let took = started.elapsed();
+    let progress = experiment_writes() - before;
+    let summary = TrainSummary {
+        val_loss: 1.5,
+        accuracy: BTreeMap::from([("mqar".into(), 0.4)]),
+        wall_s: 18.0,
+        params: 4096,
+    };
+    engine
+        .observe(experiment, attempt, Event::Finished(summary))
+        .expect("the result");
+    let ending = experiment_writes() - before - progress;
+    let stored = &engine.experiments()[0];
+    assert_eq!(
+        stored.attempts[0].progress.len(),
+        300,
+        "every point is kept for QA"
+    );
+    (progress, ending, took)
+}
+
+#[test]
+fn a_pods_progress_lines_cost_a_bounded_number_of_writes_and_its_ending_is_written_at_once() {
+    let (progress, ending, took) = experiment_writes_of_one_pod(None);
+    // One write per 5 s interval at most, however fast the lines come.
+    let allowed = 1 + took.as_secs() as usize / 5;
+    assert!(
+        progress <= allowed,
+        "{progress} writes for 300 progress lines in {took:?} (allowed {allowed})"
+    );
+    assert!(ending >= 1, "the ending is written at once");
+    // Without the bound every line is a write (the status only: the spec is unchanged).
+    let (unbounded, _, _) = experiment_writes_of_one_pod(Some(Duration::ZERO));
+    assert_eq!(unbounded, 300);
+    eprintln!(
+        "writes for 300 progress lines: {progress} bounded, {unbounded} unbounded (before this bound: 600)"
+    );
 }
 
 #[test]

@@ -36,6 +36,9 @@ pub struct KubeStore {
     fence: Arc<AtomicBool>,
     /// The campaign's spec, for the training progress in an Experiment's status.
     spec: Option<crate::api::CampaignSpec>,
+    /// The apply body last sent for each Experiment's main resource: a save that changes only
+    /// the status (most of them: progress, phases) writes only the status.
+    applied: BTreeMap<String, Vec<u8>>,
 }
 
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
@@ -62,6 +65,7 @@ impl KubeStore {
             conditions: std::sync::Mutex::new(BTreeMap::new()),
             fence: Arc::new(AtomicBool::new(true)),
             spec: None,
+            applied: BTreeMap::new(),
         }
     }
 
@@ -115,6 +119,17 @@ impl KubeStore {
             .ok()
             .and_then(|c| c.get(name).cloned())
             .unwrap_or_default()
+    }
+
+    fn apply_main(&self, name: &str, resource: &Experiment, what: &str) -> Result<()> {
+        let apply = PatchParams::apply(MANAGER).force();
+        self.runtime
+            .block_on(
+                self.experiments
+                    .patch(name, &apply, &Patch::Apply(resource)),
+            )
+            .map(|_| ())
+            .map_err(cluster(what))
     }
 
     fn merge_status(&self, campaign: &str, status: serde_json::Value) -> Result<()> {
@@ -190,23 +205,37 @@ impl Store for KubeStore {
         };
         let apply = PatchParams::apply(MANAGER).force();
         let what = format!("writing Experiment {name}");
-        self.runtime
-            .block_on(
-                self.experiments
-                    .patch(&name, &apply, &Patch::Apply(&resource)),
-            )
-            .map_err(cluster(what.clone()))?;
+        let body = serde_json::to_vec(&resource).map_err(|e| MemoryError::Corrupt {
+            what: what.clone(),
+            message: e.to_string(),
+        })?;
+        if self.applied.get(&name) != Some(&body) {
+            self.apply_main(&name, &resource, &what)?;
+            self.applied.insert(name.clone(), body);
+        }
         let status_patch = json!({
             "apiVersion": Experiment::api_version(&()),
             "kind": Experiment::kind(&()),
             "status": status,
         });
-        self.runtime
-            .block_on(
-                self.experiments
-                    .patch_status(&name, &apply, &Patch::Apply(&status_patch)),
-            )
-            .map_err(cluster(what))?;
+        let status_apply = |store: &Self| {
+            store.runtime.block_on(store.experiments.patch_status(
+                &name,
+                &apply,
+                &Patch::Apply(&status_patch),
+            ))
+        };
+        match status_apply(self) {
+            // Deleted behind our back since the main resource was last applied: create it
+            // again, as a save always has.
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                self.apply_main(&name, &resource, &what)?;
+                status_apply(self).map_err(cluster(what))?;
+            }
+            other => {
+                other.map_err(cluster(what))?;
+            }
+        }
         let highest = self.highest_id.entry(campaign.to_string()).or_default();
         *highest = (*highest).max(record.id);
         Ok(())
