@@ -166,6 +166,71 @@ fn campaign(name: &str, steps: u32) -> String {
         )
 }
 
+/// What this machine takes per training step of the fixture's model, measured once with
+/// `archlab train` (process start included). Waits for whole campaigns are derived from it and
+/// from the work they ask for, so a slow machine waits longer and a stuck operator still fails.
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    per_step: Duration,
+}
+
+/// Steps of the measuring run: long enough that the process start is a small part.
+const PACE_STEPS: u32 = 300;
+
+impl Pace {
+    fn measure(work: &Path) -> Pace {
+        let text =
+            std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/tiny_campaign.yaml"))
+                .expect("fixture");
+        let mut config = archlab::api::parse_campaign(&text)
+            .expect("fixture parses")
+            .spec
+            .stages
+            .exploration
+            .train;
+        config.steps = PACE_STEPS as usize;
+        let config_path = work.join("pace-config.json");
+        std::fs::write(
+            &config_path,
+            serde_json::to_string(&config).expect("config"),
+        )
+        .expect("write");
+        let program_path = work.join("pace.arch");
+        let program = archspec::library::get("linear_attention")
+            .expect("library")
+            .source;
+        std::fs::write(&program_path, program).expect("write");
+        let started = Instant::now();
+        let output = Command::new(env!("CARGO_BIN_EXE_archlab"))
+            .args(["train", "--program"])
+            .arg(&program_path)
+            .arg("--config")
+            .arg(&config_path)
+            .stderr(Stdio::null())
+            .output()
+            .expect("archlab train");
+        assert!(output.status.success(), "the pace run failed: {output:?}");
+        let pace = Pace {
+            per_step: started.elapsed() / PACE_STEPS,
+        };
+        eprintln!(
+            "pace: {:.1} ms per training step of the fixture's model on this machine",
+            pace.per_step.as_secs_f64() * 1e3
+        );
+        pace
+    }
+
+    /// The longest a campaign of `experiments` trainers of `steps` steps, `parallel` at once,
+    /// may take to end: its training three times over (the operator, API server and node
+    /// agent share the cores with the trainers), 10 s per experiment for its pod's start, log
+    /// and writes, and a minute for the operator to start and pick the Campaign up.
+    fn campaign(&self, experiments: u32, steps: u32, parallel: u32) -> Duration {
+        let rounds = experiments.div_ceil(parallel.max(1));
+        let training = self.per_step * steps * rounds;
+        Duration::from_secs(60) + Duration::from_secs(10) * experiments + training * 3
+    }
+}
+
 /// Waits for the Campaign's phase; the status when it came.
 fn wait_for_phase(namespace: &str, name: &str, phase: &str, limit: Duration) -> Value {
     wait_for_one_of(namespace, name, &[phase], limit)
@@ -177,6 +242,7 @@ fn wait_for_end(namespace: &str, name: &str, limit: Duration) -> Value {
 }
 
 fn wait_for_one_of(namespace: &str, name: &str, phases: &[&str], limit: Duration) -> Value {
+    eprintln!("waiting up to {limit:.0?} for campaign {namespace}/{name} to be {phases:?}");
     let deadline = Instant::now() + limit;
     loop {
         let output = kubectl(&["get", "camp", name, "-n", namespace, "-o", "json"], None);
@@ -189,11 +255,29 @@ fn wait_for_one_of(namespace: &str, name: &str, phases: &[&str], limit: Duration
         }
         assert!(
             Instant::now() < deadline,
-            "campaign {namespace}/{name} not {phases:?} within {limit:?}: {}",
+            "campaign {namespace}/{name} not {phases:?} within {limit:.0?} (progress {}, experiments: {}): {}",
+            value["status"]["progress"],
+            experiment_phases(namespace),
             value["status"]["conditions"]
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Each Experiment's phase and training progress, for a wait that failed.
+fn experiment_phases(namespace: &str) -> String {
+    items("exp", namespace)
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {}",
+                e["metadata"]["name"].as_str().unwrap_or("?"),
+                e["status"]["phase"].as_str().unwrap_or("?"),
+                e["status"]["training"]["percent"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Pods each experiment should have had: one per attempt that reached training (a program
@@ -253,16 +337,17 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     // `ARCHLAB_E2E_ONLY=pod,deleted` runs only the scenarios whose names contain one of the
     // words (while working on one); CI runs them all.
     let only = std::env::var("ARCHLAB_E2E_ONLY").unwrap_or_default();
-    let timed = |name: &str, scenario: &dyn Fn(&Path)| {
+    let pace = Pace::measure(&work);
+    let timed = |name: &str, scenario: &dyn Fn(&Path, Pace)| {
         if !only.is_empty() && !only.split(',').any(|word| name.contains(word.trim())) {
             eprintln!("scenario {name}: not selected by ARCHLAB_E2E_ONLY");
             return;
         }
         let started = Instant::now();
-        scenario(&work);
+        scenario(&work, pace);
         eprintln!("scenario {name}: {:.0} s", started.elapsed().as_secs_f64());
     };
-    timed("invalid campaigns refused", &|_| {
+    timed("invalid campaigns refused", &|_, _| {
         invalid_campaigns_are_refused()
     });
     timed("whole campaign", &whole_campaign);
@@ -355,14 +440,14 @@ fn invalid_campaigns_are_refused() {
 }
 
 /// A campaign runs to the end: experiments, one pod per attempt, printer columns with values.
-fn whole_campaign(work: &Path) {
+fn whole_campaign(work: &Path, pace: Pace) {
     namespace("e2e-run");
     let _operator = operator(work, "e2e-run", "run", false);
     kubectl_ok(
         &["apply", "-n", "e2e-run", "-f", "-"],
         Some(&campaign("tiny", 40)),
     );
-    let status = wait_for_phase("e2e-run", "tiny", "Completed", Duration::from_secs(300));
+    let status = wait_for_phase("e2e-run", "tiny", "Completed", pace.campaign(12, 40, 2));
     assert_eq!(status["progress"], "12/12", "{status}");
     let experiments = items("exp", "e2e-run");
     assert_eq!(experiments.len(), 12);
@@ -436,7 +521,7 @@ fn reporting_instances(namespace: &str) -> std::collections::BTreeSet<String> {
 /// Two replicas under leader election: only the Lease holder acts. The holder is SIGKILLed
 /// while trainers run (no lease release, no clean-up); the standby takes over, adopts the
 /// running pods and finishes with nothing duplicated, while the killed one, restarted, waits.
-fn two_replicas_and_the_leader_killed(work: &Path) {
+fn two_replicas_and_the_leader_killed(work: &Path, pace: Pace) {
     namespace("e2e-replicas");
     let first = operator(work, "e2e-replicas", "first", true);
     wait_for_holder("e2e-replicas", "first", Duration::from_secs(30));
@@ -445,7 +530,9 @@ fn two_replicas_and_the_leader_killed(work: &Path) {
         &["apply", "-n", "e2e-replicas", "-f", "-"],
         Some(&campaign("slow", 1500)),
     );
-    let deadline = Instant::now() + Duration::from_secs(120);
+    // Two experiments done and a third training: a campaign of three, as far as time goes.
+    let limit = pace.campaign(3, 1500, 2);
+    let deadline = Instant::now() + limit;
     loop {
         let experiments = items("exp", "e2e-replicas");
         let count = |phase: &str| {
@@ -459,7 +546,8 @@ fn two_replicas_and_the_leader_killed(work: &Path) {
         }
         assert!(
             Instant::now() < deadline,
-            "nothing trained within 2 minutes"
+            "two experiments not trained within {limit:.0?}: {}",
+            experiment_phases("e2e-replicas")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -482,7 +570,7 @@ fn two_replicas_and_the_leader_killed(work: &Path) {
         "e2e-replicas",
         "slow",
         "Completed",
-        Duration::from_secs(400),
+        pace.campaign(12, 1500, 2),
     );
     assert_eq!(lease_holder("e2e-replicas").as_deref(), Some("standby"));
     assert!(
@@ -509,18 +597,19 @@ fn two_replicas_and_the_leader_killed(work: &Path) {
 
 /// OOMKilled, eviction and a failing exit end with the right reason and Event; the eviction is
 /// rerun, not charged as a revision.
-fn pod_failures(work: &Path) {
+fn pod_failures(work: &Path, pace: Pace) {
     namespace("e2e-faults");
     let _operator = operator(work, "e2e-faults", "faults", false);
     // One trainer at a time: the proposals, and so the pods the failures are injected into,
     // are the same on every run.
     let faults = campaign("faults", 40).replace("parallelism: 2", "parallelism: 1");
     kubectl_ok(&["apply", "-n", "e2e-faults", "-f", "-"], Some(&faults));
+    // 12 experiments and the evicted pod's rerun, one at a time.
     wait_for_phase(
         "e2e-faults",
         "faults",
         "Completed",
-        Duration::from_secs(300),
+        pace.campaign(13, 40, 1),
     );
     let experiments = items("exp", "e2e-faults");
     let find = |id: u64| {
@@ -586,7 +675,7 @@ fn pod_failures(work: &Path) {
 /// Trainers asking for more GPUs than the node has stay Pending (the real scheduler says
 /// why); past `qa.maxPendingSeconds` each run is an infrastructure failure, rerun once, then
 /// the experiment fails as `InfrastructureFailed`, with no revision charged.
-fn unschedulable_pods(work: &Path) {
+fn unschedulable_pods(work: &Path, _: Pace) {
     namespace("e2e-unschedulable");
     let _operator = operator(work, "e2e-unschedulable", "unschedulable", false);
     let greedy = campaign("greedy", 40)
@@ -665,7 +754,7 @@ fn unschedulable_pods(work: &Path) {
 
 /// Deleting a Campaign mid-run: the real garbage collector removes its Experiments and their
 /// pods (owner references), and the operator's engine stops without re-creating anything.
-fn deleting_a_campaign_collects_its_objects(work: &Path) {
+fn deleting_a_campaign_collects_its_objects(work: &Path, _: Pace) {
     namespace("e2e-delete");
     let _operator = operator(work, "e2e-delete", "delete", false);
     kubectl_ok(
@@ -719,7 +808,7 @@ const SECRET: &str = "sk-e2e-7c6b5a49-DO-NOT-LEAK";
 
 /// A campaign whose agents are an LLM (a scripted endpoint on 127.0.0.1) with the API key in a
 /// Secret: the operator reads it and sends it, and it appears in no object, Event or log.
-fn the_llm_key_from_a_secret_stays_secret(work: &Path) {
+fn the_llm_key_from_a_secret_stays_secret(work: &Path, pace: Pace) {
     namespace("e2e-llm");
     let server = common::llm_server::serve(common::llm_server::good_endpoint());
     kubectl_ok(
@@ -743,7 +832,7 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path) {
         ),
     );
     kubectl_ok(&["apply", "-n", "e2e-llm", "-f", "-"], Some(&manifest));
-    let status = wait_for_phase("e2e-llm", "thinking", "Completed", Duration::from_secs(300));
+    let status = wait_for_phase("e2e-llm", "thinking", "Completed", pace.campaign(12, 40, 2));
     assert!(
         status["agents"]["roles"]["researcher"]["requests"]
             .as_u64()
@@ -813,7 +902,7 @@ fn http_get(port: u16, path: &str) -> String {
 /// operator run under the chart's ServiceAccount (impersonated): its RBAC suffices for a whole
 /// campaign and its trainer defaults reach the pods. Its `/metrics` pass `promtool check
 /// metrics`.
-fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path) {
+fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
     let Some(helm) = tool("helm") else { return };
     let chart = Path::new(ROOT).join("charts/archlab");
     let chart = chart.display().to_string();
@@ -924,7 +1013,7 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path) {
     let _operator = Running(command.spawn().expect("the operator starts"));
     let charted = campaign("charted", 40).replace(", image: archlab:e2e", "");
     kubectl_ok(&["apply", "-n", "e2e-helm", "-f", "-"], Some(&charted));
-    wait_for_phase("e2e-helm", "charted", "Completed", Duration::from_secs(300));
+    wait_for_phase("e2e-helm", "charted", "Completed", pace.campaign(12, 40, 2));
     let log = std::fs::read_to_string(work.join("charted.log")).expect("log");
     assert!(!log.to_lowercase().contains("forbidden"), "{log}");
     let images: Vec<String> = items("pods", "e2e-helm")
