@@ -69,3 +69,33 @@ fn no_tracked_file_is_one_gitignore_ignores() {
         "tracked files that .gitignore ignores (git rm --cached them):\n{tracked_but_ignored}"
     );
 }
+
+/// The README's first screen promises two commands; CI must run the second one (adding only
+/// `--locked`, which refuses a stale `Cargo.lock`).
+#[test]
+fn ci_runs_the_readme_s_test_command() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let command = readme
+        .lines()
+        .skip_while(|line| !line.starts_with("# 2. The tests"))
+        .nth(1)
+        .expect("the README's test command after `# 2. The tests`");
+    assert!(command.starts_with("cargo test"), "{command}");
+    let ci = std::fs::read_to_string(root.join(".ci/run")).expect(".ci/run");
+    let runs = ci
+        .lines()
+        .filter(|line| !line.trim_start().starts_with('#') && !line.contains("--no-run"))
+        .filter_map(|line| line.find("cargo test").map(|at| &line[at..]))
+        .any(|invocation| {
+            let mut words: Vec<&str> = invocation
+                .split_whitespace()
+                .filter(|w| *w != "--locked")
+                .collect();
+            let mut expected: Vec<&str> = command.split_whitespace().collect();
+            words.sort_unstable();
+            expected.sort_unstable();
+            words == expected
+        });
+    assert!(runs, "`.ci/run` does not run `{command}`");
+}

@@ -1,0 +1,63 @@
+# Sourced by .ci/run: named steps with their wall times, a step run in the background while
+# others go on, and one timing line per step when CI ends (also when it fails), so a slow step
+# shows in every CI log.
+#
+#   step NAME COMMAND...        run COMMAND now
+#   background NAME COMMAND...  start COMMAND now, its output in $CI_LOGS/NAME.log
+#   await NAME                  wait for a background step; its log when it failed
+
+CI_LOGS=${CI_LOGS:-$(mktemp -d)}
+CI_STARTED=$SECONDS
+CI_TIMES=()
+CI_CURRENT=""
+declare -A CI_PIDS=()
+
+step() {
+  local name=$1 started=$SECONDS
+  shift
+  CI_CURRENT=$name
+  echo "== step $name" >&2
+  "$@"
+  CI_TIMES+=("$name|$((SECONDS - started))|")
+  CI_CURRENT=""
+}
+
+background() {
+  local name=$1
+  shift
+  echo "== step $name (in the background, log in $CI_LOGS/$name.log)" >&2
+  (
+    started=$SECONDS
+    set +e
+    "$@" > "$CI_LOGS/$name.log" 2>&1
+    code=$?
+    echo "$((SECONDS - started)) $code" > "$CI_LOGS/$name.done"
+    exit "$code"
+  ) &
+  CI_PIDS[$name]=$!
+}
+
+await() {
+  local name=$1 started=$SECONDS seconds code
+  CI_CURRENT="waiting for $name"
+  wait "${CI_PIDS[$name]}" || true
+  read -r seconds code < "$CI_LOGS/$name.done"
+  CI_TIMES+=("$name|$seconds|in the background; waited $((SECONDS - started)) s")
+  CI_CURRENT=""
+  if [ "$code" != 0 ]; then
+    echo "== step $name failed (exit $code):" >&2
+    tail -40 "$CI_LOGS/$name.log" >&2
+    return 1
+  fi
+}
+
+ci_summary() {
+  local code=$? entry name seconds note
+  echo "== timing (wall seconds per step; total $((SECONDS - CI_STARTED)) s)" >&2
+  for entry in "${CI_TIMES[@]}"; do
+    IFS='|' read -r name seconds note <<< "$entry"
+    printf '==   %-28s %6s s  %s\n' "$name" "$seconds" "$note" >&2
+  done
+  [ -n "$CI_CURRENT" ] && printf '==   %-28s failed after the steps above\n' "$CI_CURRENT" >&2
+  return "$code"
+}
