@@ -5,17 +5,19 @@
 #   step NAME COMMAND...        run COMMAND now
 #   background NAME COMMAND...  start COMMAND now, its output in $CI_LOGS/NAME.log
 #   await NAME                  wait for a background step; its log when it failed
+#   CI_CLEANUP=COMMAND          run at exit, whatever happened
 
 CI_LOGS=${CI_LOGS:-$(mktemp -d)}
 CI_STARTED=$SECONDS
 CI_TIMES=()
 CI_CURRENT=""
+CI_STEP_STARTED=$SECONDS
 declare -A CI_PIDS=()
 
 step() {
   local name=$1 started=$SECONDS
   shift
-  CI_CURRENT=$name
+  CI_CURRENT=$name CI_STEP_STARTED=$SECONDS
   echo "== step $name" >&2
   "$@"
   CI_TIMES+=("$name|$((SECONDS - started))|")
@@ -26,20 +28,15 @@ background() {
   local name=$1
   shift
   echo "== step $name (in the background, log in $CI_LOGS/$name.log)" >&2
-  (
-    started=$SECONDS
-    set +e
-    "$@" > "$CI_LOGS/$name.log" 2>&1
-    code=$?
-    echo "$((SECONDS - started)) $code" > "$CI_LOGS/$name.done"
-    exit "$code"
-  ) &
+  # Its own process group, so that an early exit stops everything it started.
+  setsid bash -c 'started=$SECONDS; "${@:2}" > "$1.log" 2>&1; code=$?
+    echo "$((SECONDS - started)) $code" > "$1.done"; exit "$code"' _ "$CI_LOGS/$name" "$@" &
   CI_PIDS[$name]=$!
 }
 
 await() {
   local name=$1 started=$SECONDS seconds code
-  CI_CURRENT="waiting for $name"
+  CI_CURRENT="waiting for $name" CI_STEP_STARTED=$SECONDS
   wait "${CI_PIDS[$name]}" || true
   read -r seconds code < "$CI_LOGS/$name.done"
   CI_TIMES+=("$name|$seconds|in the background; waited $((SECONDS - started)) s")
@@ -51,13 +48,22 @@ await() {
   fi
 }
 
-ci_summary() {
-  local code=$? entry name seconds note
+# The EXIT trap: stops background steps still running, runs CI_CLEANUP, prints the timings and
+# keeps the exit status.
+ci_finish() {
+  local code=$? entry name seconds note pid
+  for pid in "${CI_PIDS[@]}"; do
+    kill -- "-$pid" 2>/dev/null || true
+  done
+  [ -n "${CI_CLEANUP:-}" ] && { eval "$CI_CLEANUP" || true; }
   echo "== timing (wall seconds per step; total $((SECONDS - CI_STARTED)) s)" >&2
   for entry in "${CI_TIMES[@]}"; do
     IFS='|' read -r name seconds note <<< "$entry"
-    printf '==   %-28s %6s s  %s\n' "$name" "$seconds" "$note" >&2
+    printf '==   %-20s %6s s  %s\n' "$name" "$seconds" "$note" >&2
   done
-  [ -n "$CI_CURRENT" ] && printf '==   %-28s failed after the steps above\n' "$CI_CURRENT" >&2
+  if [ -n "$CI_CURRENT" ]; then
+    printf '==   %-20s failed after %s s\n' "$CI_CURRENT" "$((SECONDS - CI_STEP_STARTED))" >&2
+  fi
   return "$code"
 }
+trap ci_finish EXIT
