@@ -166,6 +166,22 @@ fn campaign(name: &str, steps: u32) -> String {
         )
 }
 
+/// Prints a timing line, and appends it to the file `ARCHLAB_E2E_REPORT` names (CI prints that
+/// file at its end: cargo shows a passing test's output only with `--nocapture`).
+fn report(line: &str) {
+    eprintln!("{line}");
+    if let Ok(path) = std::env::var("ARCHLAB_E2E_REPORT") {
+        use std::io::Write;
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{line}");
+        }
+    }
+}
+
 /// What this machine takes per training step of the fixture's model, measured once with
 /// `archlab train` (process start included). Waits for whole campaigns are derived from it and
 /// from the work they ask for, so a slow machine waits longer and a stuck operator still fails.
@@ -213,10 +229,10 @@ impl Pace {
         let pace = Pace {
             per_step: started.elapsed() / PACE_STEPS,
         };
-        eprintln!(
-            "pace: {:.1} ms per training step of the fixture's model on this machine",
+        report(&format!(
+            "e2e pace: {:.1} ms per training step of the fixture's model",
             pace.per_step.as_secs_f64() * 1e3
-        );
+        ));
         pace
     }
 
@@ -345,7 +361,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         }
         let started = Instant::now();
         scenario(&work, pace);
-        eprintln!("scenario {name}: {:.0} s", started.elapsed().as_secs_f64());
+        report(&format!(
+            "e2e scenario {name}: {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
     };
     timed("invalid campaigns refused", &|_, _| {
         invalid_campaigns_are_refused()

@@ -6,6 +6,9 @@
 #   background NAME COMMAND...  start COMMAND now, its output in $CI_LOGS/NAME.log
 #   await NAME                  wait for a background step; its log when it failed
 #   CI_CLEANUP=COMMAND          run at exit, whatever happened
+#   $CI_LOGS/*.report           printed after the timings (lines a step wants in the log)
+#   yielding COMMAND...         run COMMAND (a function too) at the lowest priority, in a
+#                               background step
 
 CI_LOGS=${CI_LOGS:-$(mktemp -d)}
 CI_STARTED=$SECONDS
@@ -34,6 +37,14 @@ background() {
   CI_PIDS[$name]=$!
 }
 
+yielding() {
+  # A background step has its own session, and with it its own scheduler autogroup, where
+  # `nice` alone would change nothing against the foreground's group.
+  echo 19 > /proc/self/autogroup 2>/dev/null || true
+  renice -n 19 -p $$ > /dev/null 2>&1 || true
+  "$@"
+}
+
 await() {
   local name=$1 started=$SECONDS seconds code
   CI_CURRENT="waiting for $name" CI_STEP_STARTED=$SECONDS
@@ -51,7 +62,7 @@ await() {
 # The EXIT trap: stops background steps still running, runs CI_CLEANUP, prints the timings and
 # keeps the exit status.
 ci_finish() {
-  local code=$? entry name seconds note pid
+  local code=$? entry name seconds note pid report
   for pid in "${CI_PIDS[@]}"; do
     kill -- "-$pid" 2>/dev/null || true
   done
@@ -60,6 +71,9 @@ ci_finish() {
   for entry in "${CI_TIMES[@]}"; do
     IFS='|' read -r name seconds note <<< "$entry"
     printf '==   %-20s %6s s  %s\n' "$name" "$seconds" "$note" >&2
+  done
+  for report in "$CI_LOGS"/*.report; do
+    [ -f "$report" ] && sed 's/^/==   /' "$report" >&2
   done
   if [ -n "$CI_CURRENT" ]; then
     printf '==   %-20s failed after %s s\n' "$CI_CURRENT" "$((SECONDS - CI_STEP_STARTED))" >&2
