@@ -18,7 +18,7 @@ if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import llama_cpp.server, 
     exit 0
 fi
 python3 -m venv "$venv"
-# Only what a text model needs: no multimodal (mtmd) library, which is a third of the build;
+# Only what a text model needs: not the multimodal (mtmd) library, which it never loads;
 # every core (scikit-build-core leaves the job count to the generator).
 export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
