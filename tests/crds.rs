@@ -265,6 +265,12 @@ fn invalid_campaigns_fail_the_schema_naming_the_field() {
             "/spec/stages/exploration/train/steps",
         ),
         ("parallelism: 8", "parallelsim: 8", "/spec"),
+        // One past u32: serde would refuse it after the API server stored it.
+        (
+            "parallelism: 8",
+            "parallelism: 4294967296",
+            "/spec/parallelism",
+        ),
         ("device: cuda", "device: tpu", "/spec/trainer/device"),
         (
             "kind: mqar, num_kv_pairs: 16",

@@ -428,13 +428,16 @@ fn invalid_campaigns_are_refused() {
     namespace("e2e-invalid");
     let bad = campaign("bad", 40)
         .replace("device: cpu", "device: tpu")
-        .replace("maxExperiments: 12", "maxExperiments: -3");
+        .replace("maxExperiments: 12", "maxExperiments: -3")
+        .replace("parallelism: 2", "parallelism: 4294967296");
     let output = kubectl(&["apply", "-n", "e2e-invalid", "-f", "-"], Some(&bad));
     let message = String::from_utf8_lossy(&output.stderr);
     assert!(!output.status.success(), "refused: {message}");
     for field in [
         "spec.trainer.device: Unsupported value: \"tpu\"",
         "spec.budget.maxExperiments: Invalid value: -3",
+        // One past the Rust type (u32): stored, it would fail every typed list of Campaigns.
+        "spec.parallelism: Invalid value: 4294967296",
     ] {
         assert!(message.contains(field), "no `{field}` in:\n{message}");
     }

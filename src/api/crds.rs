@@ -25,6 +25,20 @@ pub fn yaml(cel: bool) -> Result<String, serde_yaml::Error> {
     Ok(out)
 }
 
+/// The range of an integer format narrower than the API server's own int64 (wider ones are
+/// bounded by what it stores; their limits are not exact as the float a schema holds).
+fn integer_range(format: &str) -> Option<(i64, i64)> {
+    Some(match format {
+        "int8" => (i8::MIN.into(), i8::MAX.into()),
+        "uint8" => (0, u8::MAX.into()),
+        "int16" => (i16::MIN.into(), i16::MAX.into()),
+        "uint16" => (0, u16::MAX.into()),
+        "int32" => (i32::MIN.into(), i32::MAX.into()),
+        "uint32" => (0, u32::MAX.into()),
+        _ => return None,
+    })
+}
+
 fn drop_nulls(value: &mut Value) {
     match value {
         Value::Object(object) => {
@@ -57,6 +71,17 @@ fn tidy(value: &mut Value, cel: bool) {
             // Nulls inside a default object (unset options) fail the fields' own schemas.
             if let Some(default) = object.get_mut("default") {
                 drop_nulls(default);
+            }
+            // The range of the Rust type: schemars gives unsigned integers `minimum: 0` only,
+            // and a value beyond the type passes the API server but fails serde, and with it
+            // every typed list of the resource (the operator's watch).
+            if let Some((minimum, maximum)) = object
+                .get("format")
+                .and_then(Value::as_str)
+                .and_then(integer_range)
+            {
+                object.insert("minimum".into(), minimum.into());
+                object.insert("maximum".into(), maximum.into());
             }
             if let Some(Value::Array(values)) = object.get_mut("enum")
                 && values.iter().any(Value::is_null)
