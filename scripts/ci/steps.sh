@@ -7,8 +7,6 @@
 #   await NAME                  wait for a background step; its log when it failed
 #   CI_CLEANUP=COMMAND          run at exit, whatever happened
 #   $CI_LOGS/*.report           printed after the timings (lines a step wants in the log)
-#   yielding COMMAND...         run COMMAND (a function too) at the lowest priority, in a
-#                               background step
 
 CI_LOGS=${CI_LOGS:-$(mktemp -d)}
 CI_STARTED=$SECONDS
@@ -35,14 +33,6 @@ background() {
   setsid bash -c 'started=$SECONDS; "${@:2}" > "$1.log" 2>&1; code=$?
     echo "$((SECONDS - started)) $code" > "$1.done"; exit "$code"' _ "$CI_LOGS/$name" "$@" &
   CI_PIDS[$name]=$!
-}
-
-yielding() {
-  # A background step has its own session, and with it its own scheduler autogroup, where
-  # `nice` alone would change nothing against the foreground's group.
-  echo 19 > /proc/self/autogroup 2>/dev/null || true
-  renice -n 19 -p $$ > /dev/null 2>&1 || true
-  "$@"
 }
 
 await() {
