@@ -144,6 +144,21 @@ struct RunArgs {
     /// No progress bars; one line per ended experiment.
     #[arg(long, short)]
     quiet: bool,
+    /// Seconds between saves of a running experiment's progress to memory (what `archlab
+    /// report` shows while it runs); 0 saves every line. Phase changes and endings are saved
+    /// at once.
+    #[arg(long, default_value_t = 5.0, value_name = "SECONDS", value_parser = seconds)]
+    progress_interval: f64,
+}
+
+/// A non-negative, finite number of seconds.
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=86_400.0).contains(&s) => Ok(s),
+        _ => Err(format!(
+            "expected seconds between 0 and 86400, got `{text}`"
+        )),
+    }
 }
 
 #[derive(Debug, clap::Args)]
@@ -363,6 +378,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             trainer_exe: None,
             device: args.device,
             quiet: args.quiet,
+            progress_interval: std::time::Duration::from_secs_f64(args.progress_interval),
         }),
         Command::Report(args) => cli::report::run(&cli::report::ReportOptions {
             state: args.state,

@@ -240,7 +240,10 @@ fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
     let state = dir.join("state");
     let state_arg = state.to_str().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        // Every progress line saved at once, so the wait below sees training however fast
+        // this machine trains.
         .args(["run", &manifest, "--state", &state_arg, "--quiet"])
+        .args(["--progress-interval", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -324,7 +327,10 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
     let state = dir.join("state");
     let state_arg = state.to_str().unwrap().to_string();
     let child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        // Every progress line saved at once, so the wait below sees training however fast
+        // this machine trains.
         .args(["run", &manifest, "--state", &state_arg, "--quiet"])
+        .args(["--progress-interval", "0"])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()

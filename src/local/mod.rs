@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub trainer_exe: Option<PathBuf>,
     pub device: String,
     pub quiet: bool,
+    /// How often progress-only changes are saved (see `core::progress_writes`).
+    pub progress_interval: std::time::Duration,
 }
 
 /// How a run ended.
@@ -83,7 +85,8 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let cognition = setup::cognition(&campaign, key.clone())?;
     let parallelism = campaign.spec.parallelism.max(1) as usize;
     let budget = campaign.spec.budget.max_experiments;
-    let mut engine = Engine::open(&name, campaign.spec.clone(), store, agents, cognition)?;
+    let mut engine = Engine::open(&name, campaign.spec.clone(), store, agents, cognition)?
+        .with_progress_interval(options.progress_interval);
     if let Some(embedder) = setup::motivation_embedder(&campaign, key)? {
         engine = engine.with_motivation_embedder(embedder);
     }
