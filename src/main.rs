@@ -50,12 +50,7 @@ enum Command {
     /// Print the Campaign and Experiment CustomResourceDefinitions (YAML).
     ///
     /// `archlab crd | kubectl apply -f -` installs them; `crds/archlab.yaml` holds the same text.
-    Crd {
-        /// Leave out the CEL validation rules, for Kubernetes older than 1.25 (where `kubectl
-        /// apply` refuses `x-kubernetes-validations`).
-        #[arg(long)]
-        no_cel: bool,
-    },
+    Crd,
     /// The cognition base: prior knowledge retrieved for each proposal.
     Cognition {
         /// Also load every *.yaml entry in this directory (repeatable).
@@ -415,7 +410,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             CognitionCommand::Show { id } => cli::cognition::show(&id, &extra_dirs),
             CognitionCommand::List { json } => cli::cognition::list(json, &extra_dirs),
         },
-        Command::Crd { no_cel } => cli::crd::run(!no_cel),
+        Command::Crd => cli::crd::run(),
         Command::Operator(args) => {
             archlab::operator::run(archlab::operator::OperatorOptions {
                 namespace: args.namespace,

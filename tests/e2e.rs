@@ -351,13 +351,17 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         return;
     }
     let work = work_dir("cluster");
-    let crds = std::process::Command::new(env!("CARGO_BIN_EXE_archlab"))
-        .args(["crd", "--no-cel"])
-        .output()
-        .expect("archlab crd");
+    // The CRDs as users install them, every CEL rule included (the server estimates each
+    // rule's cost here and refuses the CRD when it is over budget).
+    let crds = Path::new(ROOT).join("crds");
     kubectl_ok(
-        &["apply", "-f", "-"],
-        Some(&String::from_utf8_lossy(&crds.stdout)),
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            crds.to_str().expect("utf-8"),
+        ],
+        None,
     );
     kubectl_ok(
         &[
@@ -403,6 +407,9 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     timed("invalid campaigns refused", &|_, _| {
         invalid_campaigns_are_refused()
     });
+    timed("cel rules", &|_, _| {
+        the_cel_rules_are_enforced_by_the_server()
+    });
     timed("whole campaign", &whole_campaign);
     timed(
         "two replicas, leader killed",
@@ -422,8 +429,6 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
 }
 
 /// The API server itself refuses Campaigns that break the CRD's schema and names the field.
-/// (The CRDs are installed without their CEL rules: their estimated cost is over what any
-/// server from 1.25 on accepts until issue 26 bounds the schema.)
 fn invalid_campaigns_are_refused() {
     namespace("e2e-invalid");
     let bad = campaign("bad", 40)
@@ -493,6 +498,101 @@ fn invalid_campaigns_are_refused() {
         );
     }
     eprintln!("kubectl apply of an invalid Campaign:\n{message}");
+}
+
+/// `kubectl apply` of `manifest` in `namespace` is refused, and the server's message says
+/// `expected`; returns the message.
+fn refused(namespace: &str, manifest: &str, expected: &str) -> String {
+    let output = kubectl(&["apply", "-n", namespace, "-f", "-"], Some(manifest));
+    let message = String::from_utf8_lossy(&output.stderr).to_string();
+    assert!(
+        !output.status.success() && message.contains(expected),
+        "expected a refusal saying `{expected}`, got: {message}"
+    );
+    message
+}
+
+/// Each CEL rule and each size bound of the Campaign CRD, judged by the API server: a
+/// violation is refused with the rule's message, the same Campaign within the rules passes.
+fn the_cel_rules_are_enforced_by_the_server() {
+    let ns = "e2e-cel";
+    namespace(ns);
+    // Creation: the baseline must be a seed.
+    refused(
+        ns,
+        &campaign("rules", 40).replace("baseline: linear_attention", "baseline: mamba"),
+        "baseline must be the name of one of the seeds",
+    );
+    // Sizes: a list past maxItems, a string past maxLength.
+    let many_seeds: String = (0..=archlab::api::limits::SEEDS)
+        .map(|i| format!("    - {{name: s{i}, library: retnet}}\n"))
+        .collect();
+    refused(
+        ns,
+        &campaign("rules", 40).replace("  seeds:\n", &format!("  seeds:\n{many_seeds}")),
+        "spec.seeds: Too many",
+    );
+    let long_name = "n".repeat(archlab::api::limits::SEED_NAME + 1);
+    refused(
+        ns,
+        &campaign("rules", 40).replace("{name: retnet,", &format!("{{name: {long_name},")),
+        "spec.seeds[1].name: Too long",
+    );
+    // Updates of a stored Campaign (no operator watches this namespace: nothing else changes).
+    let original = campaign("rules", 40);
+    kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&original));
+    let edits = [
+        (
+            "budget: {maxExperiments: 12}",
+            "budget: {maxExperiments: 6}",
+            "a running campaign's budget can only be raised",
+        ),
+        (
+            "{name: retnet, library: retnet}",
+            "{name: retnet, library: gla}",
+            "seeds cannot change while the campaign exists",
+        ),
+        (
+            "baseline: linear_attention",
+            "baseline: retnet",
+            "baseline cannot change while the campaign exists",
+        ),
+        (
+            "      promote: 1",
+            "      promote: 2",
+            "stages cannot change while the campaign exists",
+        ),
+        (
+            "  baseline: linear_attention\n",
+            "  baseline: linear_attention\n  constraints: {maxParams: 1000}\n",
+            "constraints cannot change while the campaign exists",
+        ),
+    ];
+    let mut last = String::new();
+    for (from, to, message) in edits {
+        assert!(original.contains(from), "{from}");
+        last = refused(ns, &original.replacen(from, to, 1), message);
+    }
+    // What the rules allow goes through: a raised budget.
+    kubectl_ok(
+        &["apply", "-n", ns, "-f", "-"],
+        Some(&original.replace("maxExperiments: 12", "maxExperiments: 20")),
+    );
+    let stored = kubectl_ok(
+        &[
+            "get",
+            "camp",
+            "rules",
+            "-n",
+            ns,
+            "-o",
+            "jsonpath={.spec.budget.maxExperiments}",
+        ],
+        None,
+    );
+    assert_eq!(stored.trim(), "20");
+    kubectl_ok(&["delete", "camp", "rules", "-n", ns], None);
+    eprintln!("kubectl apply refused by a CEL rule:\n{last}");
 }
 
 /// A campaign runs to the end: experiments, one pod per attempt, printer columns with values.

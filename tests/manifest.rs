@@ -134,6 +134,50 @@ fn seeds_budgets_and_parallelism_are_checked() {
     }
 }
 
+/// The CRD's size bounds, as the API server refuses them (`kubectl apply`), refused here too.
+#[test]
+fn sizes_past_the_crd_s_bounds_are_refused_with_the_field_path() {
+    let limits = |n: usize| n.to_string();
+    let many_seeds: String = (0..=archlab::api::limits::SEEDS)
+        .map(|i| format!("    - name: s{i}\n      library: gla\n"))
+        .collect();
+    let long_name = "n".repeat(archlab::api::limits::SEED_NAME + 1);
+    let long_program = "x".repeat(archlab::api::limits::PROGRAM + 1);
+    let cases = [
+        (
+            "  seeds:\n".to_string(),
+            format!("  seeds:\n{many_seeds}"),
+            "spec.seeds".to_string(),
+            format!("at most {} items", limits(archlab::api::limits::SEEDS)),
+        ),
+        (
+            "    - name: gla\n".into(),
+            format!("    - name: {long_name}\n"),
+            "spec.seeds[2].name".into(),
+            format!("at most {} characters", archlab::api::limits::SEED_NAME),
+        ),
+        (
+            "      library: gla\n".into(),
+            format!("      program: {long_program}\n"),
+            "spec.seeds[2].program".into(),
+            format!("at most {} characters", archlab::api::limits::PROGRAM),
+        ),
+        (
+            "parallelism: 2".into(),
+            "parallelism: 4294967296".into(),
+            "spec.parallelism".into(),
+            "at most 4294967295".into(),
+        ),
+    ];
+    for (from, to, path, words) in cases {
+        let manifest = quickstart().replacen(&from, &to, 1);
+        assert_ne!(manifest, quickstart(), "{from:?} not found");
+        let error = rejected(&manifest);
+        assert_eq!(error.path, path, "{error}");
+        assert!(error.message.contains(&words), "{error}");
+    }
+}
+
 #[test]
 fn every_example_campaign_parses_and_llm_settings_are_checked() {
     for example in ["examples/llm.yaml", "examples/bench/search.yaml"] {

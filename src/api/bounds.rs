@@ -1,15 +1,18 @@
 //! Size bounds on what the cluster stores: an Experiment resource must stay far below etcd's
 //! object limit (1.5 MiB) whatever the agents write, so loss curves are thinned and long texts
 //! are cut, keeping what QA, the agents and the report need (the current attempt's program
-//! whole, the first and latest progress points, the ends of logs).
+//! whole, the first and latest progress points, the ends of logs). Every bound here is at most
+//! the Experiment schema's (`api::limits`): bytes, never fewer than characters.
 
+use super::limits;
 use crate::core::lifecycle::{Attempt, Experiment, Outcome};
 use crate::core::qa::ProgressPoint;
 
 /// Progress points kept for the attempt in progress / for earlier attempts.
 pub const CURRENT_PROGRESS_POINTS: usize = 256;
 pub const EARLIER_PROGRESS_POINTS: usize = 64;
-/// Longest program kept for an earlier attempt (the current one is kept whole: it may train).
+/// Longest program kept for an earlier attempt (the current one is kept whole up to archspec's
+/// size limit: it may train).
 pub const EARLIER_PROGRAM_BYTES: usize = 4 * 1024;
 pub const ANALYSIS_BYTES: usize = 16 * 1024;
 pub const MOTIVATION_BYTES: usize = 4 * 1024;
@@ -26,7 +29,12 @@ pub fn bounded(experiment: &Experiment) -> Experiment {
     for (index, attempt) in out.attempts.iter_mut().enumerate() {
         bound_attempt(attempt, index == last);
     }
+    out.name = head(&out.name, limits::EXPERIMENT_NAME);
     out.motivation = head(&out.motivation, MOTIVATION_BYTES);
+    out.retrieved.truncate(limits::TOP_K);
+    for id in &mut out.retrieved {
+        *id = head(id, limits::ENTRY_ID);
+    }
     out.analysis = out.analysis.map(|a| head(&a, ANALYSIS_BYTES));
     out.problem_summary = out.problem_summary.map(|s| head(&s, SUMMARY_BYTES));
     let failures = out.infrastructure_failures.len();
@@ -47,9 +55,15 @@ fn bound_attempt(attempt: &mut Attempt, current: bool) {
         (EARLIER_PROGRESS_POINTS, EARLIER_OUTCOME_BYTES)
     };
     attempt.progress = thin(&attempt.progress, points);
-    if !current {
-        attempt.program = head(&attempt.program, EARLIER_PROGRAM_BYTES);
-    }
+    // Past archspec's size limit a program is refused unread, so its head is all it needs.
+    attempt.program = head(
+        &attempt.program,
+        if current {
+            limits::PROGRAM
+        } else {
+            EARLIER_PROGRAM_BYTES
+        },
+    );
     if let Some(outcome) = &mut attempt.outcome {
         match outcome {
             Outcome::Invalid { diagnostics } => *diagnostics = head(diagnostics, text),
@@ -125,13 +139,12 @@ mod tests {
         let program: String = line.repeat(archspec::limits::MAX_SOURCE_BYTES / line.len());
         let long = "ü".repeat(200_000);
         let mut experiment =
-            Experiment::new(99_999, Stage::Verification, Some(99_998), (0..64).collect());
+            Experiment::new(99_999, Stage::Verification, Some(99_998), (0..16).collect());
         experiment.name = long.clone();
-        experiment.name.truncate(256);
         experiment.motivation = long.clone();
         experiment.analysis = Some(long.clone());
         experiment.problem_summary = Some(long.clone());
-        experiment.retrieved = (0..10).map(|i| format!("entry-{i}")).collect();
+        experiment.retrieved = (0..100).map(|i| format!("entry-{i}-{long}")).collect();
         experiment.phase = Phase::Failed;
         let revisions = crate::api::manifest::MAX_REVISIONS as usize;
         for number in 1..=revisions + 1 {
@@ -169,6 +182,13 @@ mod tests {
         let resource = crate::api::experiment::to_resource("a-campaign-with-a-long-name", &record);
         let json = serde_json::to_string(&resource).unwrap_or_default();
         assert!(json.len() < 256 * 1024, "{} bytes", json.len());
+        // And within every bound of the CRD, which the API server enforces.
+        let value = serde_json::to_value(&resource).unwrap_or_default();
+        let schema = crate::api::crds::experiment_schema();
+        assert_eq!(
+            crate::api::schema_bounds::check(&schema, &value, ""),
+            Ok(())
+        );
         // What must survive: the current program whole, first and last progress points.
         let bounded = bounded(&record);
         let current = bounded.attempts.last().map(|a| a.program.clone());

@@ -2,6 +2,7 @@
 //! agents of one discovery campaign. Field names are camelCase on the wire, except inside
 //! `train` blocks, which are the trainer's own config (`archlab train --config`).
 
+use super::limits;
 use crate::core::budget::{Budget, Usage};
 use crate::core::fitness::FitnessWeights;
 use crate::core::novelty::NoveltyConfig;
@@ -50,9 +51,11 @@ use trainer::TrainConfig;
 #[x_kube(validation = Rule::new("self.seeds.exists(s, s.name == self.baseline)").message("baseline must be the name of one of the seeds"))]
 pub struct CampaignSpec {
     /// The starting population: library programs or inline archspec programs.
+    #[schemars(length(max = limits::SEEDS))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("seeds cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub seeds: Vec<SeedSpec>,
     /// The seed every experiment is compared with (trained at every stage, same config).
+    #[schemars(length(max = limits::SEED_NAME))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("baseline cannot change while the campaign exists (its results would no longer compare); create a new Campaign"))]
     pub baseline: String,
     #[serde(default)]
@@ -66,6 +69,7 @@ pub struct CampaignSpec {
     pub budget: Budget,
     /// Trainer runs at once.
     #[serde(default = "one")]
+    #[schemars(range(min = 1))]
     pub parallelism: u32,
     #[serde(default)]
     pub qa: QaLimits,
@@ -91,10 +95,13 @@ fn one() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SeedSpec {
+    #[schemars(length(max = limits::SEED_NAME))]
     pub name: String,
     #[serde(default)]
+    #[schemars(length(max = limits::LIBRARY_NAME))]
     pub library: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::PROGRAM))]
     pub program: Option<String>,
 }
 
@@ -211,15 +218,18 @@ pub struct AgentsSpec {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct LlmSpec {
     /// Base URL up to and including `/v1`, e.g. `http://localhost:8000/v1`.
+    #[schemars(length(max = limits::URL))]
     pub base_url: String,
     /// Environment variable holding the API key (locally); none for keyless endpoints. The key
     /// itself never appears in the spec, logs, status or memory.
     #[serde(default)]
+    #[schemars(length(max = limits::ENV_VAR_NAME))]
     pub api_key_env: Option<String>,
     /// The Secret (in the Campaign's namespace) holding the API key, read by the operator.
     #[serde(default)]
     pub api_key_secret_ref: Option<SecretKeyRef>,
     /// The model every role uses unless it names its own.
+    #[schemars(length(max = limits::MODEL_NAME))]
     pub model: String,
     #[serde(default)]
     pub researcher: RoleSpec,
@@ -246,6 +256,7 @@ pub struct LlmSpec {
     pub max_reasks: u32,
     /// Model for `/v1/embeddings` (cognition retrieval); none: the built-in embedding.
     #[serde(default)]
+    #[schemars(length(max = limits::MODEL_NAME))]
     pub embeddings_model: Option<String>,
     /// Use the evolutionary agents when the endpoint stays unreachable or the token budget is
     /// spent, instead of failing those experiments.
@@ -273,7 +284,9 @@ fn max_reasks() -> u32 {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SecretKeyRef {
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub name: String,
+    #[schemars(length(max = limits::SECRET_KEY))]
     pub key: String,
 }
 
@@ -282,6 +295,7 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleSpec {
     #[serde(default)]
+    #[schemars(length(max = limits::MODEL_NAME))]
     pub model: Option<String>,
     #[serde(default)]
     pub temperature: Option<f64>,
@@ -304,10 +318,13 @@ pub enum EmbedderKind {
 pub struct CognitionSpec {
     /// Directories of extra entries (a ConfigMap mount in the cluster).
     #[serde(default)]
+    #[schemars(length(max = limits::EXTRA_DIRS), inner(length(max = limits::PATH)))]
     pub extra_dirs: Vec<String>,
     #[serde(default)]
     pub embedder: EmbedderKind,
+    /// Entries retrieved per proposal.
     #[serde(default = "top_k")]
+    #[schemars(range(min = 1, max = limits::TOP_K))]
     pub top_k: usize,
     #[serde(default = "min_score")]
     pub min_score: f64,
@@ -344,11 +361,16 @@ pub enum CampaignPhase {
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
     #[serde(rename = "type")]
+    #[schemars(length(max = limits::CONDITION_TYPE))]
     pub type_: String,
     /// `True`, `False` or `Unknown`.
+    #[schemars(length(max = limits::CONDITION_STATUS))]
     pub status: String,
+    #[schemars(length(max = limits::CONDITION_REASON))]
     pub reason: String,
+    #[schemars(length(max = limits::CONDITION_MESSAGE))]
     pub message: String,
+    #[schemars(length(max = limits::TIMESTAMP), extend("format" = "date-time"))]
     pub last_transition_time: String,
     #[serde(default)]
     pub observed_generation: Option<i64>,
@@ -362,11 +384,13 @@ pub struct CampaignStatus {
     #[serde(default)]
     pub observed_generation: Option<i64>,
     #[serde(default)]
+    #[schemars(length(max = limits::CONDITIONS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default)]
     pub usage: Usage,
     /// Experiments finished / the budget's maximum, e.g. `12/50` (a printer column).
     #[serde(default)]
+    #[schemars(length(max = limits::PROGRESS))]
     pub progress: Option<String>,
     #[serde(default)]
     pub best_fitness: Option<f64>,

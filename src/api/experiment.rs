@@ -3,6 +3,7 @@
 //! lifecycle's record (phase, every attempt with its outcome, fitness, analysis). Conversion
 //! to and from the core's record is lossless, so both drivers remember the same things.
 
+use super::limits;
 use crate::core::lifecycle::{self, Attempt, ExperimentId, Origin, Phase, Stage};
 use crate::core::qa::ProgressPoint;
 use archspec::canon::Structure;
@@ -57,6 +58,7 @@ use std::collections::BTreeMap;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExperimentSpec {
     /// The Campaign this experiment belongs to.
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub campaign: String,
     /// Number within the campaign (1, 2, …), in creation order.
     pub id: ExperimentId,
@@ -65,6 +67,7 @@ pub struct ExperimentSpec {
     #[serde(default)]
     pub parent: Option<ExperimentId>,
     #[serde(default)]
+    #[schemars(length(max = limits::REFERENCES))]
     pub references: Vec<ExperimentId>,
     /// Training seed index at verification.
     #[serde(default)]
@@ -72,6 +75,7 @@ pub struct ExperimentSpec {
     /// The campaign seed this experiment trains, for seeds (their identity: a status lost in a
     /// failed write must not lose which seed it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::SEED_NAME))]
     pub seed: Option<String>,
 }
 
@@ -83,15 +87,20 @@ pub struct ExperimentStatus {
     // Empty strings are left out: server-side apply in Kubernetes 1.20 turns "" into null,
     // which the schema then refuses.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = limits::EXPERIMENT_NAME))]
     pub name: String,
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = super::bounds::MOTIVATION_BYTES))]
     pub motivation: String,
     #[serde(default)]
+    #[schemars(length(max = limits::REPLICA_NAME))]
     pub operator: Option<String>,
     /// `Progressing` (what it waits for) and `Succeeded` (how it ended), in words.
     #[serde(default)]
+    #[schemars(length(max = limits::CONDITIONS), extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<super::campaign::Condition>,
     #[serde(default)]
+    #[schemars(length(max = limits::ATTEMPTS))]
     pub attempts: Vec<AttemptStatus>,
     /// How many attempts were made (a printer column; derived from `attempts`).
     #[serde(default)]
@@ -99,16 +108,20 @@ pub struct ExperimentStatus {
     #[serde(default)]
     pub fitness: Option<f64>,
     #[serde(default)]
+    #[schemars(length(max = super::bounds::ANALYSIS_BYTES))]
     pub analysis: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = super::bounds::SUMMARY_BYTES))]
     pub problem_summary: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::TOP_K), inner(length(max = limits::ENTRY_ID)))]
     pub retrieved: Vec<String>,
     /// How far the running attempt's training is (absent when none runs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainingStatus>,
     /// Trainer runs lost to the infrastructure, each retried as the same attempt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = super::bounds::INFRASTRUCTURE_FAILURES))]
     pub infrastructure_failures: Vec<lifecycle::InfrastructureFailure>,
 }
 
@@ -165,6 +178,7 @@ pub struct AttemptStatus {
     pub number: u32,
     /// Empty (left out) when no program was produced.
     #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[schemars(length(max = limits::PROGRAM))]
     pub program: String,
     /// The outcome (`kind` plus its fields, as in memory), absent while running. Kept as free
     /// JSON: Kubernetes' structural schemas cannot express internally tagged unions.
@@ -172,6 +186,7 @@ pub struct AttemptStatus {
     #[schemars(schema_with = "free_object")]
     pub outcome: Option<serde_json::Value>,
     #[serde(default)]
+    #[schemars(length(max = super::bounds::CURRENT_PROGRESS_POINTS))]
     pub progress: Vec<ProgressPoint>,
     /// The program's structural hash and distance features (what novelty compares), computed
     /// once when the attempt started; absent when the program did not check.
@@ -182,7 +197,9 @@ pub struct AttemptStatus {
 /// `archspec::canon::Structure` in a status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct StructureStatus {
+    #[schemars(length(max = limits::STRUCTURE_HASH))]
     pub hash: String,
+    #[schemars(extend("maxProperties" = limits::STRUCTURE_FEATURES))]
     pub features: BTreeMap<String, u32>,
 }
 

@@ -1,5 +1,6 @@
-//! Reading a Campaign manifest: YAML → typed spec with the field path of any error, then the
-//! semantic checks serde cannot make (seed programs check, the baseline names a seed, …).
+//! Reading a Campaign manifest: the CRD schema's size bounds, YAML → typed spec with the field
+//! path of any error, then the semantic checks serde cannot make (seed programs check, the
+//! baseline names a seed, …).
 
 use super::campaign::Campaign;
 use std::collections::HashSet;
@@ -43,6 +44,12 @@ pub fn parse_campaign(text: &str) -> Result<Campaign, ManifestError> {
                 ),
             ));
         }
+    }
+    // The CRD's bounds first, as the API server checks them before anything else (and a
+    // number past its type's range gets the bound's message rather than serde's).
+    if let Ok(document) = serde_json::to_value(&head) {
+        super::schema_bounds::check(&super::crds::campaign_schema(), &document, "")
+            .map_err(|e| error(e.path, e.message))?;
     }
     let deserializer = serde_yaml::Deserializer::from_str(text);
     let campaign: Campaign = serde_path_to_error::deserialize(deserializer).map_err(|e| {

@@ -7,7 +7,9 @@ pub mod campaign;
 pub mod conditions;
 pub mod crds;
 pub mod experiment;
+pub mod limits;
 pub mod manifest;
+pub mod schema_bounds;
 pub mod trainer;
 
 pub use campaign::{Campaign, CampaignSpec, CampaignStatus};

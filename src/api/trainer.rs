@@ -1,6 +1,7 @@
 //! `spec.trainer` of a Campaign: how the operator runs trainer pods (image, device, resources,
 //! placement). `archlab run` ignores it: locally trainers are child processes.
 
+use super::limits;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,6 +16,7 @@ pub struct TrainerSpec {
     /// Container image holding the `archlab` binary. Absent: the operator's default (its
     /// `--trainer-defaults`, the Helm chart's `trainer.image`), else the released image.
     #[serde(default)]
+    #[schemars(length(max = limits::IMAGE))]
     pub image: Option<String>,
     /// `Always`, `IfNotPresent` or `Never`; Kubernetes' default when absent.
     #[serde(default)]
@@ -29,20 +31,31 @@ pub struct TrainerSpec {
     pub resources: Option<Resources>,
     /// Nodes the pods may run on; empty: the operator's default.
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = limits::NODE_SELECTOR,
+        "additionalProperties" = {"type": "string", "maxLength": limits::LABEL_VALUE}
+    ))]
     pub node_selector: BTreeMap<String, String>,
     /// Taints the pods tolerate; empty: the operator's default.
     #[serde(default)]
+    #[schemars(length(max = limits::TOLERATIONS))]
     pub tolerations: Vec<Toleration>,
     /// Absent: the operator's default.
     #[serde(default)]
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub priority_class_name: Option<String>,
     /// The pods' service account; its token is mounted only with `mountServiceAccountToken`.
     #[serde(default)]
+    #[schemars(length(max = limits::OBJECT_NAME))]
     pub service_account_name: Option<String>,
     #[serde(default)]
     pub mount_service_account_token: bool,
     /// Names of Secrets for pulling the image; empty: the operator's default.
     #[serde(default)]
+    #[schemars(
+        length(max = limits::IMAGE_PULL_SECRETS),
+        inner(length(max = limits::OBJECT_NAME))
+    )]
     pub image_pull_secrets: Vec<String>,
 }
 
@@ -113,8 +126,16 @@ impl TrainerDevice {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Resources {
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = limits::RESOURCES,
+        "additionalProperties" = {"type": "string", "maxLength": limits::QUANTITY}
+    ))]
     pub requests: BTreeMap<String, String>,
     #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = limits::RESOURCES,
+        "additionalProperties" = {"type": "string", "maxLength": limits::QUANTITY}
+    ))]
     pub limits: BTreeMap<String, String>,
 }
 
@@ -123,14 +144,18 @@ pub struct Resources {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Toleration {
     #[serde(default)]
+    #[schemars(length(max = limits::LABEL_KEY))]
     pub key: Option<String>,
     /// `Exists` or `Equal` (the default).
     #[serde(default)]
+    #[schemars(length(max = limits::TOLERATION_WORD))]
     pub operator: Option<String>,
     #[serde(default)]
+    #[schemars(length(max = limits::LABEL_VALUE))]
     pub value: Option<String>,
     /// `NoSchedule`, `PreferNoSchedule` or `NoExecute`; all effects when absent.
     #[serde(default)]
+    #[schemars(length(max = limits::TOLERATION_WORD))]
     pub effect: Option<String>,
     #[serde(default)]
     pub toleration_seconds: Option<i64>,

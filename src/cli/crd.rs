@@ -5,8 +5,8 @@ use anyhow::{Context, Result};
 use std::io::Write;
 use std::process::ExitCode;
 
-pub fn run(cel: bool) -> Result<ExitCode> {
-    let yaml = crate::api::crds::yaml(cel).context("serialising the CRDs")?;
+pub fn run() -> Result<ExitCode> {
+    let yaml = crate::api::crds::yaml().context("serialising the CRDs")?;
     let mut stdout = std::io::stdout().lock();
     // A closed pipe (`archlab crd | head`) is not an error worth a message.
     let _ = stdout.write_all(yaml.as_bytes());

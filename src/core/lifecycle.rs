@@ -209,6 +209,7 @@ pub struct Experiment {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InfrastructureFailure {
     pub attempt: u32,
+    #[schemars(length(max = crate::api::bounds::EARLIER_OUTCOME_BYTES))]
     pub reason: String,
 }
 

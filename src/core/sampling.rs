@@ -19,8 +19,12 @@ pub struct SamplingConfig {
     pub reference_to: usize,
     /// How many references each proposal sees.
     #[serde(default = "references")]
+    #[schemars(range(max = MAX_REFERENCES))]
     pub references: usize,
 }
+
+/// Most references a proposal may see (each is described in the agents' prompt).
+pub const MAX_REFERENCES: usize = 16;
 
 fn parent_top_k() -> usize {
     10

@@ -4,6 +4,19 @@
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
+/// Sizes a config may have: the CRDs embed it (every list and string there needs a bound the
+/// API server can estimate CEL costs from), and `validate` refuses the same.
+pub mod limits {
+    /// Tasks of one config.
+    pub const TASKS: usize = 16;
+    /// Files of one text task.
+    pub const TEXT_PATHS: usize = 256;
+    /// A file path, in characters.
+    pub const PATH: usize = 4096;
+    /// Learning rates of one sweep.
+    pub const LR_SWEEP: usize = 16;
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
@@ -47,6 +60,7 @@ pub struct DataConfig {
     #[serde(default = "default_vocab")]
     pub vocab_size: usize,
     pub seq_len: usize,
+    #[schemars(length(max = limits::TASKS))]
     pub tasks: Vec<TaskConfig>,
 }
 
@@ -122,7 +136,7 @@ impl schemars::JsonSchema for TaskConfig {
                 "variant": {"type": "string", "enum": ["zoology", "answered"], "description": "mqar: the sequence layout."},
                 "num_tokens": {"type": "integer", "minimum": 0, "description": "selective_copy: tokens to copy."},
                 "prefix_len": {"type": "integer", "minimum": 0, "description": "induction: length of the repeated prefix."},
-                "paths": {"type": "array", "items": {"type": "string"}, "description": "text: local files."}
+                "paths": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "text: local files."}
             }
         })
     }
@@ -160,6 +174,7 @@ pub struct OptimConfig {
     pub lr: f64,
     /// When non-empty, train once per learning rate and keep the best by validation loss.
     #[serde(default)]
+    #[schemars(length(max = limits::LR_SWEEP))]
     pub lr_sweep: Vec<f64>,
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
@@ -338,6 +353,26 @@ impl TrainConfig {
         if self.data.tasks.is_empty() {
             return fail("data.tasks", "needs at least one task".into());
         }
+        if self.data.tasks.len() > limits::TASKS {
+            return fail(
+                "data.tasks",
+                format!(
+                    "at most {} tasks, found {}",
+                    limits::TASKS,
+                    self.data.tasks.len()
+                ),
+            );
+        }
+        if self.optim.lr_sweep.len() > limits::LR_SWEEP {
+            return fail(
+                "optim.lr_sweep",
+                format!(
+                    "at most {} learning rates, found {}",
+                    limits::LR_SWEEP,
+                    self.optim.lr_sweep.len()
+                ),
+            );
+        }
         let (seq_len, vocab) = (self.data.seq_len, self.data.vocab_size);
         for (index, task) in self.data.tasks.iter().enumerate() {
             let field = |name: &str| format!("data.tasks[{index}].{name}");
@@ -391,6 +426,26 @@ impl TrainConfig {
                 TaskConfig::Text { paths, .. } => {
                     if paths.is_empty() {
                         return fail(&field("paths"), "needs at least one file".into());
+                    }
+                    if paths.len() > limits::TEXT_PATHS {
+                        return fail(
+                            &field("paths"),
+                            format!(
+                                "at most {} files, found {}",
+                                limits::TEXT_PATHS,
+                                paths.len()
+                            ),
+                        );
+                    }
+                    if let Some(path) = paths.iter().find(|p| p.as_os_str().len() > limits::PATH) {
+                        return fail(
+                            &field("paths"),
+                            format!(
+                                "a path is at most {} characters, found {}",
+                                limits::PATH,
+                                path.as_os_str().len()
+                            ),
+                        );
                     }
                 }
             }
