@@ -67,6 +67,8 @@ fn train_prints_progress_then_one_result_and_writes_the_result_files() {
         for field in ["loss", "lr", "tokens_per_s", "elapsed_s"] {
             assert!(line[field].as_f64().is_some(), "progress lacks {field}");
         }
+        // Tokens seen: steps × batch_size 4 × seq_len 16.
+        assert_eq!(line["tokens"], step * 4 * 16, "{line}");
     }
     let result = events.last().unwrap();
     assert_eq!(result["event"], "result");
@@ -82,6 +84,7 @@ fn train_prints_progress_then_one_result_and_writes_the_result_files() {
         assert!(result[field].as_f64().is_some(), "result lacks {field}");
     }
     assert!(result["accuracy"]["mqar"].as_f64().is_some());
+    assert_eq!(result["tokens"], 6 * 4 * 16, "{result}");
     let written: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&result_file).unwrap()).unwrap();
     assert_eq!(&written, result);

@@ -37,6 +37,18 @@ fn main() {
     }
     println!();
     println!(
+        "## Data loading from token shards (llm.c layout, uint16, 8M tokens, page cache warm): batches the loader makes per second, in tokens"
+    );
+    println!("| batch × T | tokens/s |");
+    println!("|---|---|");
+    for (batch, seq_len) in [(16, 128), (16, 2048)] {
+        println!(
+            "| {batch} × {seq_len} | {:.0} |",
+            loading_throughput(batch, seq_len)
+        );
+    }
+    println!();
+    println!(
         "## Chunked vs sequential kernels (B 4, H 4, T 512, K = V = 32, chunk 32), forward + backward"
     );
     println!("| kernel | chunked ms | sequential ms | speed-up | max difference |");
@@ -52,6 +64,37 @@ fn main() {
             sequential_ms / chunked_ms
         );
     }
+}
+
+/// Tokens per second `data::Stream` delivers from a shard (random windows, every token
+/// checked against the vocabulary), to compare with training's tokens per second above.
+fn loading_throughput(batch: usize, seq_len: usize) -> f64 {
+    let dir = std::env::temp_dir().join(format!("archlab-bench-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let (train, validation) = (dir.join("train.bin"), dir.join("val.bin"));
+    let tokens: Vec<u32> = (0..8_000_000u32)
+        .map(|i| i.wrapping_mul(2_654_435_761) % 50_257)
+        .collect();
+    let width = trainer::shards::TokenWidth::Uint16;
+    trainer::shards::write_llmc(&train, &tokens, width).expect("write");
+    trainer::shards::write_llmc(&validation, &tokens[..100_000], width).expect("write");
+    let data: trainer::config::DataConfig = serde_yaml::from_str(&format!(
+        "{{vocab_size: 50257, seq_len: {seq_len}, tasks: [{{kind: tokens, train: [{:?}], validation: [{:?}]}}]}}",
+        train.display().to_string(),
+        validation.display().to_string()
+    ))
+    .expect("config");
+    let mut stream =
+        trainer::data::Stream::new(&data, trainer::data::Split::Train, 0).expect("stream");
+    stream.next_batch(batch).expect("batch"); // warm the page cache
+    let rounds = 50;
+    let started = Instant::now();
+    for _ in 0..rounds {
+        stream.next_batch(batch).expect("batch");
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let _ = std::fs::remove_dir_all(&dir);
+    (rounds * batch * seq_len) as f64 / seconds
 }
 
 /// Tokens per second of the real training loop (`training::train_trial`: forward, backward,

@@ -93,6 +93,20 @@ pub enum TaskConfig {
         weight: f64,
         paths: Vec<PathBuf>,
     },
+    /// Language modelling on pre-tokenized shards (`crate::shards`); `data.vocab_size` is the
+    /// tokenizer's.
+    Tokens {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        /// Shards trained on.
+        train: Vec<PathBuf>,
+        /// Held-out shards, never trained on: the first half of each validates, the second
+        /// half tests.
+        validation: Vec<PathBuf>,
+        /// The token width of headerless shards (llm.c's header says its own).
+        #[serde(default)]
+        dtype: Option<crate::shards::TokenWidth>,
+    },
 }
 
 impl TaskConfig {
@@ -102,6 +116,7 @@ impl TaskConfig {
             TaskConfig::SelectiveCopy { .. } => "selective_copy",
             TaskConfig::Induction { .. } => "induction",
             TaskConfig::Text { .. } => "text",
+            TaskConfig::Tokens { .. } => "tokens",
         }
     }
 
@@ -110,7 +125,8 @@ impl TaskConfig {
             TaskConfig::Mqar { weight, .. }
             | TaskConfig::SelectiveCopy { weight, .. }
             | TaskConfig::Induction { weight, .. }
-            | TaskConfig::Text { weight, .. } => *weight,
+            | TaskConfig::Text { weight, .. }
+            | TaskConfig::Tokens { weight, .. } => *weight,
         }
     }
 }
@@ -125,18 +141,21 @@ impl schemars::JsonSchema for TaskConfig {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "One synthetic or text task; `kind` says which, and which fields apply.",
+            "description": "One synthetic, text or token-shard task; `kind` says which, and which fields apply.",
             "type": "object",
             "required": ["kind"],
             "properties": {
-                "kind": {"type": "string", "enum": ["mqar", "selective_copy", "induction", "text"]},
+                "kind": {"type": "string", "enum": ["mqar", "selective_copy", "induction", "text", "tokens"]},
                 "weight": {"type": "number", "description": "Share of the batches (all kinds)."},
                 "num_kv_pairs": {"type": "integer", "minimum": 0, "description": "mqar: key-value pairs per sequence."},
                 "power_a": {"type": "number", "description": "mqar: power-law exponent of the query gaps."},
                 "variant": {"type": "string", "enum": ["zoology", "answered"], "description": "mqar: the sequence layout."},
                 "num_tokens": {"type": "integer", "minimum": 0, "description": "selective_copy: tokens to copy."},
                 "prefix_len": {"type": "integer", "minimum": 0, "description": "induction: length of the repeated prefix."},
-                "paths": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "text: local files."}
+                "paths": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "text: local files."},
+                "train": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens: shards trained on."},
+                "validation": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens: held-out shards (first half validates, second half tests)."},
+                "dtype": {"type": "string", "enum": ["uint16", "uint32"], "description": "tokens: the width of headerless shards."}
             }
         })
     }
@@ -260,6 +279,34 @@ fn default_eps() -> f64 {
 }
 fn default_grad_clip() -> f64 {
     1.0
+}
+
+/// A non-empty list of at most `limits::TEXT_PATHS` paths, each at most `limits::PATH` long.
+fn check_paths(field: &str, paths: &[PathBuf]) -> Result<(), ConfigError> {
+    let fail = |message: String| {
+        Err(ConfigError {
+            field: field.to_string(),
+            message,
+        })
+    };
+    if paths.is_empty() {
+        return fail("needs at least one file".into());
+    }
+    if paths.len() > limits::TEXT_PATHS {
+        return fail(format!(
+            "at most {} files, found {}",
+            limits::TEXT_PATHS,
+            paths.len()
+        ));
+    }
+    if let Some(path) = paths.iter().find(|p| p.as_os_str().len() > limits::PATH) {
+        return fail(format!(
+            "a path is at most {} characters, found {}",
+            limits::PATH,
+            path.as_os_str().len()
+        ));
+    }
+    Ok(())
 }
 
 /// A config value out of range, with the field's path.
@@ -423,27 +470,18 @@ impl TrainConfig {
                         return fail(&field("prefix_len"), format!("must be in 1..{seq_len}"));
                     }
                 }
-                TaskConfig::Text { paths, .. } => {
-                    if paths.is_empty() {
-                        return fail(&field("paths"), "needs at least one file".into());
-                    }
-                    if paths.len() > limits::TEXT_PATHS {
+                TaskConfig::Text { paths, .. } => check_paths(&field("paths"), paths)?,
+                TaskConfig::Tokens {
+                    train, validation, ..
+                } => {
+                    check_paths(&field("train"), train)?;
+                    check_paths(&field("validation"), validation)?;
+                    if let Some(shared) = train.iter().find(|path| validation.contains(path)) {
                         return fail(
-                            &field("paths"),
+                            &field("validation"),
                             format!(
-                                "at most {} files, found {}",
-                                limits::TEXT_PATHS,
-                                paths.len()
-                            ),
-                        );
-                    }
-                    if let Some(path) = paths.iter().find(|p| p.as_os_str().len() > limits::PATH) {
-                        return fail(
-                            &field("paths"),
-                            format!(
-                                "a path is at most {} characters, found {}",
-                                limits::PATH,
-                                path.as_os_str().len()
+                                "{} is also a training shard: validation must be held out",
+                                shared.display()
                             ),
                         );
                     }

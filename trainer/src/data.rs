@@ -2,10 +2,12 @@
 //! downloaded. Each task yields examples of `seq_len` input tokens, next-token targets and a
 //! loss mask (1 where the position is scored).
 //!
-//! Streams: train, validation and test draw from independent seeds (synthetic tasks) or
-//! disjoint byte ranges (text), so no evaluation example is trained on.
+//! Streams: train, validation and test draw from independent seeds (synthetic tasks),
+//! disjoint byte ranges (text) or disjoint shards (tokens: the validation shards are never
+//! trained on), so no evaluation example is trained on.
 
 use crate::config::{DataConfig, MqarVariant, TaskConfig};
+use crate::shards::{Shard, ShardError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
@@ -59,6 +61,16 @@ pub enum DataError {
         "text task: the files hold {bytes} bytes; each split needs more than seq_len + 1 = {needed}"
     )]
     TooLittleText { bytes: usize, needed: usize },
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(
+        "tokens task: no {split:?} shard holds seq_len + 1 = {needed} tokens (the largest holds {largest})"
+    )]
+    TooFewTokens {
+        split: Split,
+        largest: u64,
+        needed: usize,
+    },
 }
 
 /// A task ready to sample from.
@@ -77,6 +89,11 @@ enum Task {
     },
     Text {
         bytes: std::sync::Arc<Vec<u8>>,
+    },
+    Tokens {
+        shards: std::sync::Arc<Vec<Shard>>,
+        /// This split's part of each shard (`first`, `count`), long enough for a window.
+        ranges: Vec<(usize, u64, u64)>,
     },
 }
 
@@ -126,6 +143,12 @@ impl Stream {
                 TaskConfig::Text { paths, .. } => Task::Text {
                     bytes: std::sync::Arc::new(read_split(paths, split, config.seq_len)?),
                 },
+                TaskConfig::Tokens {
+                    train,
+                    validation,
+                    dtype,
+                    ..
+                } => token_split(train, validation, *dtype, split, config.seq_len)?,
             });
         }
         Ok(Stream {
@@ -146,8 +169,9 @@ impl Stream {
         self.tasks.len()
     }
 
-    /// The next batch, of a task drawn by weight.
-    pub fn next_batch(&mut self, batch_size: usize) -> Batch {
+    /// The next batch, of a task drawn by weight (an error only from a shard: unreadable, or
+    /// a token beyond the vocabulary).
+    pub fn next_batch(&mut self, batch_size: usize) -> Result<Batch, DataError> {
         let total: f64 = self.weights.iter().sum();
         let mut pick = self.rng.random::<f64>() * total;
         let mut task = 0;
@@ -162,7 +186,7 @@ impl Stream {
     }
 
     /// The next batch of one given task.
-    pub fn batch_of(&mut self, task: usize, batch_size: usize) -> Batch {
+    pub fn batch_of(&mut self, task: usize, batch_size: usize) -> Result<Batch, DataError> {
         let mut batch = Batch {
             task,
             batch_size,
@@ -172,17 +196,17 @@ impl Stream {
             mask: Vec::with_capacity(batch_size * self.seq_len),
         };
         for _ in 0..batch_size {
-            let example = self.example(task);
+            let example = self.example(task)?;
             batch.inputs.extend(example.inputs);
             batch.targets.extend(example.targets);
             batch.mask.extend(example.mask);
         }
-        batch
+        Ok(batch)
     }
 
-    fn example(&mut self, task: usize) -> Example {
+    fn example(&mut self, task: usize) -> Result<Example, DataError> {
         let (vocab, len) = (self.vocab_size, self.seq_len);
-        match &self.tasks[task] {
+        Ok(match &self.tasks[task] {
             Task::Mqar {
                 num_kv_pairs,
                 power_a,
@@ -201,7 +225,10 @@ impl Stream {
                 let bytes = bytes.clone();
                 text_window(&mut self.rng, &bytes, len)
             }
-        }
+            Task::Tokens { shards, ranges } => {
+                token_window(&mut self.rng, shards, ranges, len, vocab)?
+            }
+        })
     }
 }
 
@@ -372,6 +399,77 @@ fn text_window(rng: &mut SmallRng, bytes: &[u8], seq_len: usize) -> Example {
         .collect();
     let scored: Vec<usize> = (0..seq_len).collect();
     shifted(sequence, &scored)
+}
+
+/// Opens the shards this split reads: the training shards whole for training; the first half
+/// of each validation shard for validation, the second half for test.
+fn token_split(
+    train: &[PathBuf],
+    validation: &[PathBuf],
+    width: Option<crate::shards::TokenWidth>,
+    split: Split,
+    seq_len: usize,
+) -> Result<Task, DataError> {
+    let paths = if split == Split::Train {
+        train
+    } else {
+        validation
+    };
+    let shards = paths
+        .iter()
+        .map(|path| Shard::open(path, width))
+        .collect::<Result<Vec<_>, _>>()?;
+    let needed = seq_len as u64 + 1;
+    let ranges: Vec<(usize, u64, u64)> = shards
+        .iter()
+        .enumerate()
+        .map(|(index, shard)| {
+            let half = shard.len() / 2;
+            match split {
+                Split::Train => (index, 0, shard.len()),
+                Split::Validation => (index, 0, half),
+                Split::Test => (index, half, shard.len() - half),
+            }
+        })
+        .filter(|(_, _, count)| *count >= needed)
+        .collect();
+    if ranges.is_empty() {
+        return Err(DataError::TooFewTokens {
+            split,
+            largest: shards.iter().map(Shard::len).max().unwrap_or(0),
+            needed: seq_len + 1,
+        });
+    }
+    Ok(Task::Tokens {
+        shards: std::sync::Arc::new(shards),
+        ranges,
+    })
+}
+
+/// A random window of `seq_len + 1` tokens from one of the ranges (drawn by length, so every
+/// token is equally likely to start a window); every position is scored.
+fn token_window(
+    rng: &mut SmallRng,
+    shards: &[Shard],
+    ranges: &[(usize, u64, u64)],
+    seq_len: usize,
+    vocab: usize,
+) -> Result<Example, DataError> {
+    let window = seq_len as u64 + 1;
+    let starts: u64 = ranges.iter().map(|(_, _, count)| count - window + 1).sum();
+    let mut pick = rng.random_range(0..starts);
+    let (mut shard, mut start) = (ranges[0].0, ranges[0].1);
+    for &(index, first, count) in ranges {
+        let here = count - window + 1;
+        if pick < here {
+            (shard, start) = (index, first + pick);
+            break;
+        }
+        pick -= here;
+    }
+    let sequence = shards[shard].read(start, seq_len + 1, vocab)?;
+    let scored: Vec<usize> = (0..seq_len).collect();
+    Ok(shifted(sequence, &scored))
 }
 
 /// Reads the text files and keeps this split's part: the first 90% of the bytes for training,

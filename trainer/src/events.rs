@@ -19,6 +19,8 @@ pub struct Progress {
     pub loss: f64,
     pub lr: f64,
     pub tokens_per_s: f64,
+    /// Tokens trained on so far in this trial.
+    pub tokens: u64,
     pub elapsed_s: f64,
     /// Index of the learning rate being tried (0 without a sweep).
     pub trial: usize,
@@ -55,6 +57,8 @@ pub struct TrainResult {
     pub flops_per_token: u64,
     pub state_size: u64,
     pub tokens_per_s: f64,
+    /// Tokens trained on, over every trial.
+    pub tokens: u64,
     pub wall_s: f64,
     pub steps: usize,
     pub lr: Option<f64>,

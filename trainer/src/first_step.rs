@@ -57,7 +57,7 @@ pub fn first_step(prepared: &Prepared, device: &Device) -> Result<FirstStep, Tra
         device,
     );
     let mut stream = Stream::new(&config.data, Split::Train, config.seed)?;
-    let batch = stream.next_batch(config.batch_size);
+    let batch = stream.next_batch(config.batch_size)?;
     let (inputs, targets, mask) = batch_tensors(&batch, device);
     let tracked = store.tracked();
     let logits = model.forward(&tracked, inputs, false);

@@ -14,6 +14,7 @@ pub mod kernels;
 pub mod mixer;
 pub mod model;
 pub mod params;
+pub mod shards;
 pub mod training;
 
 pub use config::TrainConfig;
@@ -136,6 +137,7 @@ fn empty_result(prepared: &Prepared) -> TrainResult {
         flops_per_token: prepared.shape.flops_per_token(analysis.flops_per_token),
         state_size: analysis.state_size * prepared.shape.n_layers as u64,
         tokens_per_s: 0.0,
+        tokens: 0,
         wall_s: 0.0,
         steps: 0,
         lr: None,
@@ -179,6 +181,7 @@ fn run_inner(
         }
     }
     result.tokens_per_s = total_tokens as f64 / total_seconds.max(1e-9);
+    result.tokens = total_tokens;
     let Some(best) = best else {
         result.status = Status::Diverged;
         result.error = Some("the loss became NaN or infinite at every learning rate tried".into());

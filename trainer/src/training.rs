@@ -119,7 +119,7 @@ pub fn train_trial(
     let mut time_limit_reached = false;
     for step in 1..=config.steps {
         let lr_now = learning_rate(config, lr, step, config.steps);
-        let batch = stream.next_batch(config.batch_size);
+        let batch = stream.next_batch(config.batch_size)?;
         let (inputs, targets, mask) = batch_tensors(&batch, device);
         let tracked = store.tracked();
         let logits = model.forward(&tracked, inputs, false);
@@ -177,6 +177,7 @@ pub fn train_trial(
                 loss: window_loss / window_steps as f64,
                 lr: lr_now,
                 tokens_per_s: tokens as f64 / elapsed.max(1e-9),
+                tokens,
                 elapsed_s: elapsed,
                 trial: trial_index,
             }));
@@ -233,7 +234,7 @@ pub fn evaluate(
         let mut correct = 0.0;
         let mut scored = 0.0;
         for _ in 0..config.eval_batches {
-            let batch = stream.batch_of(task, config.batch_size);
+            let batch = stream.batch_of(task, config.batch_size)?;
             let (inputs, targets, mask) = batch_tensors(&batch, device);
             let logits = model.forward(&store.values, inputs, false);
             let batch_scored = f64::from(mask.clone().sum().into_scalar::<f32>());

@@ -199,3 +199,112 @@ fn byte_level_language_modelling_on_a_local_file() {
     assert!(error.to_string().contains("/no/such/file"), "{error}");
     std::fs::remove_dir_all(&dir).expect("clean up");
 }
+
+/// A first-order Markov source over `vocab` tokens: each token is followed by one successor
+/// nine times in ten, by a uniform draw otherwise (a small LCG: the test needs no RNG crate).
+fn markov_tokens(count: usize, vocab: u32, seed: u64) -> Vec<u32> {
+    let mut state = seed;
+    let mut next = || {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        (state >> 33) as u32
+    };
+    let mut token = 0;
+    (0..count)
+        .map(|_| {
+            token = if next() % 10 < 9 {
+                (token * 7 + 3) % vocab
+            } else {
+                next() % vocab
+            };
+            token
+        })
+        .collect()
+}
+
+/// Cross-entropy in nats of the tokens' own unigram distribution: what a model that ignores
+/// context scores at best.
+fn unigram_entropy(tokens: &[u32]) -> f64 {
+    let mut counts = std::collections::BTreeMap::new();
+    for token in tokens {
+        *counts.entry(token).or_insert(0usize) += 1;
+    }
+    let total = tokens.len() as f64;
+    counts
+        .values()
+        .map(|&c| {
+            let p = c as f64 / total;
+            -p * p.ln()
+        })
+        .sum()
+}
+
+#[test]
+fn language_modelling_on_token_shards_learns_below_the_unigram_entropy() {
+    use trainer::shards::{TokenWidth, write_llmc};
+    let dir = std::env::temp_dir().join(format!("archlab-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let train_path = dir.join("corpus_train_000001.bin");
+    let val_path = dir.join("corpus_val_000000.bin");
+    write_llmc(
+        &train_path,
+        &markov_tokens(40_000, 64, 1),
+        TokenWidth::Uint16,
+    )
+    .expect("write");
+    let held_out = markov_tokens(8_000, 64, 2);
+    write_llmc(&val_path, &held_out, TokenWidth::Uint16).expect("write");
+    let config = |train: &std::path::Path, validation: &std::path::Path, extra: &str| {
+        TrainConfig::from_yaml(&format!(
+            "model: {{d_model: 32, n_layers: 1}}\ndata: {{vocab_size: 64, seq_len: 32, tasks: [{{kind: tokens, train: [{:?}], validation: [{:?}]{extra}}}]}}\nsteps: 80\nbatch_size: 8\neval_batches: 4\noptim: {{lr: 0.01}}\n",
+            train.display().to_string(),
+            validation.display().to_string(),
+        ))
+        .expect("valid config")
+    };
+    let (result, _) = train(deltanet(), config(&train_path, &val_path, ""));
+    assert_eq!(result.status, Status::Ok);
+    let entropy = unigram_entropy(&held_out);
+    let val_loss = result.val_loss.expect("validation loss");
+    eprintln!("token shards: validation loss {val_loss:.3} nats, unigram entropy {entropy:.3}");
+    assert!(
+        val_loss < 0.75 * entropy,
+        "validation loss {val_loss:.3} nats is not well below the unigram entropy {entropy:.3}"
+    );
+    assert!(result.test_loss.is_some());
+
+    // The same tokens headerless (nanoGPT's .bin) read the same once given their width.
+    let raw = |path: &std::path::Path, name: &str| {
+        let bytes = std::fs::read(path).expect("read");
+        let out = dir.join(name);
+        std::fs::write(&out, &bytes[trainer::shards::HEADER_BYTES as usize..]).expect("write");
+        out
+    };
+    let (train_raw, val_raw) = (raw(&train_path, "train.bin"), raw(&val_path, "val.bin"));
+    let (headerless, _) = train(deltanet(), config(&train_raw, &val_raw, ", dtype: uint16"));
+    assert_eq!(headerless.val_loss, result.val_loss);
+
+    // A shard of a larger vocabulary: refused naming the file and the byte.
+    let foreign = dir.join("foreign.bin");
+    write_llmc(&foreign, &markov_tokens(4_000, 1000, 3), TokenWidth::Uint16).expect("write");
+    let prepared = trainer::prepare(deltanet(), config(&foreign, &val_path, "")).expect("opens");
+    let failed = trainer::run(
+        &prepared,
+        &trainer::device("cpu").expect("cpu"),
+        &mut |_| {},
+    );
+    let error = failed.error.unwrap_or_default();
+    assert!(
+        error.contains("foreign.bin") && error.contains("not below the vocabulary size 64"),
+        "{error}"
+    );
+    // Training and validation must not share a shard.
+    let shared = TrainConfig::from_yaml(&format!(
+        "model: {{d_model: 32, n_layers: 1}}\ndata: {{vocab_size: 64, seq_len: 32, tasks: [{{kind: tokens, train: [{0:?}], validation: [{0:?}]}}]}}\nsteps: 1\nbatch_size: 1\n",
+        train_path.display().to_string()
+    ));
+    let error = shared.expect_err("shared shard");
+    assert!(error.contains("held out"), "{error}");
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
