@@ -600,10 +600,12 @@ fn whole_campaign(work: &Path, pace: Pace) {
     namespace("e2e-run");
     assert_restricted_pods_only("e2e-run");
     let _operator = operator(work, "e2e-run", "run", false);
-    kubectl_ok(
-        &["apply", "-n", "e2e-run", "-f", "-"],
-        Some(&campaign("tiny", 40)),
+    // With a volume of `spec.trainer.volumes`: the restricted profile admits the pods.
+    let with_volume = campaign("tiny", 40).replace(
+        "image: archlab:e2e}",
+        "image: archlab:e2e, volumes: [{name: scratch, mountPath: /scratch, readOnly: false, emptyDir: {sizeLimit: 1Gi}}]}",
     );
+    kubectl_ok(&["apply", "-n", "e2e-run", "-f", "-"], Some(&with_volume));
     let status = wait_for_phase("e2e-run", "tiny", "Completed", pace.campaign(12, 40, 2));
     assert_eq!(status["progress"], "12/12", "{status}");
     let experiments = items("exp", "e2e-run");
@@ -623,7 +625,17 @@ fn whole_campaign(work: &Path, pace: Pace) {
             .all(|e| e["status"]["phase"] == "succeeded"),
         "verification ran: {phases:?}"
     );
-    assert_eq!(items("pods", "e2e-run").len(), expected_pods(&experiments));
+    let pods = items("pods", "e2e-run");
+    assert_eq!(pods.len(), expected_pods(&experiments));
+    for pod in &pods {
+        let volumes = &pod["spec"]["volumes"];
+        assert!(
+            volumes.as_array().is_some_and(|v| v
+                .iter()
+                .any(|v| v["name"] == "scratch" && v["emptyDir"]["sizeLimit"] == "1Gi")),
+            "{volumes}"
+        );
+    }
     let table = kubectl_ok(&["get", "camp,exp", "-n", "e2e-run"], None);
     assert!(
         table.contains("Completed") && table.contains("12/12"),

@@ -305,3 +305,81 @@ fn trainer_mistakes_are_refused_before_any_pod_is_made() {
         assert!(error.message.contains(hint), "{to}: {error}");
     }
 }
+
+#[test]
+fn trainer_volumes_are_claims_config_maps_or_empty_dirs_only() {
+    let with_volumes = |volumes: &str| {
+        gpu_example().replace(
+            "    device: cuda\n",
+            &format!("    device: cuda\n    volumes:\n{volumes}"),
+        )
+    };
+    let good = with_volumes(
+        "      - {name: data, mountPath: /data, persistentVolumeClaim: {claimName: corpus}}\n      - {name: ckpt, mountPath: /checkpoints, readOnly: false, persistentVolumeClaim: {claimName: ckpt}}\n      - {name: tokenizer, mountPath: /tokenizer, configMap: {name: gpt2}}\n      - {name: scratch, mountPath: /scratch, emptyDir: {sizeLimit: 10Gi}}\n",
+    );
+    let campaign = parse_campaign(&good).unwrap_or_else(|e| panic!("{e}"));
+    let volumes = &campaign.spec.trainer.volumes;
+    assert_eq!(volumes.len(), 4);
+    assert!(
+        volumes[0].read_only,
+        "data is read-only unless said otherwise"
+    );
+    assert!(!volumes[1].read_only);
+    let cases = [
+        (
+            "      - {name: root, mountPath: /host, hostPath: {path: /}}\n",
+            "spec.trainer.volumes[0].hostPath",
+            "unknown field `hostPath`",
+        ),
+        (
+            "      - {name: two, mountPath: /two, emptyDir: {}, configMap: {name: x}}\n",
+            "spec.trainer.volumes[0]",
+            "exactly one of",
+        ),
+        (
+            "      - {name: none, mountPath: /none}\n",
+            "spec.trainer.volumes[0]",
+            "hostPath",
+        ),
+        (
+            "      - {name: Data, mountPath: /data, emptyDir: {}}\n",
+            "spec.trainer.volumes[0].name",
+            "DNS label",
+        ),
+        (
+            "      - {name: tmp, mountPath: /data, emptyDir: {}}\n",
+            "spec.trainer.volumes[0].name",
+            "`tmp`",
+        ),
+        (
+            "      - {name: a, mountPath: /data, emptyDir: {}}\n      - {name: a, mountPath: /other, emptyDir: {}}\n",
+            "spec.trainer.volumes[1].name",
+            "used twice",
+        ),
+        (
+            "      - {name: a, mountPath: data, emptyDir: {}}\n",
+            "spec.trainer.volumes[0].mountPath",
+            "absolute",
+        ),
+        (
+            "      - {name: a, mountPath: /tmp/x, emptyDir: {}}\n",
+            "spec.trainer.volumes[0].mountPath",
+            "/tmp",
+        ),
+        (
+            "      - {name: a, mountPath: /d, emptyDir: {}}\n      - {name: b, mountPath: /d/, emptyDir: {}}\n",
+            "spec.trainer.volumes[1].mountPath",
+            "mounted twice",
+        ),
+        (
+            "      - {name: a, mountPath: /d, emptyDir: {sizeLimit: huge}}\n",
+            "spec.trainer.volumes[0].emptyDir.sizeLimit",
+            "quantity",
+        ),
+    ];
+    for (volumes, path, words) in cases {
+        let error = rejected(&with_volumes(volumes));
+        assert_eq!(error.path, path, "{volumes}: {error}");
+        assert!(error.message.contains(words), "{volumes}: {error}");
+    }
+}

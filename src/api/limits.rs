@@ -42,6 +42,8 @@ pub const NODE_SELECTOR: usize = 64;
 pub const TOLERATIONS: usize = 64;
 /// A toleration's `operator` or `effect` (`PreferNoSchedule` is the longest).
 pub const TOLERATION_WORD: usize = 32;
+/// Volumes of the trainer pods.
+pub const VOLUMES: usize = 16;
 /// Resource names per `requests` / `limits`.
 pub const RESOURCES: usize = 32;
 /// A resource name (`nvidia.com/gpu`) and a quantity (`500m`).

@@ -255,6 +255,7 @@ fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), Manifes
             }
         }
     }
+    validate_volumes(&trainer.volumes)?;
     for (index, toleration) in trainer.tolerations.iter().enumerate() {
         if let Some(operator) = &toleration.operator
             && operator != "Exists"
@@ -273,6 +274,80 @@ fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), Manifes
                 format!(
                     "expected `NoSchedule`, `PreferNoSchedule` or `NoExecute`, found `{effect}`"
                 ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `spec.trainer.volumes`: one allowed source each, names and mount paths the pod accepts.
+fn validate_volumes(volumes: &[super::trainer::TrainerVolume]) -> Result<(), ManifestError> {
+    let mut names = HashSet::new();
+    let mut paths = HashSet::new();
+    for (index, volume) in volumes.iter().enumerate() {
+        let path = format!("spec.trainer.volumes[{index}]");
+        let sources = [
+            volume.persistent_volume_claim.is_some(),
+            volume.config_map.is_some(),
+            volume.empty_dir.is_some(),
+        ];
+        if sources.iter().filter(|&&given| given).count() != 1 {
+            return Err(error(
+                path,
+                "give exactly one of `persistentVolumeClaim`, `configMap` or `emptyDir` (no other volume source, `hostPath` among them, is allowed)",
+            ));
+        }
+        let name = &volume.name;
+        let label = !name.is_empty()
+            && name.len() <= 63
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !name.starts_with('-')
+            && !name.ends_with('-');
+        if !label || name == "tmp" {
+            return Err(error(
+                format!("{path}.name"),
+                format!(
+                    "expected a DNS label (lowercase letters, digits, `-`) other than `tmp` (the pod's own), found `{name}`"
+                ),
+            ));
+        }
+        if !names.insert(name.as_str()) {
+            return Err(error(
+                format!("{path}.name"),
+                format!("volume name `{name}` is used twice"),
+            ));
+        }
+        let mount = volume.mount_path.trim_end_matches('/');
+        if !mount.starts_with('/')
+            || mount.split('/').any(|part| part == "..")
+            || mount == "/tmp"
+            || mount.starts_with("/tmp/")
+        {
+            return Err(error(
+                format!("{path}.mountPath"),
+                format!(
+                    "expected an absolute path without `..`, outside /tmp (the pod's scratch space), found `{}`",
+                    volume.mount_path
+                ),
+            ));
+        }
+        if !paths.insert(mount) {
+            return Err(error(
+                format!("{path}.mountPath"),
+                format!("`{}` is mounted twice", volume.mount_path),
+            ));
+        }
+        if let Some(limit) = volume
+            .empty_dir
+            .as_ref()
+            .and_then(|e| e.size_limit.as_ref())
+            && !is_quantity(limit)
+        {
+            return Err(error(
+                format!("{path}.emptyDir.sizeLimit"),
+                format!("expected a Kubernetes quantity such as `10Gi`, found `{limit}`"),
             ));
         }
     }

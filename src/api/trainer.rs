@@ -57,6 +57,64 @@ pub struct TrainerSpec {
         inner(length(max = limits::OBJECT_NAME))
     )]
     pub image_pull_secrets: Vec<String>,
+    /// Volumes mounted into every trainer pod: data (read-only by default) and checkpoints
+    /// (`readOnly: false`). Only PersistentVolumeClaims, ConfigMaps and emptyDir: a Campaign
+    /// author cannot reach the node's filesystem (`hostPath`) or any other volume source.
+    #[serde(default)]
+    #[schemars(length(max = limits::VOLUMES))]
+    pub volumes: Vec<TrainerVolume>,
+}
+
+/// One volume of the trainer pods and where the trainer container mounts it; exactly one of
+/// `persistentVolumeClaim`, `configMap` and `emptyDir`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrainerVolume {
+    /// The volume's name in the pod (a DNS label; `tmp` is the pod's own).
+    #[schemars(length(max = limits::LABEL_VALUE))]
+    pub name: String,
+    /// Where the trainer container sees it (an absolute path).
+    #[schemars(length(max = limits::PATH))]
+    pub mount_path: String,
+    /// Data is mounted read-only unless this is `false` (checkpoints).
+    #[serde(default = "read_only")]
+    pub read_only: bool,
+    #[serde(default)]
+    pub persistent_volume_claim: Option<ClaimSource>,
+    #[serde(default)]
+    pub config_map: Option<ConfigMapSource>,
+    #[serde(default)]
+    pub empty_dir: Option<EmptyDirSource>,
+}
+
+fn read_only() -> bool {
+    true
+}
+
+/// A PersistentVolumeClaim in the Campaign's namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClaimSource {
+    #[schemars(length(max = limits::OBJECT_NAME))]
+    pub claim_name: String,
+}
+
+/// A ConfigMap in the Campaign's namespace.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConfigMapSource {
+    #[schemars(length(max = limits::OBJECT_NAME))]
+    pub name: String,
+}
+
+/// Scratch space that lives and dies with the pod.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EmptyDirSource {
+    /// A quantity such as `10Gi`.
+    #[serde(default)]
+    #[schemars(length(max = limits::QUANTITY))]
+    pub size_limit: Option<String>,
 }
 
 impl TrainerSpec {

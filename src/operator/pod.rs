@@ -3,9 +3,9 @@
 
 use crate::api::trainer::TrainerSpec;
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EmptyDirVolumeSource, EnvVar, LocalObjectReference, Pod,
-    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Toleration,
-    Volume, VolumeMount,
+    Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
+    LocalObjectReference, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext, PodSpec,
+    ResourceRequirements, SeccompProfile, SecurityContext, Toleration, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -119,11 +119,20 @@ pub fn trainer_pod(
         termination_message_path: Some(TERMINATION_LOG.into()),
         // The result line when the trainer wrote one; the log's tail when it crashed first.
         termination_message_policy: Some("FallbackToLogsOnError".into()),
-        volume_mounts: Some(vec![VolumeMount {
-            name: "tmp".into(),
-            mount_path: "/tmp".into(),
-            ..VolumeMount::default()
-        }]),
+        volume_mounts: Some(
+            std::iter::once(VolumeMount {
+                name: "tmp".into(),
+                mount_path: "/tmp".into(),
+                ..VolumeMount::default()
+            })
+            .chain(trainer.volumes.iter().map(|v| VolumeMount {
+                name: v.name.clone(),
+                mount_path: v.mount_path.clone(),
+                read_only: Some(v.read_only),
+                ..VolumeMount::default()
+            }))
+            .collect(),
+        ),
         ..Container::default()
     };
     Ok(Pod {
@@ -166,17 +175,23 @@ pub fn trainer_pod(
                 run_as_non_root: Some(true),
                 run_as_user: Some(NON_ROOT_UID),
                 run_as_group: Some(NON_ROOT_UID),
+                // Volumes (a checkpoint claim) writable by the non-root trainer.
+                fs_group: (!trainer.volumes.is_empty()).then_some(NON_ROOT_UID),
                 seccomp_profile: Some(SeccompProfile {
                     type_: "RuntimeDefault".into(),
                     ..SeccompProfile::default()
                 }),
                 ..PodSecurityContext::default()
             }),
-            volumes: Some(vec![Volume {
-                name: "tmp".into(),
-                empty_dir: Some(EmptyDirVolumeSource::default()),
-                ..Volume::default()
-            }]),
+            volumes: Some(
+                std::iter::once(Volume {
+                    name: "tmp".into(),
+                    empty_dir: Some(EmptyDirVolumeSource::default()),
+                    ..Volume::default()
+                })
+                .chain(trainer.volumes.iter().map(volume))
+                .collect(),
+            ),
             containers: vec![container],
             ..PodSpec::default()
         }),
@@ -185,6 +200,29 @@ pub fn trainer_pod(
 }
 
 /// A label value (≤ 63 characters of `[A-Za-z0-9._-]`, alphanumeric at both ends).
+/// A volume of `spec.trainer.volumes` as the pod has it (only the sources the manifest
+/// check allows exist in the type).
+fn volume(volume: &crate::api::trainer::TrainerVolume) -> Volume {
+    Volume {
+        name: volume.name.clone(),
+        persistent_volume_claim: volume.persistent_volume_claim.as_ref().map(|claim| {
+            PersistentVolumeClaimVolumeSource {
+                claim_name: claim.claim_name.clone(),
+                read_only: Some(volume.read_only),
+            }
+        }),
+        config_map: volume.config_map.as_ref().map(|map| ConfigMapVolumeSource {
+            name: map.name.clone(),
+            ..ConfigMapVolumeSource::default()
+        }),
+        empty_dir: volume.empty_dir.as_ref().map(|dir| EmptyDirVolumeSource {
+            size_limit: dir.size_limit.clone().map(Quantity),
+            ..EmptyDirVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
 pub fn label_value(text: &str) -> String {
     let mut value: String = text
         .chars()
@@ -203,4 +241,104 @@ pub fn label_value(text: &str) -> String {
     value
         .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::trainer::{ClaimSource, EmptyDirSource, TrainerVolume};
+
+    fn config() -> TrainConfig {
+        TrainConfig::from_yaml(
+            "model: {d_model: 16, n_layers: 1}\ndata: {vocab_size: 16, seq_len: 16, tasks: [{kind: mqar, num_kv_pairs: 2}]}\nsteps: 1\nbatch_size: 1\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[test]
+    fn named_volumes_are_mounted_read_only_unless_writable_and_the_group_can_write() {
+        let config = config();
+        let run = TrainerRun {
+            campaign: "c",
+            experiment_name: "c-e00001",
+            experiment_id: 1,
+            attempt: 1,
+            retry: 0,
+            program: "mixer m(d_model) { return x }",
+            config: &config,
+        };
+        let trainer = TrainerSpec {
+            volumes: vec![
+                TrainerVolume {
+                    name: "data".into(),
+                    mount_path: "/data".into(),
+                    read_only: true,
+                    persistent_volume_claim: Some(ClaimSource {
+                        claim_name: "corpus".into(),
+                    }),
+                    config_map: None,
+                    empty_dir: None,
+                },
+                TrainerVolume {
+                    name: "scratch".into(),
+                    mount_path: "/scratch".into(),
+                    read_only: false,
+                    persistent_volume_claim: None,
+                    config_map: None,
+                    empty_dir: Some(EmptyDirSource {
+                        size_limit: Some("1Gi".into()),
+                    }),
+                },
+            ],
+            ..TrainerSpec::default()
+        };
+        let pod = trainer_pod(&run, &trainer, 60, "ns", OwnerReference::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let spec = pod.spec.unwrap_or_default();
+        let volumes = spec.volumes.unwrap_or_default();
+        let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();
+        assert_eq!(names, ["tmp", "data", "scratch"]);
+        let claim = volumes[1]
+            .persistent_volume_claim
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(
+            (claim.claim_name.as_str(), claim.read_only),
+            ("corpus", Some(true))
+        );
+        assert_eq!(
+            volumes[2]
+                .empty_dir
+                .as_ref()
+                .and_then(|d| d.size_limit.clone()),
+            Some(Quantity("1Gi".into()))
+        );
+        let mounts = spec.containers[0].volume_mounts.clone().unwrap_or_default();
+        let mounted: Vec<(&str, &str, Option<bool>)> = mounts
+            .iter()
+            .map(|m| (m.name.as_str(), m.mount_path.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounted,
+            [
+                ("tmp", "/tmp", None),
+                ("data", "/data", Some(true)),
+                ("scratch", "/scratch", Some(false))
+            ]
+        );
+        let security = spec.security_context.unwrap_or_default();
+        assert_eq!(security.fs_group, Some(NON_ROOT_UID));
+        // Without volumes the pod is as before: no fsGroup.
+        let plain = trainer_pod(
+            &run,
+            &TrainerSpec::default(),
+            60,
+            "ns",
+            OwnerReference::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let plain = plain.spec.unwrap_or_default();
+        assert_eq!(plain.volumes.map(|v| v.len()), Some(1));
+        assert_eq!(plain.security_context.and_then(|s| s.fs_group), None);
+    }
 }
