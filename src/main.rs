@@ -27,6 +27,22 @@ enum Command {
     /// `{"event":"result","status":"ok"|"diverged"|"error",…}`. Exits 1 before training when the
     /// program, config or data is invalid.
     Train(TrainArgs),
+    /// Re-score a saved model (`archlab train --checkpoint-dir`) on a config's validation and
+    /// test data; prints one result line.
+    ///
+    /// The config's model section and vocabulary must be the saved model's; its data may
+    /// differ (score on other text). Exits 1 when the checkpoint does not fit the config.
+    Eval(EvalArgs),
+    /// Tokenizers: train a byte-level BPE `tokenizer.json` on local text.
+    Tokenizer {
+        #[command(subcommand)]
+        command: TokenizerCommand,
+    },
+    /// Data: tokenize a corpus into token shards.
+    Data {
+        #[command(subcommand)]
+        command: DataCommand,
+    },
     /// Run a discovery campaign on this machine: the manifest you would `kubectl apply`.
     ///
     /// Trainers run as child processes (`spec.parallelism` at once); every experiment, attempt
@@ -83,6 +99,9 @@ struct CheckArgs {
     /// Hidden width of the SwiGLU MLP (default: 2 × d_model).
     #[arg(long)]
     d_ff: Option<usize>,
+    /// Count the output head as the input embedding's transpose (`model.tie_embeddings`).
+    #[arg(long)]
+    tie_embeddings: bool,
     /// Reject programs whose cost in T is above this.
     #[arg(long, value_enum)]
     max_complexity: Option<ComplexityArg>,
@@ -121,6 +140,83 @@ struct TrainArgs {
     /// Exit when standard input closes (set by `archlab run`, so trainers die with it).
     #[arg(long, hide = true)]
     exit_on_stdin_eof: bool,
+    /// Save checkpoints here (the config's `checkpoint` says how often) and the final model
+    /// (`model.safetensors`, `model.json`); a run started again with the same program and
+    /// config resumes from the newest checkpoint found here.
+    #[arg(long, value_name = "DIR", env = "ARCHLAB_CHECKPOINT_DIR")]
+    checkpoint_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// A directory `archlab train --checkpoint-dir` wrote (it holds model.json).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// The config whose validation and test data to score on.
+    #[arg(long)]
+    config: PathBuf,
+    /// Where to evaluate: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+#[derive(Debug, Subcommand)]
+enum TokenizerCommand {
+    /// Train a byte-level BPE (GPT-2's scheme) with `<|endoftext|>` as its special token.
+    ///
+    /// Documents as the corpus task reads them: a `.jsonl` file holds one a line (in the
+    /// `--text-field` string), any other file is one plain-text document.
+    Train {
+        /// Text files to learn merges from.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Tokens in the vocabulary, the 256 bytes and `<|endoftext|>` included.
+        #[arg(long, default_value_t = 8192)]
+        vocab_size: usize,
+        /// Where to write the tokenizer.
+        #[arg(long, short, default_value = "tokenizer.json")]
+        output: PathBuf,
+        /// The JSONL field holding a document's text.
+        #[arg(long, default_value = "text")]
+        text_field: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum DataCommand {
+    /// Tokenize text files into llm.c shards (`<prefix>_000000.bin`, …) for a `tokens` task.
+    ///
+    /// Each document is preceded by the end-of-text token; shards hold `--shard-tokens` tokens
+    /// (uint16 when the vocabulary fits, else uint32). Run it again after an interruption and
+    /// it resumes after the last finished shard. Prepare the validation files with another
+    /// prefix (e.g. `--prefix val`); training on the shards then sees the same windows as a
+    /// `corpus` task on the files.
+    Prepare {
+        /// Text files: `.jsonl` one document a line, anything else one document a file.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// A Hugging Face tokenizer.json.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// Directory for the shards.
+        #[arg(long, short)]
+        output: PathBuf,
+        /// Shard file names: `<prefix>_000000.bin`.
+        #[arg(long, default_value = "train")]
+        prefix: String,
+        /// Tokens per shard (llm.c: 10^8).
+        #[arg(long, default_value_t = trainer::corpus::SHARD_TOKENS)]
+        shard_tokens: usize,
+        /// The JSONL field holding a document's text.
+        #[arg(long, default_value = "text")]
+        text_field: String,
+        /// The end-of-text token (default: the tokenizer's `<|endoftext|>`, `</s>`, …).
+        #[arg(long)]
+        eot: Option<String>,
+        /// No progress bar.
+        #[arg(long, short)]
+        quiet: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -349,6 +445,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     vocab_size: args.vocab,
                     d_ff: args.d_ff.unwrap_or(2 * args.d_model),
                     seq_len: args.seq_len,
+                    tied_embeddings: args.tie_embeddings,
                 },
                 json: args.json,
             };
@@ -362,6 +459,39 @@ fn run(cli: Cli) -> Result<ExitCode> {
             device: args.device,
             exit_on_stdin_eof: args.exit_on_stdin_eof,
             dump_first_step: args.dump_first_step,
+            checkpoint_dir: args.checkpoint_dir,
+        }),
+        Command::Eval(args) => cli::eval::run(&args.checkpoint, &args.config, &args.device),
+        Command::Tokenizer {
+            command:
+                TokenizerCommand::Train {
+                    files,
+                    vocab_size,
+                    output,
+                    text_field,
+                },
+        } => cli::data::train_tokenizer(&files, vocab_size, &output, &text_field),
+        Command::Data {
+            command:
+                DataCommand::Prepare {
+                    files,
+                    tokenizer,
+                    output,
+                    prefix,
+                    shard_tokens,
+                    text_field,
+                    eot,
+                    quiet,
+                },
+        } => cli::data::prepare(&cli::data::PrepareOptions {
+            files,
+            tokenizer,
+            output,
+            prefix,
+            shard_tokens,
+            text_field,
+            eot,
+            quiet,
         }),
         Command::Run(args) => cli::run::run(&archlab::local::RunOptions {
             manifest: args.manifest,

@@ -5,7 +5,8 @@ use crate::ir::{Complexity, Graph, Op, Type};
 use serde::Serialize;
 
 /// The backbone around the mixer, as the trainer builds it: embedding, `n_layers` pre-norm
-/// blocks (RMSNorm, mixer, RMSNorm, SwiGLU MLP of width `d_ff`), final RMSNorm, untied head.
+/// blocks (RMSNorm, mixer, RMSNorm, SwiGLU MLP of width `d_ff`), final RMSNorm, and a head
+/// that is its own matrix or, tied, the embedding's transpose.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct ModelShape {
     pub d_model: usize,
@@ -13,6 +14,8 @@ pub struct ModelShape {
     pub vocab_size: usize,
     pub d_ff: usize,
     pub seq_len: usize,
+    /// The output head is the input embedding's transpose (one `vocab × d_model` matrix).
+    pub tied_embeddings: bool,
 }
 
 impl Default for ModelShape {
@@ -23,6 +26,7 @@ impl Default for ModelShape {
             vocab_size: 256,
             d_ff: 256,
             seq_len: 512,
+            tied_embeddings: false,
         }
     }
 }
@@ -31,9 +35,15 @@ impl ModelShape {
     /// Parameters of the whole model given the parameters of one mixer.
     pub fn params(&self, mixer_params: u64) -> u64 {
         let d = self.d_model as u64;
-        let vocab = self.vocab_size as u64;
         let per_block = mixer_params + 2 * d + 3 * d * self.d_ff as u64;
-        2 * vocab * d + self.n_layers as u64 * per_block + d
+        self.embedding_params() + self.n_layers as u64 * per_block + d
+    }
+
+    /// Parameters of the input embedding and output head: `vocab × d_model` each, once when
+    /// tied. Papers usually quote model sizes without them.
+    pub fn embedding_params(&self) -> u64 {
+        let matrices = if self.tied_embeddings { 1 } else { 2 };
+        matrices * self.vocab_size as u64 * self.d_model as u64
     }
 
     /// Forward FLOPs per token of the whole model given one mixer's.

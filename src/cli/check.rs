@@ -31,6 +31,8 @@ pub struct CheckReport {
     pub params: Option<u64>,
     /// Parameters of the whole model (backbone of `--layers` blocks around this mixer).
     pub model_params: Option<u64>,
+    /// Of `model_params`, the embedding and head (not counted by a campaign's `maxParams`).
+    pub embedding_params: Option<u64>,
     pub flops_per_token: Option<u64>,
     pub state_size: Option<u64>,
     pub hash: Option<String>,
@@ -81,6 +83,7 @@ pub fn report(file: &str, source: &str, options: &CheckOptions) -> CheckReport {
         complexity: None,
         params: None,
         model_params: None,
+        embedding_params: None,
         flops_per_token: None,
         state_size: None,
         hash: None,
@@ -99,6 +102,7 @@ pub fn report(file: &str, source: &str, options: &CheckOptions) -> CheckReport {
             report.complexity = Some(valid.analysis.complexity);
             report.params = Some(valid.analysis.params);
             report.model_params = Some(model.params(valid.analysis.params));
+            report.embedding_params = Some(model.embedding_params());
             report.flops_per_token = Some(valid.analysis.flops_per_token);
             report.state_size = Some(valid.analysis.state_size);
             report.hash = Some(valid.hash());
@@ -128,8 +132,17 @@ fn write_summary(out: &mut impl Write, report: &CheckReport) -> Result<()> {
         report.complexity.map_or("-", Complexity::name)
     )?;
     writeln!(out, "  causal           yes")?;
-    writeln!(out, "  params (mixer)   {}", number(report.params))?;
+    writeln!(
+        out,
+        "  params (mixer)   {}  (one layer's; what a campaign's maxParams limits)",
+        number(report.params)
+    )?;
     writeln!(out, "  params (model)   {}", number(report.model_params))?;
+    writeln!(
+        out,
+        "  of which embedding and head {}",
+        number(report.embedding_params)
+    )?;
     writeln!(out, "  flops per token  {}", number(report.flops_per_token))?;
     writeln!(out, "  state size       {}", number(report.state_size))?;
     writeln!(

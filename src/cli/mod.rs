@@ -4,6 +4,8 @@
 pub mod check;
 pub mod cognition;
 pub mod crd;
+pub mod data;
+pub mod eval;
 pub mod library;
 pub mod report;
 pub mod run;

@@ -47,6 +47,7 @@ pub struct TrainOptions {
     pub device: String,
     pub exit_on_stdin_eof: bool,
     pub dump_first_step: Option<PathBuf>,
+    pub checkpoint_dir: Option<PathBuf>,
 }
 
 pub fn run(options: &TrainOptions) -> Result<ExitCode> {
@@ -83,7 +84,12 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
         let _ = writeln!(stdout, "{}", event.to_line());
         let _ = stdout.flush();
     };
-    let result = trainer::run(&prepared, &device, &mut emit);
+    let result = trainer::run_with_checkpoints(
+        &prepared,
+        &device,
+        options.checkpoint_dir.as_deref(),
+        &mut emit,
+    );
     let status = result.status;
     let line = Event::Result(result).to_line();
     emit_line(&line);

@@ -84,8 +84,9 @@ fn loading_throughput(batch: usize, seq_len: usize) -> f64 {
         validation.display().to_string()
     ))
     .expect("config");
-    let mut stream =
-        trainer::data::Stream::new(&data, trainer::data::Split::Train, 0).expect("stream");
+    let sources = trainer::data::Sources::open(&data).expect("sources");
+    let mut stream = trainer::data::Stream::new(&data, &sources, trainer::data::Split::Train, 0)
+        .expect("stream");
     stream.next_batch(batch).expect("batch"); // warm the page cache
     let rounds = 50;
     let started = Instant::now();
@@ -114,6 +115,7 @@ fn training_throughput(source: &str, device: &Device) -> f64 {
         vocab_size: 64,
         d_ff: 256,
         seq_len,
+        tied_embeddings: false,
     };
     let train: TrainConfig = serde_yaml::from_str(
         "{model: {d_model: 128, n_layers: 2, d_ff: 256}, \
@@ -123,6 +125,7 @@ fn training_throughput(source: &str, device: &Device) -> f64 {
     )
     .expect("train config");
     let mut elapsed = Vec::new();
+    let sources = trainer::data::Sources::open(&train.data).expect("sources");
     trainer::training::train_trial(
         &valid.checked.graph,
         shape,
@@ -130,6 +133,8 @@ fn training_throughput(source: &str, device: &Device) -> f64 {
         0.001,
         0,
         device,
+        &sources,
+        None,
         &mut |event| {
             if let Event::Progress(progress) = event {
                 elapsed.push(progress.elapsed_s);

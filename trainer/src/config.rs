@@ -15,6 +15,8 @@ pub mod limits {
     pub const PATH: usize = 4096;
     /// Learning rates of one sweep.
     pub const LR_SWEEP: usize = 16;
+    /// A JSONL field name or a token's text.
+    pub const FIELD: usize = 256;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -41,6 +43,31 @@ pub struct TrainConfig {
     /// Chunk size of the chunked recurrent kernels.
     #[serde(default = "default_chunk_size")]
     pub chunk_size: usize,
+    /// Periodic checkpoints, written where `archlab train --checkpoint-dir` says (final
+    /// weights are written there whenever it is given).
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+}
+
+/// When to save the training state, so a killed trainer resumes where it was.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// Save every this many steps.
+    #[serde(default)]
+    pub every_steps: Option<usize>,
+    /// Save when this many minutes have passed since the last save.
+    #[serde(default)]
+    pub every_minutes: Option<f64>,
+    /// Periodic checkpoints kept (the newest); at least 1, default 2.
+    #[serde(default)]
+    pub keep: Option<usize>,
+}
+
+impl CheckpointConfig {
+    pub fn keep(&self) -> usize {
+        self.keep.unwrap_or(2)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -51,12 +78,18 @@ pub struct ModelConfig {
     /// Hidden width of the SwiGLU MLP; default 2·d_model.
     #[serde(default)]
     pub d_ff: Option<usize>,
+    /// The output head is the input embedding's transpose (GPT-2's choice), which saves
+    /// `vocab × d_model` parameters.
+    #[serde(default)]
+    pub tie_embeddings: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataConfig {
-    /// Token vocabulary of the synthetic tasks (text tasks need 256: bytes).
+    /// Token vocabulary of the synthetic tasks and of token shards (text tasks need 256:
+    /// bytes; a corpus task raises it to its tokenizer's, and a larger value pads, as
+    /// nanoGPT's 50304 does for GPT-2's 50257).
     #[serde(default = "default_vocab")]
     pub vocab_size: usize,
     pub seq_len: usize,
@@ -107,6 +140,26 @@ pub enum TaskConfig {
         #[serde(default)]
         dtype: Option<crate::shards::TokenWidth>,
     },
+    /// Language modelling on text files (plain text, one document a file, or JSONL, one a
+    /// line), tokenized when the trainer starts (`crate::corpus`).
+    Corpus {
+        #[serde(default = "default_weight")]
+        weight: f64,
+        /// A Hugging Face `tokenizer.json`.
+        tokenizer: PathBuf,
+        /// Files trained on.
+        train: Vec<PathBuf>,
+        /// Held-out files, never trained on: the first half of each shard of their tokens
+        /// validates, the second half tests.
+        validation: Vec<PathBuf>,
+        /// The JSONL field holding a document's text.
+        #[serde(default = "default_text_field")]
+        text_field: String,
+        /// The end-of-text token put before each document (default: the tokenizer's
+        /// `<|endoftext|>`, `<|end_of_text|>`, `</s>` or `<eos>`).
+        #[serde(default)]
+        eot: Option<String>,
+    },
 }
 
 impl TaskConfig {
@@ -117,6 +170,7 @@ impl TaskConfig {
             TaskConfig::Induction { .. } => "induction",
             TaskConfig::Text { .. } => "text",
             TaskConfig::Tokens { .. } => "tokens",
+            TaskConfig::Corpus { .. } => "corpus",
         }
     }
 
@@ -126,7 +180,8 @@ impl TaskConfig {
             | TaskConfig::SelectiveCopy { weight, .. }
             | TaskConfig::Induction { weight, .. }
             | TaskConfig::Text { weight, .. }
-            | TaskConfig::Tokens { weight, .. } => *weight,
+            | TaskConfig::Tokens { weight, .. }
+            | TaskConfig::Corpus { weight, .. } => *weight,
         }
     }
 }
@@ -141,11 +196,11 @@ impl schemars::JsonSchema for TaskConfig {
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
-            "description": "One synthetic, text or token-shard task; `kind` says which, and which fields apply.",
+            "description": "One synthetic, text, token-shard or corpus task; `kind` says which, and which fields apply.",
             "type": "object",
             "required": ["kind"],
             "properties": {
-                "kind": {"type": "string", "enum": ["mqar", "selective_copy", "induction", "text", "tokens"]},
+                "kind": {"type": "string", "enum": ["mqar", "selective_copy", "induction", "text", "tokens", "corpus"]},
                 "weight": {"type": "number", "description": "Share of the batches (all kinds)."},
                 "num_kv_pairs": {"type": "integer", "minimum": 0, "description": "mqar: key-value pairs per sequence."},
                 "power_a": {"type": "number", "description": "mqar: power-law exponent of the query gaps."},
@@ -153,9 +208,12 @@ impl schemars::JsonSchema for TaskConfig {
                 "num_tokens": {"type": "integer", "minimum": 0, "description": "selective_copy: tokens to copy."},
                 "prefix_len": {"type": "integer", "minimum": 0, "description": "induction: length of the repeated prefix."},
                 "paths": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "text: local files."},
-                "train": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens: shards trained on."},
-                "validation": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens: held-out shards (first half validates, second half tests)."},
-                "dtype": {"type": "string", "enum": ["uint16", "uint32"], "description": "tokens: the width of headerless shards."}
+                "train": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens, corpus: shards or text files trained on."},
+                "validation": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens, corpus: held-out shards or files (first half validates, second half tests)."},
+                "dtype": {"type": "string", "enum": ["uint16", "uint32"], "description": "tokens: the width of headerless shards."},
+                "tokenizer": {"type": "string", "maxLength": limits::PATH, "description": "corpus: a Hugging Face tokenizer.json."},
+                "text_field": {"type": "string", "maxLength": limits::FIELD, "description": "corpus: the JSONL field holding the text (default `text`)."},
+                "eot": {"type": "string", "maxLength": limits::FIELD, "description": "corpus: the end-of-text token put before each document."}
             }
         })
     }
@@ -243,6 +301,9 @@ fn default_progress_every() -> usize {
 }
 fn default_chunk_size() -> usize {
     16
+}
+fn default_text_field() -> String {
+    "text".into()
 }
 fn default_vocab() -> usize {
     64
@@ -471,6 +532,35 @@ impl TrainConfig {
                     }
                 }
                 TaskConfig::Text { paths, .. } => check_paths(&field("paths"), paths)?,
+                TaskConfig::Corpus {
+                    tokenizer,
+                    train,
+                    validation,
+                    text_field,
+                    eot,
+                    ..
+                } => {
+                    check_paths(&field("tokenizer"), std::slice::from_ref(tokenizer))?;
+                    check_paths(&field("train"), train)?;
+                    check_paths(&field("validation"), validation)?;
+                    if let Some(shared) = train.iter().find(|path| validation.contains(path)) {
+                        return fail(
+                            &field("validation"),
+                            format!(
+                                "{} is also a training file: validation must be held out",
+                                shared.display()
+                            ),
+                        );
+                    }
+                    for (name, text) in [("text_field", Some(text_field)), ("eot", eot.as_ref())] {
+                        if text.is_some_and(|t| t.is_empty() || t.len() > limits::FIELD) {
+                            return fail(
+                                &field(name),
+                                format!("must be 1 to {} bytes", limits::FIELD),
+                            );
+                        }
+                    }
+                }
                 TaskConfig::Tokens {
                     train, validation, ..
                 } => {
@@ -524,6 +614,21 @@ impl TrainConfig {
                     format!("must be a non-negative number, found {value}"),
                 );
             }
+        }
+        let checkpoint = &self.checkpoint;
+        if checkpoint.every_steps == Some(0) || checkpoint.keep == Some(0) {
+            return fail(
+                "checkpoint",
+                "every_steps and keep must be at least 1".into(),
+            );
+        }
+        if let Some(minutes) = checkpoint.every_minutes
+            && !(minutes.is_finite() && minutes > 0.0)
+        {
+            return fail(
+                "checkpoint.every_minutes",
+                format!("must be a positive number of minutes, found {minutes}"),
+            );
         }
         if let Some(limit) = self.time_limit_s
             && !(limit.is_finite() && limit > 0.0)

@@ -7,10 +7,13 @@
 //! trained on), so no evaluation example is trained on.
 
 use crate::config::{DataConfig, MqarVariant, TaskConfig};
+use crate::corpus::CorpusError;
 use crate::shards::{Shard, ShardError};
+use crate::tokenizer::{TextTokenizer, TokenizerError};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Which part of the data a stream reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,6 +66,12 @@ pub enum DataError {
     TooLittleText { bytes: usize, needed: usize },
     #[error(transparent)]
     Shard(#[from] ShardError),
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error("internal error: the data sources were opened for another config")]
+    SourcesMismatch,
     #[error(
         "tokens task: no {split:?} shard holds seq_len + 1 = {needed} tokens (the largest holds {largest})"
     )]
@@ -88,11 +97,11 @@ enum Task {
         prefix_len: usize,
     },
     Text {
-        bytes: std::sync::Arc<Vec<u8>>,
+        bytes: Arc<Vec<u8>>,
     },
     Tokens {
-        shards: std::sync::Arc<Vec<Shard>>,
-        /// This split's part of each shard (`first`, `count`), long enough for a window.
+        shards: Arc<Vec<Shard>>,
+        /// This split's part of each shard (`index`, `first`, `count`), long enough for a window.
         ranges: Vec<(usize, u64, u64)>,
     },
 }
@@ -117,38 +126,178 @@ pub fn task_names(config: &DataConfig) -> Vec<String> {
         .collect()
 }
 
-impl Stream {
-    pub fn new(config: &DataConfig, split: Split, seed: u64) -> Result<Stream, DataError> {
+/// What each task reads, read once (text files, shards, corpora tokenized) and shared by every
+/// stream of a run.
+#[derive(Debug, Clone)]
+pub struct Sources {
+    tasks: Vec<Source>,
+    tokenizer_vocab: Option<usize>,
+    /// Each corpus task's tokenizer: its path and fingerprint.
+    tokenizers: Vec<(PathBuf, String)>,
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Generated,
+    /// The train, validation and test bytes.
+    Text([Arc<Vec<u8>>; 3]),
+    /// Training shards, and held-out shards whose halves validate and test.
+    Tokens {
+        train: Arc<Vec<Shard>>,
+        held_out: Arc<Vec<Shard>>,
+    },
+}
+
+/// A corpus tokenized on the fly is held in memory (4 bytes a token); larger ones are
+/// prepared as shards first (`archlab data prepare`).
+pub const MAX_CORPUS_TOKENS: usize = 1 << 28;
+
+impl Sources {
+    /// Reads every task's files; errors name the file.
+    pub fn open(config: &DataConfig) -> Result<Sources, DataError> {
         let mut tasks = Vec::new();
-        let mut weights = Vec::new();
+        let mut tokenizer_vocab: Option<usize> = None;
+        let mut tokenizers = Vec::new();
         for task in &config.tasks {
-            weights.push(task.weight());
             tasks.push(match task {
-                TaskConfig::Mqar {
-                    num_kv_pairs,
-                    power_a,
-                    variant,
-                    ..
-                } => Task::Mqar {
-                    num_kv_pairs: *num_kv_pairs,
-                    power_a: *power_a,
-                    variant: *variant,
-                },
-                TaskConfig::SelectiveCopy { num_tokens, .. } => Task::SelectiveCopy {
-                    num_tokens: *num_tokens,
-                },
-                TaskConfig::Induction { prefix_len, .. } => Task::Induction {
-                    prefix_len: *prefix_len,
-                },
-                TaskConfig::Text { paths, .. } => Task::Text {
-                    bytes: std::sync::Arc::new(read_split(paths, split, config.seq_len)?),
-                },
+                TaskConfig::Mqar { .. }
+                | TaskConfig::SelectiveCopy { .. }
+                | TaskConfig::Induction { .. } => Source::Generated,
+                TaskConfig::Text { paths, .. } => Source::Text(read_text(paths, config.seq_len)?),
                 TaskConfig::Tokens {
                     train,
                     validation,
                     dtype,
                     ..
-                } => token_split(train, validation, *dtype, split, config.seq_len)?,
+                } => {
+                    let open = |paths: &[PathBuf]| {
+                        paths
+                            .iter()
+                            .map(|path| Shard::open(path, *dtype))
+                            .collect::<Result<Vec<_>, _>>()
+                    };
+                    Source::Tokens {
+                        train: Arc::new(open(train)?),
+                        held_out: Arc::new(open(validation)?),
+                    }
+                }
+                TaskConfig::Corpus {
+                    tokenizer,
+                    train,
+                    validation,
+                    text_field,
+                    eot,
+                    ..
+                } => {
+                    let tokenizer = TextTokenizer::load(tokenizer, eot.as_deref())?;
+                    tokenizer_vocab = tokenizer_vocab.max(Some(tokenizer.vocab_size()));
+                    tokenizers.push((tokenizer.path.clone(), tokenizer.fingerprint.clone()));
+                    Source::Tokens {
+                        train: Arc::new(tokenize(&tokenizer, train, text_field)?),
+                        held_out: Arc::new(tokenize(&tokenizer, validation, text_field)?),
+                    }
+                }
+            });
+        }
+        Ok(Sources {
+            tasks,
+            tokenizer_vocab,
+            tokenizers,
+        })
+    }
+
+    /// The largest vocabulary of the corpus tasks' tokenizers: the model needs at least it.
+    pub fn tokenizer_vocab(&self) -> Option<usize> {
+        self.tokenizer_vocab
+    }
+
+    /// Each corpus task's tokenizer: its path and FNV-1a fingerprint.
+    pub fn tokenizers(&self) -> &[(PathBuf, String)] {
+        &self.tokenizers
+    }
+
+    /// Tokens in the training and the held-out shards of every token task.
+    pub fn token_counts(&self) -> (u64, u64) {
+        let count = |shards: &Arc<Vec<Shard>>| shards.iter().map(Shard::len).sum::<u64>();
+        self.tasks
+            .iter()
+            .map(|source| match source {
+                Source::Tokens { train, held_out } => (count(train), count(held_out)),
+                _ => (0, 0),
+            })
+            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
+    }
+}
+
+/// Tokenizes a corpus into in-memory shards cut as `archlab data prepare` cuts them.
+fn tokenize(
+    tokenizer: &TextTokenizer,
+    files: &[PathBuf],
+    text_field: &str,
+) -> Result<Vec<Shard>, DataError> {
+    let mut shards = Vec::new();
+    let mut total = 0usize;
+    let origin = files.first().cloned().unwrap_or_default();
+    crate::corpus::tokenize_into_shards(
+        tokenizer,
+        files,
+        text_field,
+        crate::corpus::SHARD_TOKENS,
+        crate::corpus::Position::default(),
+        &mut |_| {},
+        &mut |tokens, _| {
+            total += tokens.len();
+            if total > MAX_CORPUS_TOKENS {
+                return Err(CorpusError::Sink(format!(
+                    "{} and the files after it: over {MAX_CORPUS_TOKENS} tokens, too many to hold in memory; write shards with `archlab data prepare` and train on them with a `tokens` task",
+                    origin.display()
+                )));
+            }
+            shards.push(Shard::in_memory(origin.clone(), tokens));
+            Ok(())
+        },
+    )?;
+    Ok(shards)
+}
+
+impl Stream {
+    pub fn new(
+        config: &DataConfig,
+        sources: &Sources,
+        split: Split,
+        seed: u64,
+    ) -> Result<Stream, DataError> {
+        let mut tasks = Vec::new();
+        let mut weights = Vec::new();
+        for (task, source) in config.tasks.iter().zip(&sources.tasks) {
+            weights.push(task.weight());
+            tasks.push(match (task, source) {
+                (
+                    TaskConfig::Mqar {
+                        num_kv_pairs,
+                        power_a,
+                        variant,
+                        ..
+                    },
+                    _,
+                ) => Task::Mqar {
+                    num_kv_pairs: *num_kv_pairs,
+                    power_a: *power_a,
+                    variant: *variant,
+                },
+                (TaskConfig::SelectiveCopy { num_tokens, .. }, _) => Task::SelectiveCopy {
+                    num_tokens: *num_tokens,
+                },
+                (TaskConfig::Induction { prefix_len, .. }, _) => Task::Induction {
+                    prefix_len: *prefix_len,
+                },
+                (_, Source::Text(splits)) => Task::Text {
+                    bytes: splits[split as usize].clone(),
+                },
+                (_, Source::Tokens { train, held_out }) => {
+                    token_split(train, held_out, split, config.seq_len)?
+                }
+                (_, Source::Generated) => return Err(DataError::SourcesMismatch),
             });
         }
         Ok(Stream {
@@ -172,6 +321,34 @@ impl Stream {
     /// The next batch, of a task drawn by weight (an error only from a shard: unreadable, or
     /// a token beyond the vocabulary).
     pub fn next_batch(&mut self, batch_size: usize) -> Result<Batch, DataError> {
+        let task = self.pick_task();
+        self.batch_of(task, batch_size)
+    }
+
+    /// Advances the stream past `batches` calls of [`Stream::next_batch`] without reading
+    /// files, so a resumed run goes on with the data an uninterrupted one would have seen.
+    pub fn skip_batches(&mut self, batches: usize, batch_size: usize) {
+        let seq_len = self.seq_len;
+        for _ in 0..batches {
+            let task = self.pick_task();
+            for _ in 0..batch_size {
+                match &self.tasks[task] {
+                    Task::Text { bytes } => {
+                        text_start(&mut self.rng, bytes.len(), seq_len);
+                    }
+                    Task::Tokens { ranges, .. } => {
+                        window_start(&mut self.rng, ranges, seq_len);
+                    }
+                    // Generating is cheap and cannot fail.
+                    _ => {
+                        let _ = self.example(task);
+                    }
+                }
+            }
+        }
+    }
+
+    fn pick_task(&mut self) -> usize {
         let total: f64 = self.weights.iter().sum();
         let mut pick = self.rng.random::<f64>() * total;
         let mut task = 0;
@@ -182,7 +359,7 @@ impl Stream {
             }
             pick -= weight;
         }
-        self.batch_of(task, batch_size)
+        task
     }
 
     /// The next batch of one given task.
@@ -390,9 +567,13 @@ pub fn induction(rng: &mut SmallRng, vocab: usize, seq_len: usize, prefix_len: u
     shifted(sequence, &scored)
 }
 
+fn text_start(rng: &mut SmallRng, bytes: usize, seq_len: usize) -> usize {
+    rng.random_range(0..bytes - seq_len - 1)
+}
+
 /// A random window of bytes; every position is scored.
 fn text_window(rng: &mut SmallRng, bytes: &[u8], seq_len: usize) -> Example {
-    let start = rng.random_range(0..bytes.len() - seq_len - 1);
+    let start = text_start(rng, bytes.len(), seq_len);
     let sequence: Vec<i64> = bytes[start..start + seq_len + 1]
         .iter()
         .map(|&b| i64::from(b))
@@ -401,24 +582,19 @@ fn text_window(rng: &mut SmallRng, bytes: &[u8], seq_len: usize) -> Example {
     shifted(sequence, &scored)
 }
 
-/// Opens the shards this split reads: the training shards whole for training; the first half
-/// of each validation shard for validation, the second half for test.
+/// The part of the shards this split reads: the training shards whole for training; the first
+/// half of each held-out shard for validation, the second half for test.
 fn token_split(
-    train: &[PathBuf],
-    validation: &[PathBuf],
-    width: Option<crate::shards::TokenWidth>,
+    train: &Arc<Vec<Shard>>,
+    held_out: &Arc<Vec<Shard>>,
     split: Split,
     seq_len: usize,
 ) -> Result<Task, DataError> {
-    let paths = if split == Split::Train {
+    let shards = if split == Split::Train {
         train
     } else {
-        validation
+        held_out
     };
-    let shards = paths
-        .iter()
-        .map(|path| Shard::open(path, width))
-        .collect::<Result<Vec<_>, _>>()?;
     let needed = seq_len as u64 + 1;
     let ranges: Vec<(usize, u64, u64)> = shards
         .iter()
@@ -441,7 +617,7 @@ fn token_split(
         });
     }
     Ok(Task::Tokens {
-        shards: std::sync::Arc::new(shards),
+        shards: shards.clone(),
         ranges,
     })
 }
@@ -455,26 +631,30 @@ fn token_window(
     seq_len: usize,
     vocab: usize,
 ) -> Result<Example, DataError> {
-    let window = seq_len as u64 + 1;
-    let starts: u64 = ranges.iter().map(|(_, _, count)| count - window + 1).sum();
-    let mut pick = rng.random_range(0..starts);
-    let (mut shard, mut start) = (ranges[0].0, ranges[0].1);
-    for &(index, first, count) in ranges {
-        let here = count - window + 1;
-        if pick < here {
-            (shard, start) = (index, first + pick);
-            break;
-        }
-        pick -= here;
-    }
+    let (shard, start) = window_start(rng, ranges, seq_len);
     let sequence = shards[shard].read(start, seq_len + 1, vocab)?;
     let scored: Vec<usize> = (0..seq_len).collect();
     Ok(shifted(sequence, &scored))
 }
 
-/// Reads the text files and keeps this split's part: the first 90% of the bytes for training,
-/// the next 5% for validation, the last 5% for test.
-fn read_split(paths: &[PathBuf], split: Split, seq_len: usize) -> Result<Vec<u8>, DataError> {
+/// Where a window starts: (shard, first token).
+fn window_start(rng: &mut SmallRng, ranges: &[(usize, u64, u64)], seq_len: usize) -> (usize, u64) {
+    let window = seq_len as u64 + 1;
+    let starts: u64 = ranges.iter().map(|(_, _, count)| count - window + 1).sum();
+    let mut pick = rng.random_range(0..starts);
+    for &(index, first, count) in ranges {
+        let here = count - window + 1;
+        if pick < here {
+            return (index, first + pick);
+        }
+        pick -= here;
+    }
+    (ranges[0].0, ranges[0].1)
+}
+
+/// Reads the text files and splits their bytes: the first 90% for training, the next 5% for
+/// validation, the last 5% for test.
+fn read_text(paths: &[PathBuf], seq_len: usize) -> Result<[Arc<Vec<u8>>; 3], DataError> {
     let mut all = Vec::new();
     for path in paths {
         let bytes = std::fs::read(path).map_err(|source| DataError::Read {
@@ -484,18 +664,14 @@ fn read_split(paths: &[PathBuf], split: Split, seq_len: usize) -> Result<Vec<u8>
         all.extend(bytes);
     }
     let total = all.len();
-    let (start, end) = match split {
-        Split::Train => (0, total * 90 / 100),
-        Split::Validation => (total * 90 / 100, total * 95 / 100),
-        Split::Test => (total * 95 / 100, total),
-    };
-    if end - start <= seq_len + 1 {
+    let cuts = [0, total * 90 / 100, total * 95 / 100, total];
+    if cuts.windows(2).any(|cut| cut[1] - cut[0] <= seq_len + 1) {
         return Err(DataError::TooLittleText {
             bytes: total,
             needed: seq_len + 2,
         });
     }
-    Ok(all[start..end].to_vec())
+    Ok([0, 1, 2].map(|split| Arc::new(all[cuts[split]..cuts[split + 1]].to_vec())))
 }
 
 /// `count` distinct integers in `low..high`.

@@ -36,7 +36,7 @@ pub enum Status {
 }
 
 /// How one learning rate fared.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Trial {
     pub lr: f64,
     pub status: Status,

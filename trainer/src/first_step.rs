@@ -56,7 +56,7 @@ pub fn first_step(prepared: &Prepared, device: &Device) -> Result<FirstStep, Tra
         &mut rng,
         device,
     );
-    let mut stream = Stream::new(&config.data, Split::Train, config.seed)?;
+    let mut stream = Stream::new(&config.data, &prepared.sources, Split::Train, config.seed)?;
     let batch = stream.next_batch(config.batch_size)?;
     let (inputs, targets, mask) = batch_tensors(&batch, device);
     let tracked = store.tracked();

@@ -6,7 +6,9 @@
 //! training), then [`run`] trains one model per learning rate, keeps the best by validation
 //! loss, scores it on the test split and returns the result.
 
+pub mod checkpoint;
 pub mod config;
+pub mod corpus;
 pub mod data;
 pub mod events;
 pub mod first_step;
@@ -15,6 +17,7 @@ pub mod mixer;
 pub mod model;
 pub mod params;
 pub mod shards;
+pub mod tokenizer;
 pub mod training;
 
 pub use config::TrainConfig;
@@ -23,6 +26,7 @@ pub use events::{Event, Status, TrainResult};
 use archspec::{CheckConfig, ModelShape, Valid};
 use burn::tensor::Device;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +38,8 @@ pub enum TrainError {
     InvalidConfig(String),
     #[error(transparent)]
     Data(#[from] data::DataError),
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("unknown device `{0}`; this build supports: {1}")]
     UnknownDevice(String, &'static str),
 }
@@ -42,12 +48,17 @@ pub enum TrainError {
 #[derive(Debug, Clone)]
 pub struct Prepared {
     pub program: Valid,
+    /// The program's source, kept with saved models.
+    pub source: String,
+    /// The config with `data.vocab_size` raised to the tokenizers' vocabulary.
     pub config: TrainConfig,
     pub shape: ModelShape,
+    /// Every task's data, read (and tokenized) once.
+    pub sources: data::Sources,
 }
 
 /// Checks the program against the config's model width and sequence length.
-pub fn prepare(program_source: &str, config: TrainConfig) -> Result<Prepared, TrainError> {
+pub fn prepare(program_source: &str, mut config: TrainConfig) -> Result<Prepared, TrainError> {
     config
         .validate()
         .map_err(|error| TrainError::InvalidConfig(error.to_string()))?;
@@ -59,19 +70,32 @@ pub fn prepare(program_source: &str, config: TrainConfig) -> Result<Prepared, Tr
     let program = archspec::check_source(program_source, &check_config).map_err(|diagnostics| {
         TrainError::InvalidProgram(archspec::diagnostic::render(program_source, &diagnostics))
     })?;
-    // Unreadable or too-short text files are config errors too: find them before training.
-    data::Stream::new(&config.data, data::Split::Train, config.seed)?;
+    // Unreadable data is a config error too: find it before training.
+    let sources = data::Sources::open(&config.data)?;
+    if let Some(vocab) = sources.tokenizer_vocab() {
+        config.data.vocab_size = config.data.vocab_size.max(vocab);
+    }
+    for split in [
+        data::Split::Train,
+        data::Split::Validation,
+        data::Split::Test,
+    ] {
+        data::Stream::new(&config.data, &sources, split, config.seed)?;
+    }
     let shape = ModelShape {
         d_model: config.model.d_model,
         n_layers: config.model.n_layers,
         vocab_size: config.vocab_size(),
         d_ff: config.d_ff(),
         seq_len: config.data.seq_len,
+        tied_embeddings: config.model.tie_embeddings,
     };
     Ok(Prepared {
         program,
+        source: program_source.to_string(),
         config,
         shape,
+        sources,
     })
 }
 
@@ -100,10 +124,23 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
 
 /// Trains and evaluates; never panics outward: an internal failure becomes an `error` result.
 pub fn run(prepared: &Prepared, device: &Device, emit: &mut dyn FnMut(Event)) -> TrainResult {
+    run_with_checkpoints(prepared, device, None, emit)
+}
+
+/// [`run`], saving checkpoints under `checkpoint_dir` (see [`checkpoint`]) and resuming from
+/// the ones found there; the final model is written there too.
+pub fn run_with_checkpoints(
+    prepared: &Prepared,
+    device: &Device,
+    checkpoint_dir: Option<&Path>,
+    emit: &mut dyn FnMut(Event),
+) -> TrainResult {
     let started = Instant::now();
     let mut result = empty_result(prepared);
+    let checkpoints = checkpoint_dir
+        .map(|dir| training::Checkpointing::new(dir, prepared.program.hash(), &prepared.config));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_inner(prepared, device, emit, &mut result)
+        run_inner(prepared, device, checkpoints.as_ref(), emit, &mut result)
     }));
     match outcome {
         Ok(Ok(())) => {}
@@ -151,16 +188,51 @@ fn empty_result(prepared: &Prepared) -> TrainResult {
 fn run_inner(
     prepared: &Prepared,
     device: &Device,
+    checkpoints: Option<&training::Checkpointing>,
     emit: &mut dyn FnMut(Event),
     result: &mut TrainResult,
 ) -> Result<(), TrainError> {
     let config = &prepared.config;
     let graph = &prepared.program.checked.graph;
+    let sources = &prepared.sources;
     let mut best: Option<training::TrialRun> = None;
     let mut total_tokens = 0u64;
     let mut total_seconds = 0.0;
     for (index, lr) in config.learning_rates().into_iter().enumerate() {
-        let run = training::train_trial(graph, prepared.shape, config, lr, index, device, emit)?;
+        let finished = match checkpoints {
+            Some(checkpoints) => match checkpoints.directory.finished(index) {
+                Some(dir) => training::load_finished(
+                    checkpoints,
+                    &dir,
+                    graph,
+                    prepared.shape,
+                    config,
+                    device,
+                )?,
+                None => None,
+            },
+            None => None,
+        };
+        let run = match finished {
+            Some(run) => run,
+            None => {
+                let run = training::train_trial(
+                    graph,
+                    prepared.shape,
+                    config,
+                    lr,
+                    index,
+                    device,
+                    sources,
+                    checkpoints,
+                    emit,
+                )?;
+                if let Some(checkpoints) = checkpoints {
+                    training::save_finished(checkpoints, &run)?;
+                }
+                run
+            }
+        };
         total_tokens += run.tokens;
         total_seconds += run.train_seconds;
         result.trials.push(run.trial.clone());
@@ -191,10 +263,18 @@ fn run_inner(
         &best.model,
         &best.store,
         config,
+        sources,
         data::Split::Validation,
         device,
     )?;
-    let test = training::evaluate(&best.model, &best.store, config, data::Split::Test, device)?;
+    let test = training::evaluate(
+        &best.model,
+        &best.store,
+        config,
+        sources,
+        data::Split::Test,
+        device,
+    )?;
     result.status = Status::Ok;
     result.val_loss = Some(validation.loss);
     result.accuracy = validation.accuracy;
@@ -203,5 +283,44 @@ fn run_inner(
     result.steps = best.trial.steps;
     result.lr = Some(best.trial.lr);
     result.params = best.store.count();
+    if let Some(checkpoints) = checkpoints {
+        save_model(prepared, &checkpoints.directory.root, &best, result)?;
+    }
     Ok(())
+}
+
+/// Writes the final model: `model.safetensors` and `model.json` (written last, so a
+/// `model.json` always describes whole weights).
+fn save_model(
+    prepared: &Prepared,
+    root: &Path,
+    best: &training::TrialRun,
+    result: &TrainResult,
+) -> Result<(), checkpoint::CheckpointError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| checkpoint::CheckpointError::Io { path, source }
+    };
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    let weights = root.join(checkpoint::MODEL_FILE);
+    let partial = root.join(format!("{}.partial", checkpoint::MODEL_FILE));
+    checkpoint::write_tensors(&partial, &checkpoint::named(&best.store))?;
+    std::fs::rename(&partial, &weights).map_err(io(&weights))?;
+    let card = checkpoint::ModelCard {
+        format: checkpoint::FORMAT,
+        program_name: prepared.program.program.name.name.clone(),
+        program_hash: prepared.program.hash(),
+        program: prepared.source.clone(),
+        config: prepared.config.clone(),
+        tokenizers: prepared.sources.tokenizers().to_vec(),
+        params: result.params,
+        steps: result.steps,
+        lr: result.lr,
+        val_loss: result.val_loss,
+        test_loss: result.test_loss,
+    };
+    let json = root.join(checkpoint::MODEL_JSON);
+    let partial = root.join(format!("{}.partial", checkpoint::MODEL_JSON));
+    checkpoint::write_json(&partial, &card)?;
+    std::fs::rename(&partial, &json).map_err(io(&json))
 }

@@ -1,5 +1,6 @@
 //! The language model around a mixer: embedding → `n_layers` pre-norm blocks (RMSNorm,
-//! mixer, residual, RMSNorm, SwiGLU MLP, residual) → final RMSNorm → untied head. Its parameter
+//! mixer, residual, RMSNorm, SwiGLU MLP, residual) → final RMSNorm → head (its own matrix, or
+//! with `tied_embeddings` the embedding's transpose). Its parameter
 //! count equals `archspec::ModelShape::params` of the mixer's static count.
 
 use crate::mixer::{Mixer, matmul_last};
@@ -27,7 +28,8 @@ pub struct LanguageModel {
     embedding: ParamId,
     blocks: Vec<Block>,
     final_norm: ParamId,
-    head: ParamId,
+    /// `None` when the head is the embedding's transpose.
+    head: Option<ParamId>,
 }
 
 impl LanguageModel {
@@ -41,14 +43,14 @@ impl LanguageModel {
         device: &Device,
     ) -> LanguageModel {
         let (d, d_ff, vocab) = (shape.d_model, shape.d_ff, shape.vocab_size);
-        let embedding = store.add(
-            "embedding",
-            [vocab, d],
-            Init::Normal(1.0),
-            true,
-            rng,
-            device,
-        );
+        // A tied embedding is also the head, so it starts at the head's scale (GPT-2 draws
+        // N(0, 0.02²) at d_model 768; 1/√d_model is that order), not nn.Embedding's N(0, 1).
+        let embedding_init = if shape.tied_embeddings {
+            Init::Normal(1.0 / (d as f32).sqrt())
+        } else {
+            Init::Normal(1.0)
+        };
+        let embedding = store.add("embedding", [vocab, d], embedding_init, true, rng, device);
         let blocks = (0..shape.n_layers)
             .map(|layer| {
                 let prefix = format!("block{layer}");
@@ -112,7 +114,8 @@ impl LanguageModel {
             rng,
             device,
         );
-        let head = store.add("head", [d, vocab], Init::UniformFanIn, true, rng, device);
+        let head = (!shape.tied_embeddings)
+            .then(|| store.add("head", [d, vocab], Init::UniformFanIn, true, rng, device));
         LanguageModel {
             shape,
             embedding,
@@ -148,7 +151,11 @@ impl LanguageModel {
             hidden = hidden + matmul_last(gate * up, params[block.down].clone());
         }
         let normed = rms_norm(hidden, params[self.final_norm].clone());
-        matmul_last(normed, params[self.head].clone())
+        let head = match self.head {
+            Some(head) => params[head].clone(),
+            None => params[self.embedding].clone().transpose(),
+        };
+        matmul_last(normed, head)
     }
 }
 

@@ -59,15 +59,24 @@ pub enum ShardError {
     },
 }
 
-/// One shard, open for reading windows.
+/// One shard, open for reading windows: a file, or a corpus tokenized in memory.
 #[derive(Debug)]
 pub struct Shard {
     path: PathBuf,
-    file: File,
-    /// Where the tokens start, in bytes.
-    start: u64,
-    width: TokenWidth,
+    source: Source,
     tokens: u64,
+}
+
+#[derive(Debug)]
+enum Source {
+    File {
+        file: File,
+        /// Where the tokens start, in bytes.
+        start: u64,
+        width: TokenWidth,
+    },
+    /// Tokens from a tokenizer, so all below its vocabulary.
+    Memory(Vec<u32>),
 }
 
 impl Shard {
@@ -134,11 +143,18 @@ impl Shard {
         };
         Ok(Shard {
             path: path.to_path_buf(),
-            file,
-            start,
-            width,
+            source: Source::File { file, start, width },
             tokens,
         })
+    }
+
+    /// A shard of tokens in memory; `origin` names where they came from in errors.
+    pub fn in_memory(origin: PathBuf, tokens: Vec<u32>) -> Shard {
+        Shard {
+            path: origin,
+            tokens: tokens.len() as u64,
+            source: Source::Memory(tokens),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -156,23 +172,33 @@ impl Shard {
 
     /// Tokens `first..first + count`, each checked against `vocab`.
     pub fn read(&self, first: u64, count: usize, vocab: usize) -> Result<Vec<i64>, ShardError> {
-        let width = self.width.bytes();
-        let offset = self.start + first * width;
-        let mut bytes = vec![0u8; count * width as usize];
-        read_exact_at(&self.file, &mut bytes, offset).map_err(|source| ShardError::Read {
+        let (file, start, width) = match &self.source {
+            Source::File { file, start, width } => (file, *start, *width),
+            Source::Memory(tokens) => {
+                let first = first as usize;
+                return Ok(tokens[first..first + count]
+                    .iter()
+                    .map(|&token| i64::from(token))
+                    .collect());
+            }
+        };
+        let bytes_per_token = width.bytes();
+        let offset = start + first * bytes_per_token;
+        let mut bytes = vec![0u8; count * bytes_per_token as usize];
+        read_exact_at(file, &mut bytes, offset).map_err(|source| ShardError::Read {
             path: self.path.clone(),
             source,
         })?;
         let mut tokens = Vec::with_capacity(count);
-        for (index, chunk) in bytes.chunks_exact(width as usize).enumerate() {
-            let token = match self.width {
+        for (index, chunk) in bytes.chunks_exact(bytes_per_token as usize).enumerate() {
+            let token = match width {
                 TokenWidth::Uint16 => u32::from(u16::from_le_bytes([chunk[0], chunk[1]])),
                 TokenWidth::Uint32 => u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]),
             };
             if token as usize >= vocab {
                 return Err(ShardError::BeyondVocabulary {
                     path: self.path.clone(),
-                    offset: offset + index as u64 * width,
+                    offset: offset + index as u64 * bytes_per_token,
                     token,
                     vocab,
                 });

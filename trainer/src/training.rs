@@ -2,8 +2,9 @@
 //! WSD schedule, global gradient-norm clipping, divergence detection, evaluation, and an
 //! optional learning-rate sweep that keeps the best run. Deterministic for a seed on CPU.
 
+use crate::checkpoint::{self, CheckpointError, Directory, TrialState};
 use crate::config::{Schedule, TrainConfig};
-use crate::data::{Batch, Split, Stream};
+use crate::data::{Batch, Sources, Split, Stream};
 use crate::events::{Event, Progress, Status, Trial};
 use crate::model::LanguageModel;
 use crate::params::ParamStore;
@@ -18,6 +19,7 @@ use std::time::Instant;
 /// A trained model and how its training went.
 pub struct TrialRun {
     pub trial: Trial,
+    pub trial_index: usize,
     pub model: LanguageModel,
     pub store: ParamStore,
     pub tokens: u64,
@@ -86,16 +88,49 @@ pub fn masked_cross_entropy(
     -(picked * mask).sum() / scored
 }
 
-/// Trains one model at learning rate `lr`, reporting progress through `emit`.
-pub fn train_trial(
+/// Where and when a run saves checkpoints, and what they must match to be resumed.
+#[derive(Debug, Clone)]
+pub struct Checkpointing {
+    pub directory: Directory,
+    pub program_hash: String,
+    /// [`checkpoint::identity`] of the config.
+    pub identity: serde_json::Value,
+}
+
+impl Checkpointing {
+    pub fn new(root: &std::path::Path, program_hash: String, config: &TrainConfig) -> Self {
+        Checkpointing {
+            directory: Directory::new(root),
+            program_hash,
+            identity: checkpoint::identity(config),
+        }
+    }
+
+    fn state(&self, trial: usize, lr: f64) -> TrialState {
+        TrialState {
+            format: checkpoint::FORMAT,
+            program_hash: self.program_hash.clone(),
+            config: self.identity.clone(),
+            trial,
+            lr,
+            step: 0,
+            tokens: 0,
+            elapsed_s: 0.0,
+            window_loss: 0.0,
+            window_steps: 0,
+            finished: None,
+            time_limit_reached: false,
+        }
+    }
+}
+
+/// A fresh model of `shape` (its parameters drawn from the config's seed).
+pub fn fresh_model(
     graph: &Graph,
     shape: ModelShape,
     config: &TrainConfig,
-    lr: f64,
-    trial_index: usize,
     device: &Device,
-    emit: &mut dyn FnMut(Event),
-) -> Result<TrialRun, crate::TrainError> {
+) -> (LanguageModel, ParamStore) {
     let mut rng = SmallRng::seed_from_u64(config.seed);
     let mut store = ParamStore::new();
     let model = LanguageModel::init(
@@ -106,18 +141,81 @@ pub fn train_trial(
         &mut rng,
         device,
     );
-    let mut stream = Stream::new(&config.data, Split::Train, config.seed)?;
+    (model, store)
+}
+
+fn moment_names(store: &ParamStore, prefix: &str) -> Vec<String> {
+    store
+        .infos
+        .iter()
+        .map(|info| format!("{prefix}.{}", info.name))
+        .collect()
+}
+
+/// Trains one model at learning rate `lr`, reporting progress through `emit`; with
+/// `checkpoints`, resumes from the trial's newest save and saves as the config says.
+#[allow(clippy::too_many_arguments)]
+pub fn train_trial(
+    graph: &Graph,
+    shape: ModelShape,
+    config: &TrainConfig,
+    lr: f64,
+    trial_index: usize,
+    device: &Device,
+    sources: &Sources,
+    checkpoints: Option<&Checkpointing>,
+    emit: &mut dyn FnMut(Event),
+) -> Result<TrialRun, crate::TrainError> {
+    let (model, mut store) = fresh_model(graph, shape, config, device);
+    let mut stream = Stream::new(&config.data, sources, Split::Train, config.seed)?;
     let optim = &config.optim;
     let mut first_moments: Vec<Tensor<2>> = store.values.iter().map(Tensor::zeros_like).collect();
     let mut second_moments: Vec<Tensor<2>> = first_moments.clone();
     let started = Instant::now();
+    let mut saved = Instant::now();
     let mut tokens: u64 = 0;
     let mut window_loss = 0.0;
     let mut window_steps = 0usize;
     let mut status = Status::Ok;
     let mut steps_done = 0;
     let mut time_limit_reached = false;
-    for step in 1..=config.steps {
+    let mut elapsed_before = 0.0;
+    if let Some(checkpoints) = checkpoints
+        && let Some((step, dir)) = checkpoints.directory.latest(trial_index)?
+    {
+        let state: TrialState = checkpoint::read_json(&dir.join(checkpoint::STATE_FILE))?;
+        checkpoint::check_compatible(
+            &dir,
+            &state,
+            &checkpoints.program_hash,
+            &checkpoints.identity,
+        )?;
+        if state.step != step || state.step > config.steps {
+            return Err(CheckpointError::Format {
+                path: dir,
+                message: format!("state.json says step {} of {}", state.step, config.steps),
+            }
+            .into());
+        }
+        checkpoint::load_params(&dir.join(checkpoint::PARAMS_FILE), &mut store, device)?;
+        let shapes: Vec<[usize; 2]> = store.infos.iter().map(|info| info.shape).collect();
+        let optimizer = dir.join(checkpoint::OPTIMIZER_FILE);
+        first_moments =
+            checkpoint::read_tensors(&optimizer, &moment_names(&store, "m"), &shapes, device)?;
+        second_moments =
+            checkpoint::read_tensors(&optimizer, &moment_names(&store, "v"), &shapes, device)?;
+        stream.skip_batches(step, config.batch_size);
+        steps_done = step;
+        tokens = state.tokens;
+        window_loss = state.window_loss;
+        window_steps = state.window_steps;
+        elapsed_before = state.elapsed_s;
+        eprintln!(
+            "resuming trial {trial_index} at step {step} from {}",
+            dir.display()
+        );
+    }
+    for step in steps_done + 1..=config.steps {
         let lr_now = learning_rate(config, lr, step, config.steps);
         let batch = stream.next_batch(config.batch_size)?;
         let (inputs, targets, mask) = batch_tensors(&batch, device);
@@ -170,7 +268,7 @@ pub fn train_trial(
         tokens += (batch.batch_size * batch.seq_len) as u64;
         window_loss += loss_value;
         window_steps += 1;
-        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed = elapsed_before + started.elapsed().as_secs_f64();
         if step % config.progress_every == 0 || step == config.steps {
             emit(Event::Progress(Progress {
                 step,
@@ -188,10 +286,32 @@ pub fn train_trial(
             time_limit_reached = true;
             break;
         }
+        if let Some(checkpoints) = checkpoints
+            && step < config.steps
+            && due(config, step, saved.elapsed().as_secs_f64())
+        {
+            let state = TrialState {
+                step,
+                tokens,
+                elapsed_s: elapsed,
+                window_loss,
+                window_steps,
+                ..checkpoints.state(trial_index, lr)
+            };
+            save_periodic(
+                checkpoints,
+                config,
+                &state,
+                &store,
+                &first_moments,
+                &second_moments,
+            )?;
+            saved = Instant::now();
+        }
     }
-    let train_seconds = started.elapsed().as_secs_f64();
+    let train_seconds = elapsed_before + started.elapsed().as_secs_f64();
     let val_loss = if status == Status::Ok {
-        let evaluation = evaluate(&model, &store, config, Split::Validation, device)?;
+        let evaluation = evaluate(&model, &store, config, sources, Split::Validation, device)?;
         if evaluation.loss.is_finite() {
             Some(evaluation.loss)
         } else {
@@ -208,6 +328,7 @@ pub fn train_trial(
             val_loss,
             steps: steps_done,
         },
+        trial_index,
         model,
         store,
         tokens,
@@ -216,16 +337,109 @@ pub fn train_trial(
     })
 }
 
+/// Whether a periodic checkpoint is due after `step`, `minutes` since the last one.
+fn due(config: &TrainConfig, step: usize, seconds_since: f64) -> bool {
+    let policy = &config.checkpoint;
+    policy.every_steps.is_some_and(|every| step.is_multiple_of(every))
+        || policy
+            .every_minutes
+            .is_some_and(|minutes| seconds_since >= minutes * 60.0)
+}
+
+fn save_periodic(
+    checkpoints: &Checkpointing,
+    config: &TrainConfig,
+    state: &TrialState,
+    store: &ParamStore,
+    first_moments: &[Tensor<2>],
+    second_moments: &[Tensor<2>],
+) -> Result<(), CheckpointError> {
+    let directory = &checkpoints.directory;
+    let target = directory
+        .trial(state.trial)
+        .join(format!("step-{:09}", state.step));
+    directory.write_atomically(&target, |dir| {
+        checkpoint::write_tensors(
+            &dir.join(checkpoint::PARAMS_FILE),
+            &checkpoint::named(store),
+        )?;
+        let moments: Vec<(String, &Tensor<2>)> = moment_names(store, "m")
+            .into_iter()
+            .zip(first_moments)
+            .chain(moment_names(store, "v").into_iter().zip(second_moments))
+            .collect();
+        checkpoint::write_tensors(&dir.join(checkpoint::OPTIMIZER_FILE), &moments)?;
+        checkpoint::write_json(&dir.join(checkpoint::STATE_FILE), state)
+    })?;
+    directory.prune(state.trial, config.checkpoint.keep())
+}
+
+/// Saves a finished trial (its weights and how it ended) and drops its periodic saves.
+pub fn save_finished(checkpoints: &Checkpointing, run: &TrialRun) -> Result<(), CheckpointError> {
+    let directory = &checkpoints.directory;
+    let trial = run.trial_index;
+    let state = TrialState {
+        step: run.trial.steps,
+        tokens: run.tokens,
+        elapsed_s: run.train_seconds,
+        finished: Some(run.trial.clone()),
+        time_limit_reached: run.time_limit_reached,
+        ..checkpoints.state(trial, run.trial.lr)
+    };
+    directory.write_atomically(&directory.trial(trial).join("done"), |dir| {
+        checkpoint::write_tensors(
+            &dir.join(checkpoint::PARAMS_FILE),
+            &checkpoint::named(&run.store),
+        )?;
+        checkpoint::write_json(&dir.join(checkpoint::STATE_FILE), &state)
+    })?;
+    directory.prune(trial, 0)
+}
+
+/// A trial a previous run finished, from its checkpoint.
+pub fn load_finished(
+    checkpoints: &Checkpointing,
+    dir: &std::path::Path,
+    graph: &Graph,
+    shape: ModelShape,
+    config: &TrainConfig,
+    device: &Device,
+) -> Result<Option<TrialRun>, CheckpointError> {
+    let state: TrialState = checkpoint::read_json(&dir.join(checkpoint::STATE_FILE))?;
+    checkpoint::check_compatible(
+        dir,
+        &state,
+        &checkpoints.program_hash,
+        &checkpoints.identity,
+    )?;
+    let Some(trial) = state.finished else {
+        return Ok(None);
+    };
+    let (model, mut store) = fresh_model(graph, shape, config, device);
+    checkpoint::load_params(&dir.join(checkpoint::PARAMS_FILE), &mut store, device)?;
+    eprintln!("trial {} finished before: {}", state.trial, dir.display());
+    Ok(Some(TrialRun {
+        trial,
+        trial_index: state.trial,
+        model,
+        store,
+        tokens: state.tokens,
+        train_seconds: state.elapsed_s,
+        time_limit_reached: state.time_limit_reached,
+    }))
+}
+
 /// Loss over all scored positions of `eval_batches` batches per task, and accuracy per task.
 /// The stream is rebuilt from the seed, so every trial sees the same examples.
 pub fn evaluate(
     model: &LanguageModel,
     store: &ParamStore,
     config: &TrainConfig,
+    sources: &Sources,
     split: Split,
     device: &Device,
 ) -> Result<Evaluation, crate::TrainError> {
-    let mut stream = Stream::new(&config.data, split, config.seed)?;
+    let mut stream = Stream::new(&config.data, sources, split, config.seed)?;
     let names = crate::data::task_names(&config.data);
     let mut total_loss = 0.0;
     let mut total_scored = 0.0;

@@ -73,6 +73,7 @@ fn parameter_count_equals_the_static_count() {
             vocab_size: 50,
             d_ff: 48,
             seq_len: 24,
+            tied_embeddings: false,
         };
         let mut store = ParamStore::new();
         let mut rng = SmallRng::seed_from_u64(0);
@@ -147,6 +148,7 @@ fn gradients_are_finite_for_every_program() {
             vocab_size: 20,
             d_ff: 32,
             seq_len: 24,
+            tied_embeddings: false,
         };
         let mut store = ParamStore::new();
         let mut rng = SmallRng::seed_from_u64(4);

@@ -1,0 +1,355 @@
+//! Text corpora: files of documents, tokenized into token shards. A `.jsonl` (or `.ndjson`)
+//! file holds one JSON object a line with the document in a string field (`text` unless the
+//! task says otherwise); any other file is one plain-text document. Each document is preceded
+//! by the end-of-text token and the stream of them is cut into shards of `shard_tokens`, as
+//! llm.c's `fineweb.py` does; training on the fly and `archlab data prepare` both cut here, so
+//! the two see the same token windows.
+
+use crate::tokenizer::TextTokenizer;
+use std::io::{BufRead, Read};
+use std::path::{Path, PathBuf};
+
+/// llm.c's shard size: 10^8 tokens.
+pub const SHARD_TOKENS: usize = 100_000_000;
+/// A plain-text document is read whole.
+pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
+/// One JSONL line.
+pub const MAX_LINE_BYTES: usize = 64 << 20;
+/// Documents encoded in parallel at once.
+const ENCODE_BATCH: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CorpusError {
+    #[error("{path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {message}")]
+    Line {
+        path: PathBuf,
+        line: u64,
+        message: String,
+    },
+    #[error(
+        "{path}: {bytes} bytes is over the limit of {MAX_DOCUMENT_BYTES} for one plain-text document (split it, or use JSONL)"
+    )]
+    TooLarge { path: PathBuf, bytes: u64 },
+    #[error("{path}: tokenizing: {message}")]
+    Encode { path: PathBuf, message: String },
+    #[error("{0}")]
+    Sink(String),
+}
+
+/// Where tokenizing stands: the document being read and how many of its tokens are already in
+/// a finished shard. `archlab data prepare` saves it after each shard to resume from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Position {
+    pub file: usize,
+    pub document: u64,
+    pub tokens: usize,
+}
+
+/// How documents are stored in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    PlainText,
+    Jsonl,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("jsonl" | "ndjson") => Format::Jsonl,
+            _ => Format::PlainText,
+        }
+    }
+}
+
+/// Calls `each(document index, text)` for every document of `path`, in order, from document
+/// `skip` on; `read_bytes` is told of every byte read (progress bars).
+pub fn for_each_document(
+    path: &Path,
+    text_field: &str,
+    skip: u64,
+    read_bytes: &mut dyn FnMut(u64),
+    each: &mut dyn FnMut(u64, String) -> Result<(), CorpusError>,
+) -> Result<(), CorpusError> {
+    let read = |source| CorpusError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    match Format::of(path) {
+        Format::PlainText => {
+            let bytes = std::fs::metadata(path).map_err(read)?.len();
+            if bytes > MAX_DOCUMENT_BYTES {
+                return Err(CorpusError::TooLarge {
+                    path: path.to_path_buf(),
+                    bytes,
+                });
+            }
+            let raw = std::fs::read(path).map_err(read)?;
+            read_bytes(raw.len() as u64);
+            if skip == 0 {
+                each(0, String::from_utf8_lossy(&raw).into_owned())?;
+            }
+            Ok(())
+        }
+        Format::Jsonl => {
+            let file = std::fs::File::open(path).map_err(read)?;
+            let mut reader = std::io::BufReader::new(file);
+            let mut line = Vec::new();
+            let (mut number, mut document) = (0u64, 0u64);
+            loop {
+                line.clear();
+                let count = (&mut reader)
+                    .take(MAX_LINE_BYTES as u64 + 1)
+                    .read_until(b'\n', &mut line)
+                    .map_err(read)?;
+                if count == 0 {
+                    return Ok(());
+                }
+                number += 1;
+                read_bytes(count as u64);
+                let fail = |message: String| CorpusError::Line {
+                    path: path.to_path_buf(),
+                    line: number,
+                    message,
+                };
+                if line.len() > MAX_LINE_BYTES {
+                    return Err(fail(format!("a line is at most {MAX_LINE_BYTES} bytes")));
+                }
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let value: serde_json::Value = serde_json::from_slice(&line)
+                    .map_err(|error| fail(format!("not a JSON object: {error}")))?;
+                let text = match value.get(text_field) {
+                    Some(serde_json::Value::String(text)) => text.clone(),
+                    Some(other) => {
+                        return Err(fail(format!(
+                            "field `{text_field}` is {}, expected a string",
+                            kind(other)
+                        )));
+                    }
+                    None => {
+                        return Err(fail(format!(
+                            "no field `{text_field}` (set the task's `text_field` to the field holding the text)"
+                        )));
+                    }
+                };
+                if document >= skip {
+                    each(document, text)?;
+                }
+                document += 1;
+            }
+        }
+    }
+}
+
+fn kind(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// Tokenizes `files` from `from` on and hands each full shard of `shard_tokens` (and the
+/// last, shorter one) to `sink` with the position just after it.
+pub fn tokenize_into_shards(
+    tokenizer: &TextTokenizer,
+    files: &[PathBuf],
+    text_field: &str,
+    shard_tokens: usize,
+    from: Position,
+    read_bytes: &mut dyn FnMut(u64),
+    sink: &mut dyn FnMut(Vec<u32>, Position) -> Result<(), CorpusError>,
+) -> Result<(), CorpusError> {
+    let mut shard: Vec<u32> = Vec::new();
+    for (file_index, path) in files.iter().enumerate().skip(from.file) {
+        let skip = if file_index == from.file {
+            from.document
+        } else {
+            0
+        };
+        let mut pending: Vec<(u64, String)> = Vec::new();
+        let mut flush =
+            |pending: &mut Vec<(u64, String)>, shard: &mut Vec<u32>| -> Result<(), CorpusError> {
+                let indices: Vec<u64> = pending.iter().map(|(index, _)| *index).collect();
+                let texts = pending.drain(..).map(|(_, text)| text).collect();
+                let encoded =
+                    tokenizer
+                        .encode_documents(texts)
+                        .map_err(|message| CorpusError::Encode {
+                            path: path.clone(),
+                            message,
+                        })?;
+                for (document, ids) in indices.into_iter().zip(encoded) {
+                    let resumed = file_index == from.file && document == from.document;
+                    let mut used = if resumed {
+                        from.tokens.min(ids.len())
+                    } else {
+                        0
+                    };
+                    while used < ids.len() {
+                        let take = (shard_tokens - shard.len()).min(ids.len() - used);
+                        shard.extend_from_slice(&ids[used..used + take]);
+                        used += take;
+                        if shard.len() == shard_tokens {
+                            let position = if used == ids.len() {
+                                Position {
+                                    file: file_index,
+                                    document: document + 1,
+                                    tokens: 0,
+                                }
+                            } else {
+                                Position {
+                                    file: file_index,
+                                    document,
+                                    tokens: used,
+                                }
+                            };
+                            sink(std::mem::take(shard), position)?;
+                        }
+                    }
+                }
+                Ok(())
+            };
+        for_each_document(path, text_field, skip, read_bytes, &mut |index, text| {
+            pending.push((index, text));
+            if pending.len() == ENCODE_BATCH {
+                flush(&mut pending, &mut shard)?;
+            }
+            Ok(())
+        })?;
+        flush(&mut pending, &mut shard)?;
+    }
+    if !shard.is_empty() {
+        let end = Position {
+            file: files.len(),
+            document: 0,
+            tokens: 0,
+        };
+        sink(shard, end)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("archlab-corpus-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).ok();
+        dir
+    }
+
+    #[test]
+    fn jsonl_errors_name_the_file_line_and_field() {
+        let dir = dir("jsonl");
+        let path = dir.join("docs.jsonl");
+        std::fs::write(&path, "{\"text\": \"one\"}\n\n{\"text\": 5}\n").expect("write");
+        let mut seen = Vec::new();
+        let error = for_each_document(&path, "text", 0, &mut |_| {}, &mut |index, text| {
+            seen.push((index, text));
+            Ok(())
+        })
+        .expect_err("a number");
+        assert_eq!(seen, [(0, "one".to_string())]);
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "{}:3: field `text` is a number, expected a string",
+                path.display()
+            )
+        );
+        std::fs::write(&path, "{\"body\": \"x\"}\n").expect("write");
+        let error = for_each_document(&path, "text", 0, &mut |_| {}, &mut |_, _| Ok(()))
+            .expect_err("no field");
+        assert!(error.to_string().contains(":1: no field `text`"), "{error}");
+        std::fs::write(&path, "not json\n").expect("write");
+        let error = for_each_document(&path, "text", 0, &mut |_| {}, &mut |_, _| Ok(()))
+            .expect_err("not json");
+        assert!(
+            error.to_string().contains(":1: not a JSON object"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn resuming_from_any_shard_boundary_gives_the_same_shards() {
+        let dir = dir("resume");
+        let texts: Vec<String> = (0..40)
+            .map(|i| format!("document {i} says {}", "la ".repeat(i % 7)))
+            .collect();
+        let jsonl: String = texts
+            .iter()
+            .map(|text| format!("{}\n", serde_json::json!({ "text": text })))
+            .collect();
+        std::fs::write(dir.join("a.jsonl"), &jsonl).expect("write");
+        std::fs::write(dir.join("b.txt"), "a plain text file, one document").expect("write");
+        let tokenizer = crate::tokenizer::train_byte_level_bpe(
+            texts.clone().into_iter(),
+            280,
+            &dir.join("tokenizer.json"),
+        )
+        .expect("tokenizer");
+        let files = [dir.join("a.jsonl"), dir.join("b.txt")];
+        let run = |from: Position| {
+            let mut shards = Vec::new();
+            tokenize_into_shards(
+                &tokenizer,
+                &files,
+                "text",
+                37,
+                from,
+                &mut |_| {},
+                &mut |tokens, end| {
+                    shards.push((tokens, end));
+                    Ok(())
+                },
+            )
+            .expect("tokenize");
+            shards
+        };
+        let whole = run(Position::default());
+        assert!(whole.len() > 3);
+        let starts = whole
+            .iter()
+            .filter(|(tokens, _)| tokens[0] == tokenizer.end_of_text)
+            .count();
+        assert!(starts >= 1);
+        let total: usize = whole.iter().map(|(tokens, _)| tokens.len()).sum();
+        let documents: usize = whole
+            .iter()
+            .map(|(tokens, _)| {
+                tokens
+                    .iter()
+                    .filter(|&&t| t == tokenizer.end_of_text)
+                    .count()
+            })
+            .sum();
+        assert_eq!(documents, 41, "one end-of-text token before each document");
+        assert!(whole[..whole.len() - 1].iter().all(|(t, _)| t.len() == 37));
+        for cut in 0..whole.len() - 1 {
+            let resumed = run(whole[cut].1);
+            assert_eq!(resumed, whole[cut + 1..], "resumed after shard {cut}");
+        }
+        let mut documents = texts.clone();
+        documents.push("a plain text file, one document".into());
+        let expected: Vec<u32> = tokenizer
+            .encode_documents(documents)
+            .expect("encode")
+            .concat();
+        let flat: Vec<u32> = whole.iter().flat_map(|(t, _)| t.clone()).collect();
+        assert_eq!(flat.len(), total);
+        assert_eq!(flat, expected, "the shards are the documents in order");
+    }
+}
