@@ -600,10 +600,11 @@ fn whole_campaign(work: &Path, pace: Pace) {
     namespace("e2e-run");
     assert_restricted_pods_only("e2e-run");
     let _operator = operator(work, "e2e-run", "run", false);
-    // With a volume of `spec.trainer.volumes`: the restricted profile admits the pods.
+    // With a volume of `spec.trainer.volumes`: the restricted profile admits the pods, and
+    // each attempt saves its model under the checkpoints volume.
     let with_volume = campaign("tiny", 40).replace(
         "image: archlab:e2e}",
-        "image: archlab:e2e, volumes: [{name: scratch, mountPath: /scratch, readOnly: false, emptyDir: {sizeLimit: 1Gi}}]}",
+        "image: archlab:e2e, checkpoints: scratch, volumes: [{name: scratch, mountPath: /scratch, readOnly: false, emptyDir: {sizeLimit: 1Gi}}]}",
     );
     kubectl_ok(&["apply", "-n", "e2e-run", "-f", "-"], Some(&with_volume));
     let status = wait_for_phase("e2e-run", "tiny", "Completed", pace.campaign(12, 40, 2));
@@ -627,6 +628,28 @@ fn whole_campaign(work: &Path, pace: Pace) {
     );
     let pods = items("pods", "e2e-run");
     assert_eq!(pods.len(), expected_pods(&experiments));
+    let volumes = work.join("node/volumes");
+    let saved: Vec<PathBuf> = pods
+        .iter()
+        .filter(|pod| pod["status"]["phase"] == "Succeeded")
+        .filter_map(|pod| {
+            let uid = pod["metadata"]["uid"].as_str()?;
+            let experiment = pod["metadata"]["labels"]["archlab.dev/experiment"].as_str()?;
+            let attempt = pod["metadata"]["labels"]["archlab.dev/attempt"].as_str()?;
+            let name = format!("tiny-e{:05}", experiment.parse::<u32>().ok()?);
+            Some(
+                volumes
+                    .join(uid)
+                    .join("scratch/tiny")
+                    .join(name)
+                    .join(format!("a{attempt}/model.json")),
+            )
+        })
+        .collect();
+    assert!(!saved.is_empty(), "some trainer pod succeeded");
+    for model in &saved {
+        assert!(model.is_file(), "the trainer saved {}", model.display());
+    }
     for pod in &pods {
         let volumes = &pod["spec"]["volumes"];
         assert!(

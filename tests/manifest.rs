@@ -383,3 +383,36 @@ fn trainer_volumes_are_claims_config_maps_or_empty_dirs_only() {
         assert!(error.message.contains(words), "{volumes}: {error}");
     }
 }
+
+#[test]
+fn checkpoints_name_a_writable_volume_of_the_trainer() {
+    let with = |checkpoints: &str| {
+        gpu_example().replace(
+            "    device: cuda
+",
+            &format!(
+                "    device: cuda
+    checkpoints: {checkpoints}
+    volumes:
+      - {{name: data, mountPath: /data, persistentVolumeClaim: {{claimName: corpus}}}}
+      - {{name: ckpt, mountPath: /checkpoints/, readOnly: false, persistentVolumeClaim: {{claimName: ckpt}}}}
+"
+            ),
+        )
+    };
+    let campaign = parse_campaign(&with("ckpt")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        campaign
+            .spec
+            .trainer
+            .checkpoint_dir("lm", "lm-e00007", 2)
+            .as_deref(),
+        Some("/checkpoints/lm/lm-e00007/a2"),
+        "keyed by experiment and attempt, not by retry"
+    );
+    for (name, words) in [("data", "read-only"), ("absent", "names no volume")] {
+        let error = rejected(&with(name));
+        assert_eq!(error.path, "spec.trainer.checkpoints", "{error}");
+        assert!(error.message.contains(words), "{name}: {error}");
+    }
+}

@@ -268,6 +268,9 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
         !interrupted.join("model.json").exists(),
         "killed before the end"
     );
+    // A copy of the saves, to try resuming under another config below.
+    let partial = setup.dir.join("partial");
+    copy_dir(&interrupted, &partial);
 
     let output = succeed(&[
         "train",
@@ -311,6 +314,10 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
     let scored = result_of(&eval.stdout);
     let again = scored["val_loss"].as_f64().unwrap();
     assert!((again - b).abs() < 1e-6, "eval {again}, train {b}");
+    assert!(
+        !interrupted.join("trials").exists(),
+        "once the model is saved, the trials' saves are gone"
+    );
 
     // A checkpoint of another program is refused, naming it.
     let other = concat!(env!("CARGO_MANIFEST_DIR"), "/archspec/library/gla.arch");
@@ -348,21 +355,6 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
     ]);
     assert_eq!(other_windows.status.code(), Some(0));
     // ...resuming a trial saved under another config is not.
-    let partial = setup.dir.join("partial");
-    std::fs::create_dir_all(partial.join("trials/0")).unwrap();
-    let copy = |from: &Path, to: &Path| {
-        std::fs::create_dir_all(to).unwrap();
-        for entry in std::fs::read_dir(from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-        }
-    };
-    let save = std::fs::read_dir(interrupted.join("trials/0"))
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .find(|p| p.file_name().unwrap() == "done")
-        .unwrap();
-    copy(&save, &partial.join("trials/0/done"));
     let refused = archlab(&[
         "train",
         "--program",
@@ -380,6 +372,18 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
             .contains("another config: `seed` differs"),
         "{result}"
     );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
 }
 
 #[test]

@@ -104,11 +104,33 @@ class Agent:
         return [{"name": container["name"], "image": container.get("image", ""), "imageID": "",
                  "ready": ready, "restartCount": 0, "state": state}]
 
+    def volume_path(self, pod, argument):
+        """A path under a volume's mountPath, as this node stores the volume: an emptyDir per
+        pod, a claim per namespace and claim name (it outlives the pod, as a claim does)."""
+        spec = pod["spec"]
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        for mount in spec["containers"][0].get("volumeMounts", []):
+            root = mount["mountPath"].rstrip("/")
+            if argument != root and not argument.startswith(root + "/"):
+                continue
+            volume = volumes.get(mount["name"], {})
+            if "emptyDir" in volume:
+                local = os.path.join(self.work, "volumes", pod["metadata"]["uid"], mount["name"])
+            elif "persistentVolumeClaim" in volume:
+                local = os.path.join(self.work, "claims", pod["metadata"]["namespace"],
+                                     volume["persistentVolumeClaim"]["claimName"])
+            else:
+                continue
+            os.makedirs(local, exist_ok=True)
+            return local + argument[len(root):]
+        return argument
+
     def start(self, pod):
         meta, spec = pod["metadata"], pod["spec"]
         key = meta["uid"]  # a pod of the same name later is another pod
         container = spec["containers"][0]
         command = list(container.get("command", [])) + list(container.get("args", []))
+        command = [self.volume_path(pod, a) for a in command]
         if command and command[0] == "archlab":
             command[0] = self.options.archlab
         term_path = os.path.join(self.work, "term", key)

@@ -256,6 +256,25 @@ fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), Manifes
         }
     }
     validate_volumes(&trainer.volumes)?;
+    if let Some(name) = &trainer.checkpoints {
+        match trainer.volumes.iter().find(|v| &v.name == name) {
+            None => {
+                return Err(error(
+                    "spec.trainer.checkpoints",
+                    format!("names no volume of spec.trainer.volumes: `{name}`"),
+                ));
+            }
+            Some(volume) if volume.read_only || volume.config_map.is_some() => {
+                return Err(error(
+                    "spec.trainer.checkpoints",
+                    format!(
+                        "volume `{name}` is read-only; checkpoints need a claim or emptyDir with `readOnly: false`"
+                    ),
+                ));
+            }
+            Some(_) => {}
+        }
+    }
     for (index, toleration) in trainer.tolerations.iter().enumerate() {
         if let Some(operator) = &toleration.operator
             && operator != "Exists"

@@ -63,6 +63,24 @@ pub struct TrainerSpec {
     #[serde(default)]
     #[schemars(length(max = limits::VOLUMES))]
     pub volumes: Vec<TrainerVolume>,
+    /// The name of a writable volume (`readOnly: false`) of `volumes` for checkpoints: each
+    /// attempt saves under `<mountPath>/<campaign>/<experiment>/a<attempt>`, so a pod evicted
+    /// and started again (`…-a2-r1`) resumes from its predecessor's last save.
+    #[serde(default)]
+    #[schemars(length(max = limits::LABEL_VALUE))]
+    pub checkpoints: Option<String>,
+}
+
+impl TrainerSpec {
+    /// Where one attempt's trainer saves checkpoints, when the Campaign names a volume for them.
+    pub fn checkpoint_dir(&self, campaign: &str, experiment: &str, attempt: u32) -> Option<String> {
+        let name = self.checkpoints.as_ref()?;
+        let volume = self.volumes.iter().find(|v| &v.name == name)?;
+        Some(format!(
+            "{}/{campaign}/{experiment}/a{attempt}",
+            volume.mount_path.trim_end_matches('/')
+        ))
+    }
 }
 
 /// One volume of the trainer pods and where the trainer container mounts it; exactly one of

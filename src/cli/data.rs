@@ -160,6 +160,7 @@ pub fn prepare(options: &PrepareOptions) -> Result<ExitCode> {
     let prefix = options.prefix.clone();
     let from = state.next;
     let mut written_now = 0u64;
+    let mut counts = vec![0u64; tokenizer.vocab_size()];
     corpus::tokenize_into_shards(
         &tokenizer,
         &paths,
@@ -180,6 +181,11 @@ pub fn prepare(options: &PrepareOptions) -> Result<ExitCode> {
             state.tokens += tokens.len() as u64;
             state.next = next;
             written_now += tokens.len() as u64;
+            for &token in &tokens {
+                if let Some(count) = counts.get_mut(token as usize) {
+                    *count += 1;
+                }
+            }
             write_state(&state_path, &state)
                 .map_err(|error| corpus::CorpusError::Sink(format!("{error:#}")))?;
             progress.set_message(format!("{} shards", state.shards));
@@ -197,7 +203,26 @@ pub fn prepare(options: &PrepareOptions) -> Result<ExitCode> {
         options.output.display(),
         written_now as f64 / seconds.max(1e-9)
     );
+    if written_now > 0 {
+        eprintln!(
+            "unigram entropy of the tokens written: {:.3} nats/token (what a model that ignores context reaches at best)",
+            unigram_entropy(&counts)
+        );
+    }
     Ok(exit(EXIT_OK))
+}
+
+/// Entropy in nats of the distribution the counts describe.
+fn unigram_entropy(counts: &[u64]) -> f64 {
+    let total: u64 = counts.iter().sum();
+    counts
+        .iter()
+        .filter(|&&count| count > 0)
+        .map(|&count| {
+            let p = count as f64 / total as f64;
+            -p * p.ln()
+        })
+        .sum()
 }
 
 fn read_state(path: &Path) -> Result<Option<PrepareState>> {

@@ -78,6 +78,9 @@ impl TrainerChild {
             .arg("--device")
             .arg(device)
             .arg("--exit-on-stdin-eof")
+            // Per attempt: a resumed campaign's restarted attempt goes on from its last save.
+            .arg("--checkpoint-dir")
+            .arg(dir.join("checkpoints"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -73,22 +73,26 @@ pub fn trainer_pod(
                 .collect::<BTreeMap<_, _>>()
         })
     };
+    let mut args: Vec<String> = vec![
+        "train".into(),
+        "--program-env".into(),
+        PROGRAM_ENV.into(),
+        "--config-env".into(),
+        CONFIG_ENV.into(),
+        "--device".into(),
+        trainer.device.as_str().into(),
+        "--termination-message".into(),
+        TERMINATION_LOG.into(),
+    ];
+    if let Some(dir) = trainer.checkpoint_dir(run.campaign, run.experiment_name, run.attempt) {
+        args.extend(["--checkpoint-dir".into(), dir]);
+    }
     let container = Container {
         name: "trainer".into(),
         image: Some(trainer.image().to_string()),
         image_pull_policy: trainer.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["archlab".into()]),
-        args: Some(vec![
-            "train".into(),
-            "--program-env".into(),
-            PROGRAM_ENV.into(),
-            "--config-env".into(),
-            CONFIG_ENV.into(),
-            "--device".into(),
-            trainer.device.as_str().into(),
-            "--termination-message".into(),
-            TERMINATION_LOG.into(),
-        ]),
+        args: Some(args),
         env: Some(vec![
             EnvVar {
                 name: PROGRAM_ENV.into(),
@@ -290,10 +294,32 @@ mod tests {
                     }),
                 },
             ],
+            checkpoints: Some("scratch".into()),
             ..TrainerSpec::default()
         };
         let pod = trainer_pod(&run, &trainer, 60, "ns", OwnerReference::default())
             .unwrap_or_else(|e| panic!("{e}"));
+        let retried = trainer_pod(
+            &TrainerRun {
+                retry: 1,
+                ..run.clone()
+            },
+            &trainer,
+            60,
+            "ns",
+            OwnerReference::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        for pod in [&pod, &retried] {
+            let args = pod.spec.as_ref().map(|s| s.containers[0].args.clone());
+            let args = args.flatten().unwrap_or_default();
+            let at = args.iter().position(|a| a == "--checkpoint-dir");
+            assert_eq!(
+                at.and_then(|i| args.get(i + 1)).map(String::as_str),
+                Some("/scratch/c/c-e00001/a1"),
+                "a retry of the attempt resumes from the same directory"
+            );
+        }
         let spec = pod.spec.unwrap_or_default();
         let volumes = spec.volumes.unwrap_or_default();
         let names: Vec<&str> = volumes.iter().map(|v| v.name.as_str()).collect();

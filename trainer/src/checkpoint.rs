@@ -7,7 +7,7 @@
 //!   (`params.safetensors`, `optimizer.safetensors`, `state.json`); the newest `keep` stay;
 //! - `trials/<k>/done/`: trial `k` finished (`params.safetensors`, `state.json`);
 //! - `model.safetensors` and `model.json`: the final model, its program, config, tokenizer and
-//!   result.
+//!   result; once they are written, `trials/` is removed.
 //!
 //! Every save is written into a temporary directory and renamed into place, so a kill in the
 //! middle leaves the previous checkpoint whole.
@@ -108,25 +108,53 @@ pub fn check_compatible(
     program_hash: &str,
     config: &serde_json::Value,
 ) -> Result<(), CheckpointError> {
+    check_saved(
+        path,
+        (state.format, &state.program_hash, &state.config),
+        program_hash,
+        config,
+    )
+}
+
+/// Refuses a directory whose final model is of another program or config: a run must not
+/// overwrite it.
+pub fn check_model_card(
+    path: &Path,
+    card: &ModelCard,
+    program_hash: &str,
+    config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
+    check_saved(
+        path,
+        (card.format, &card.program_hash, &identity(&card.config)),
+        program_hash,
+        config,
+    )
+}
+
+fn check_saved(
+    path: &Path,
+    (format, saved_hash, saved_config): (u32, &str, &serde_json::Value),
+    program_hash: &str,
+    config: &serde_json::Value,
+) -> Result<(), CheckpointError> {
     let fail = |message: String| {
         Err(CheckpointError::Mismatch {
             path: path.to_path_buf(),
             message,
         })
     };
-    if state.format != FORMAT {
+    if format != FORMAT {
         return fail(format!(
-            "checkpoint format {} (this trainer reads {FORMAT})",
-            state.format
+            "checkpoint format {format} (this trainer reads {FORMAT})"
         ));
     }
-    if state.program_hash != program_hash {
+    if saved_hash != program_hash {
         return fail(format!(
-            "saved for program {} but this program is {program_hash}: a checkpoint of another program",
-            state.program_hash
+            "saved for program {saved_hash} but this program is {program_hash}: a checkpoint of another program"
         ));
     }
-    if let Some(field) = first_difference(&state.config, config, String::new()) {
+    if let Some(field) = first_difference(saved_config, config, String::new()) {
         return fail(format!(
             "saved with another config: `{field}` differs; start with an empty checkpoint directory or the config it was saved with"
         ));

@@ -195,6 +195,18 @@ fn run_inner(
     let config = &prepared.config;
     let graph = &prepared.program.checked.graph;
     let sources = &prepared.sources;
+    if let Some(checkpoints) = checkpoints {
+        let card = checkpoints.directory.root.join(checkpoint::MODEL_JSON);
+        if card.is_file() {
+            let saved: checkpoint::ModelCard = checkpoint::read_json(&card)?;
+            checkpoint::check_model_card(
+                &card,
+                &saved,
+                &checkpoints.program_hash,
+                &checkpoints.identity,
+            )?;
+        }
+    }
     let mut best: Option<training::TrialRun> = None;
     let mut total_tokens = 0u64;
     let mut total_seconds = 0.0;
@@ -322,5 +334,11 @@ fn save_model(
     let json = root.join(checkpoint::MODEL_JSON);
     let partial = root.join(format!("{}.partial", checkpoint::MODEL_JSON));
     checkpoint::write_json(&partial, &card)?;
-    std::fs::rename(&partial, &json).map_err(io(&json))
+    std::fs::rename(&partial, &json).map_err(io(&json))?;
+    // The trials' saves served resuming; the final model is all that is kept.
+    let trials = root.join("trials");
+    match std::fs::remove_dir_all(&trials) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => Err(io(&trials)(error)),
+        _ => Ok(()),
+    }
 }

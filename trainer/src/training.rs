@@ -340,7 +340,9 @@ pub fn train_trial(
 /// Whether a periodic checkpoint is due after `step`, `minutes` since the last one.
 fn due(config: &TrainConfig, step: usize, seconds_since: f64) -> bool {
     let policy = &config.checkpoint;
-    policy.every_steps.is_some_and(|every| step.is_multiple_of(every))
+    policy
+        .every_steps
+        .is_some_and(|every| step.is_multiple_of(every))
         || policy
             .every_minutes
             .is_some_and(|minutes| seconds_since >= minutes * 60.0)
