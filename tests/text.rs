@@ -173,6 +173,9 @@ fn a_corpus_learns_below_its_unigram_entropy_and_prepared_shards_give_the_same_l
         240 * 16 * 64,
         "tokens seen are reported"
     );
+    let held_out = &on_the_fly["held_out"][0];
+    assert_eq!(held_out["by"], "files", "{on_the_fly}");
+    assert!(held_out["held_out_tokens"].as_u64().unwrap() > 1000);
 
     // The same files through `archlab data prepare`, trained on as a `tokens` task.
     let shards = setup.dir.join("shards");

@@ -211,21 +211,34 @@ impl Sources {
         self.tokenizer_vocab
     }
 
+    /// How each task holds evaluation data out of training, for the result.
+    pub fn held_out(&self, config: &DataConfig) -> Vec<crate::events::HeldOut> {
+        let count = |shards: &Arc<Vec<Shard>>| shards.iter().map(Shard::len).sum::<u64>();
+        config
+            .tasks
+            .iter()
+            .zip(&self.tasks)
+            .map(|(task, source)| {
+                let (by, train_tokens, held_out_tokens) = match source {
+                    Source::Generated => ("seeds", None, None),
+                    Source::Text(_) => ("bytes", None, None),
+                    Source::Tokens { train, held_out } => {
+                        ("files", Some(count(train)), Some(count(held_out)))
+                    }
+                };
+                crate::events::HeldOut {
+                    task: task.name().to_string(),
+                    by,
+                    train_tokens,
+                    held_out_tokens,
+                }
+            })
+            .collect()
+    }
+
     /// Each corpus task's tokenizer: its path and FNV-1a fingerprint.
     pub fn tokenizers(&self) -> &[(PathBuf, String)] {
         &self.tokenizers
-    }
-
-    /// Tokens in the training and the held-out shards of every token task.
-    pub fn token_counts(&self) -> (u64, u64) {
-        let count = |shards: &Arc<Vec<Shard>>| shards.iter().map(Shard::len).sum::<u64>();
-        self.tasks
-            .iter()
-            .map(|source| match source {
-                Source::Tokens { train, held_out } => (count(train), count(held_out)),
-                _ => (0, 0),
-            })
-            .fold((0, 0), |(a, b), (c, d)| (a + c, b + d))
     }
 }
 

@@ -65,8 +65,25 @@ pub struct TrainResult {
     pub trials: Vec<Trial>,
     pub time_limit_reached: bool,
     pub program_hash: String,
+    /// How each task keeps evaluation data apart from training data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub held_out: Vec<HeldOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// One task's split of training and evaluation data.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeldOut {
+    pub task: String,
+    /// `seeds` (generated from independent seeds), `bytes` (disjoint byte ranges: 90/5/5)
+    /// or `files` (held-out files or shards: their first half validates, the second tests).
+    pub by: &'static str,
+    /// Tokens available to train on and held out (token tasks).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub train_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub held_out_tokens: Option<u64>,
 }
 
 impl Event {

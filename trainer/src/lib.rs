@@ -181,6 +181,7 @@ fn empty_result(prepared: &Prepared) -> TrainResult {
         trials: Vec::new(),
         time_limit_reached: false,
         program_hash: prepared.program.hash(),
+        held_out: prepared.sources.held_out(&prepared.config.data),
         error: None,
     }
 }
