@@ -164,8 +164,9 @@ struct EvalArgs {
 enum TokenizerCommand {
     /// Train a byte-level BPE (GPT-2's scheme) with `<|endoftext|>` as its special token.
     ///
-    /// Documents as the corpus task reads them: a `.jsonl` file holds one a line (in the
-    /// `--text-field` string), any other file is one plain-text document.
+    /// Documents as the corpus task reads them: a `.jsonl` file holds one a line, a
+    /// `.parquet` file one a row (in the `--text-field` string), any other file is one
+    /// plain-text document.
     Train {
         /// Text files to learn merges from.
         #[arg(required = true)]
@@ -176,7 +177,7 @@ enum TokenizerCommand {
         /// Where to write the tokenizer.
         #[arg(long, short, default_value = "tokenizer.json")]
         output: PathBuf,
-        /// The JSONL field holding a document's text.
+        /// The JSONL field or Parquet column holding a document's text.
         #[arg(long, default_value = "text")]
         text_field: String,
     },
@@ -192,7 +193,8 @@ enum DataCommand {
     /// prefix (e.g. `--prefix val`); training on the shards then sees the same windows as a
     /// `corpus` task on the files.
     Prepare {
-        /// Text files: `.jsonl` one document a line, anything else one document a file.
+        /// Text files: `.jsonl` one document a line, `.parquet` one a row, anything else one
+        /// document a file.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// A Hugging Face tokenizer.json.
@@ -207,7 +209,7 @@ enum DataCommand {
         /// Tokens per shard (llm.c: 10^8).
         #[arg(long, default_value_t = trainer::corpus::SHARD_TOKENS)]
         shard_tokens: usize,
-        /// The JSONL field holding a document's text.
+        /// The JSONL field or Parquet column holding a document's text.
         #[arg(long, default_value = "text")]
         text_field: String,
         /// The end-of-text token (default: the tokenizer's `<|endoftext|>`, `</s>`, …).

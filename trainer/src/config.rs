@@ -140,8 +140,8 @@ pub enum TaskConfig {
         #[serde(default)]
         dtype: Option<crate::shards::TokenWidth>,
     },
-    /// Language modelling on text files (plain text, one document a file, or JSONL, one a
-    /// line), tokenized when the trainer starts (`crate::corpus`).
+    /// Language modelling on text files (plain text, one document a file; JSONL, one a line;
+    /// Parquet, one a row), tokenized when the trainer starts (`crate::corpus`).
     Corpus {
         #[serde(default = "default_weight")]
         weight: f64,
@@ -152,7 +152,7 @@ pub enum TaskConfig {
         /// Held-out files, never trained on: the first half of each shard of their tokens
         /// validates, the second half tests.
         validation: Vec<PathBuf>,
-        /// The JSONL field holding a document's text.
+        /// The JSONL field or Parquet column holding a document's text.
         #[serde(default = "default_text_field")]
         text_field: String,
         /// The end-of-text token put before each document (default: the tokenizer's
@@ -212,7 +212,7 @@ impl schemars::JsonSchema for TaskConfig {
                 "validation": {"type": "array", "maxItems": limits::TEXT_PATHS, "items": {"type": "string", "maxLength": limits::PATH}, "description": "tokens, corpus: held-out shards or files (first half validates, second half tests)."},
                 "dtype": {"type": "string", "enum": ["uint16", "uint32"], "description": "tokens: the width of headerless shards."},
                 "tokenizer": {"type": "string", "maxLength": limits::PATH, "description": "corpus: a Hugging Face tokenizer.json."},
-                "text_field": {"type": "string", "maxLength": limits::FIELD, "description": "corpus: the JSONL field holding the text (default `text`)."},
+                "text_field": {"type": "string", "maxLength": limits::FIELD, "description": "corpus: the JSONL field or Parquet column holding the text (default `text`)."},
                 "eot": {"type": "string", "maxLength": limits::FIELD, "description": "corpus: the end-of-text token put before each document."}
             }
         })

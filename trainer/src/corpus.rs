@@ -1,6 +1,8 @@
 //! Text corpora: files of documents, tokenized into token shards. A `.jsonl` (or `.ndjson`)
 //! file holds one JSON object a line with the document in a string field (`text` unless the
-//! task says otherwise); any other file is one plain-text document. Each document is preceded
+//! task says otherwise), a `.parquet` file one document a row in a string column of that name
+//! (as FineWeb and most Hugging Face datasets are published); any other file is one
+//! plain-text document. Each document is preceded
 //! by the end-of-text token and the stream of them is cut into shards of `shard_tokens`, as
 //! llm.c's `fineweb.py` does; training on the fly and `archlab data prepare` both cut here, so
 //! the two see the same token windows.
@@ -36,6 +38,8 @@ pub enum CorpusError {
         "{path}: {bytes} bytes is over the limit of {MAX_DOCUMENT_BYTES} for one plain-text document (split it, or use JSONL)"
     )]
     TooLarge { path: PathBuf, bytes: u64 },
+    #[error("{path}: {message}")]
+    Parquet { path: PathBuf, message: String },
     #[error("{path}: tokenizing: {message}")]
     Encode { path: PathBuf, message: String },
     #[error("{0}")]
@@ -56,12 +60,14 @@ pub struct Position {
 pub enum Format {
     PlainText,
     Jsonl,
+    Parquet,
 }
 
 impl Format {
     pub fn of(path: &Path) -> Format {
         match path.extension().and_then(|e| e.to_str()) {
             Some("jsonl" | "ndjson") => Format::Jsonl,
+            Some("parquet") => Format::Parquet,
             _ => Format::PlainText,
         }
     }
@@ -96,6 +102,7 @@ pub fn for_each_document(
             }
             Ok(())
         }
+        Format::Parquet => parquet_documents(path, text_field, skip, read_bytes, each),
         Format::Jsonl => {
             let file = std::fs::File::open(path).map_err(read)?;
             let mut reader = std::io::BufReader::new(file);
@@ -146,6 +153,60 @@ pub fn for_each_document(
             }
         }
     }
+}
+
+/// The documents of a Parquet file: the string column `text_field` of every row, read alone.
+fn parquet_documents(
+    path: &Path,
+    text_field: &str,
+    skip: u64,
+    read_bytes: &mut dyn FnMut(u64),
+    each: &mut dyn FnMut(u64, String) -> Result<(), CorpusError>,
+) -> Result<(), CorpusError> {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    use parquet::record::RowAccessor;
+    let format = |message: String| CorpusError::Parquet {
+        path: path.to_path_buf(),
+        message,
+    };
+    let file = std::fs::File::open(path).map_err(|source| CorpusError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let size = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let reader = SerializedFileReader::new(file)
+        .map_err(|error| format(format!("not a Parquet file: {error}")))?;
+    let schema = reader.metadata().file_metadata().schema();
+    let fields = schema.get_fields();
+    let Some(column) = fields.iter().find(|field| field.name() == text_field) else {
+        let names: Vec<&str> = fields.iter().map(|field| field.name()).collect();
+        return Err(format(format!(
+            "no column `{text_field}` (it has {names:?}; set the task's `text_field`)"
+        )));
+    };
+    let projection = parquet::schema::types::Type::group_type_builder(schema.name())
+        .with_fields(vec![column.clone()])
+        .build()
+        .map_err(|error| format(error.to_string()))?;
+    let rows = reader
+        .get_row_iter(Some(projection))
+        .map_err(|error| format(error.to_string()))?;
+    let total_rows = reader.metadata().file_metadata().num_rows().max(1) as u64;
+    for (index, row) in rows.enumerate() {
+        let index = index as u64;
+        let row = row.map_err(|error| format(format!("row {index}: {error}")))?;
+        read_bytes(size / total_rows);
+        if index < skip {
+            continue;
+        }
+        let text = row.get_string(0).map_err(|_| {
+            format(format!(
+                "row {index}: column `{text_field}` is not a string (or is null)"
+            ))
+        })?;
+        each(index, text.clone())?;
+    }
+    Ok(())
 }
 
 fn kind(value: &serde_json::Value) -> &'static str {
@@ -281,6 +342,77 @@ mod tests {
             error.to_string().contains(":1: not a JSON object"),
             "{error}"
         );
+    }
+
+    /// A Parquet file with a string column `text` and an integer column `id`.
+    fn write_parquet(path: &Path, texts: &[&str]) {
+        use parquet::data_type::{ByteArray, ByteArrayType, Int32Type};
+        use parquet::file::properties::WriterProperties;
+        use parquet::file::writer::SerializedFileWriter;
+        use std::sync::Arc;
+        let schema = Arc::new(
+            parquet::schema::parser::parse_message_type(
+                "message rows { REQUIRED INT32 id; REQUIRED BYTE_ARRAY text (UTF8); }",
+            )
+            .expect("schema"),
+        );
+        let properties = Arc::new(
+            WriterProperties::builder()
+                .set_compression(parquet::basic::Compression::SNAPPY)
+                .build(),
+        );
+        let file = std::fs::File::create(path).expect("create");
+        let mut writer = SerializedFileWriter::new(file, schema, properties).expect("writer");
+        let mut group = writer.next_row_group().expect("row group");
+        let ids: Vec<i32> = (0..texts.len() as i32).collect();
+        let values: Vec<ByteArray> = texts.iter().map(|t| ByteArray::from(*t)).collect();
+        let mut column = group.next_column().expect("id").expect("id");
+        column
+            .typed::<Int32Type>()
+            .write_batch(&ids, None, None)
+            .expect("ids");
+        column.close().expect("close");
+        let mut column = group.next_column().expect("text").expect("text");
+        column
+            .typed::<ByteArrayType>()
+            .write_batch(&values, None, None)
+            .expect("texts");
+        column.close().expect("close");
+        group.close().expect("close");
+        writer.close().expect("close");
+    }
+
+    #[test]
+    fn parquet_rows_are_documents_of_their_text_column() {
+        let dir = dir("parquet");
+        let path = dir.join("train.parquet");
+        write_parquet(&path, &["first document", "second", "third one"]);
+        let mut seen = Vec::new();
+        for_each_document(&path, "text", 1, &mut |_| {}, &mut |index, text| {
+            seen.push((index, text));
+            Ok(())
+        })
+        .expect("read");
+        assert_eq!(seen, [(1, "second".into()), (2, "third one".into())]);
+        let error = for_each_document(&path, "content", 0, &mut |_| {}, &mut |_, _| Ok(()))
+            .expect_err("no such column");
+        assert!(
+            error.to_string().contains("no column `content`")
+                && error.to_string().contains("\"id\""),
+            "{error}"
+        );
+        let error = for_each_document(&path, "id", 0, &mut |_| {}, &mut |_, _| Ok(()))
+            .expect_err("not text");
+        assert!(
+            error
+                .to_string()
+                .contains("row 0: column `id` is not a string"),
+            "{error}"
+        );
+        std::fs::write(&path, "not parquet at all").expect("write");
+        let error = for_each_document(&path, "text", 0, &mut |_| {}, &mut |_, _| Ok(()))
+            .expect_err("garbage");
+        assert!(error.to_string().contains("not a Parquet file"), "{error}");
     }
 
     #[test]
