@@ -192,33 +192,7 @@ enum DataCommand {
     /// it resumes after the last finished shard. Prepare the validation files with another
     /// prefix (e.g. `--prefix val`); training on the shards then sees the same windows as a
     /// `corpus` task on the files.
-    Prepare {
-        /// Text files: `.jsonl` one document a line, `.parquet` one a row, anything else one
-        /// document a file.
-        #[arg(required = true)]
-        files: Vec<PathBuf>,
-        /// A Hugging Face tokenizer.json.
-        #[arg(long)]
-        tokenizer: PathBuf,
-        /// Directory for the shards.
-        #[arg(long, short)]
-        output: PathBuf,
-        /// Shard file names: `<prefix>_000000.bin`.
-        #[arg(long, default_value = "train")]
-        prefix: String,
-        /// Tokens per shard (llm.c: 10^8).
-        #[arg(long, default_value_t = trainer::corpus::SHARD_TOKENS)]
-        shard_tokens: usize,
-        /// The JSONL field or Parquet column holding a document's text.
-        #[arg(long, default_value = "text")]
-        text_field: String,
-        /// The end-of-text token (default: the tokenizer's `<|endoftext|>`, `</s>`, …).
-        #[arg(long)]
-        eot: Option<String>,
-        /// No progress bar.
-        #[arg(long, short)]
-        quiet: bool,
-    },
+    Prepare(cli::data::PrepareOptions),
 }
 
 #[derive(Debug, clap::Args)]
@@ -474,27 +448,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 },
         } => cli::data::train_tokenizer(&files, vocab_size, &output, &text_field),
         Command::Data {
-            command:
-                DataCommand::Prepare {
-                    files,
-                    tokenizer,
-                    output,
-                    prefix,
-                    shard_tokens,
-                    text_field,
-                    eot,
-                    quiet,
-                },
-        } => cli::data::prepare(&cli::data::PrepareOptions {
-            files,
-            tokenizer,
-            output,
-            prefix,
-            shard_tokens,
-            text_field,
-            eot,
-            quiet,
-        }),
+            command: DataCommand::Prepare(options),
+        } => cli::data::prepare(&options),
         Command::Run(args) => cli::run::run(&archlab::local::RunOptions {
             manifest: args.manifest,
             state: args.state,

@@ -129,17 +129,24 @@ fn setup(name: &str, extra: &str) -> Setup {
     Setup { dir, corpus_config }
 }
 
-fn train(config: &Path, checkpoints: Option<&Path>) -> serde_json::Value {
-    let mut args = vec![
+/// `archlab train` of `program` on `config`, saving under `checkpoints`.
+fn train_args<'a>(program: &'a str, config: &'a Path, checkpoints: &'a Path) -> [&'a str; 7] {
+    [
         "train",
         "--program",
-        PROGRAM,
+        program,
         "--config",
         config.to_str().unwrap(),
-    ];
-    if let Some(dir) = checkpoints {
-        args.extend(["--checkpoint-dir", dir.to_str().unwrap()]);
-    }
+        "--checkpoint-dir",
+        checkpoints.to_str().unwrap(),
+    ]
+}
+
+fn train(config: &Path, checkpoints: Option<&Path>) -> serde_json::Value {
+    let args = match checkpoints {
+        Some(dir) => train_args(PROGRAM, config, dir).to_vec(),
+        None => train_args(PROGRAM, config, Path::new(""))[..5].to_vec(),
+    };
     result_of(&succeed(&args).stdout)
 }
 
@@ -238,15 +245,7 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
 
     let interrupted = setup.dir.join("interrupted");
     let mut child = Command::new(env!("CARGO_BIN_EXE_archlab"))
-        .args([
-            "train",
-            "--program",
-            PROGRAM,
-            "--config",
-            setup.corpus_config.to_str().unwrap(),
-            "--checkpoint-dir",
-            interrupted.to_str().unwrap(),
-        ])
+        .args(train_args(PROGRAM, &setup.corpus_config, &interrupted))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -275,15 +274,7 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
     let partial = setup.dir.join("partial");
     copy_dir(&interrupted, &partial);
 
-    let output = succeed(&[
-        "train",
-        "--program",
-        PROGRAM,
-        "--config",
-        setup.corpus_config.to_str().unwrap(),
-        "--checkpoint-dir",
-        interrupted.to_str().unwrap(),
-    ]);
+    let output = succeed(&train_args(PROGRAM, &setup.corpus_config, &interrupted));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("resuming trial 0 at step 1"), "{stderr}");
     let first_step: u64 = String::from_utf8_lossy(&output.stdout)
@@ -324,15 +315,7 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
 
     // A checkpoint of another program is refused, naming it.
     let other = concat!(env!("CARGO_MANIFEST_DIR"), "/archspec/library/gla.arch");
-    let refused = archlab(&[
-        "train",
-        "--program",
-        other,
-        "--config",
-        setup.corpus_config.to_str().unwrap(),
-        "--checkpoint-dir",
-        interrupted.to_str().unwrap(),
-    ]);
+    let refused = archlab(&train_args(other, &setup.corpus_config, &interrupted));
     let result = result_of(&refused.stdout);
     assert_eq!(result["status"], "error");
     assert!(
@@ -358,15 +341,7 @@ fn sigkill_mid_training_resumes_from_the_last_checkpoint_and_ends_as_an_uninterr
     ]);
     assert_eq!(other_windows.status.code(), Some(0));
     // ...resuming a trial saved under another config is not.
-    let refused = archlab(&[
-        "train",
-        "--program",
-        PROGRAM,
-        "--config",
-        changed.to_str().unwrap(),
-        "--checkpoint-dir",
-        partial.to_str().unwrap(),
-    ]);
+    let refused = archlab(&train_args(PROGRAM, &changed, &partial));
     let result = result_of(&refused.stdout);
     assert!(
         result["error"]

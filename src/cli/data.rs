@@ -42,15 +42,33 @@ pub fn train_tokenizer(
     Ok(exit(EXIT_OK))
 }
 
-#[derive(Debug, Clone)]
+/// `archlab data prepare`'s arguments.
+#[derive(Debug, Clone, clap::Args)]
 pub struct PrepareOptions {
+    /// Text files: `.jsonl` one document a line, `.parquet` one a row, anything else one
+    /// document a file.
+    #[arg(required = true)]
     pub files: Vec<PathBuf>,
+    /// A Hugging Face tokenizer.json.
+    #[arg(long)]
     pub tokenizer: PathBuf,
+    /// Directory for the shards.
+    #[arg(long, short)]
     pub output: PathBuf,
+    /// Shard file names: `<prefix>_000000.bin`.
+    #[arg(long, default_value = "train")]
     pub prefix: String,
+    /// Tokens per shard (llm.c: 10^8).
+    #[arg(long, default_value_t = trainer::corpus::SHARD_TOKENS)]
     pub shard_tokens: usize,
+    /// The JSONL field or Parquet column holding a document's text.
+    #[arg(long, default_value = "text")]
     pub text_field: String,
+    /// The end-of-text token (default: the tokenizer's `<|endoftext|>`, `</s>`, …).
+    #[arg(long)]
     pub eot: Option<String>,
+    /// No progress bar.
+    #[arg(long, short)]
     pub quiet: bool,
 }
 

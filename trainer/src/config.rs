@@ -370,6 +370,27 @@ fn check_paths(field: &str, paths: &[PathBuf]) -> Result<(), ConfigError> {
     Ok(())
 }
 
+/// Training and validation paths, each list well formed and no path in both.
+fn check_held_out(
+    field: &dyn Fn(&str) -> String,
+    train: &[PathBuf],
+    validation: &[PathBuf],
+    noun: &str,
+) -> Result<(), ConfigError> {
+    check_paths(&field("train"), train)?;
+    check_paths(&field("validation"), validation)?;
+    match train.iter().find(|path| validation.contains(path)) {
+        Some(shared) => Err(ConfigError {
+            field: field("validation"),
+            message: format!(
+                "{} is also a training {noun}: validation must be held out",
+                shared.display()
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// A config value out of range, with the field's path.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("config field `{field}`: {message}")]
@@ -541,17 +562,7 @@ impl TrainConfig {
                     ..
                 } => {
                     check_paths(&field("tokenizer"), std::slice::from_ref(tokenizer))?;
-                    check_paths(&field("train"), train)?;
-                    check_paths(&field("validation"), validation)?;
-                    if let Some(shared) = train.iter().find(|path| validation.contains(path)) {
-                        return fail(
-                            &field("validation"),
-                            format!(
-                                "{} is also a training file: validation must be held out",
-                                shared.display()
-                            ),
-                        );
-                    }
+                    check_held_out(&field, train, validation, "file")?;
                     for (name, text) in [("text_field", Some(text_field)), ("eot", eot.as_ref())] {
                         if text.is_some_and(|t| t.is_empty() || t.len() > limits::FIELD) {
                             return fail(
@@ -563,19 +574,7 @@ impl TrainConfig {
                 }
                 TaskConfig::Tokens {
                     train, validation, ..
-                } => {
-                    check_paths(&field("train"), train)?;
-                    check_paths(&field("validation"), validation)?;
-                    if let Some(shared) = train.iter().find(|path| validation.contains(path)) {
-                        return fail(
-                            &field("validation"),
-                            format!(
-                                "{} is also a training shard: validation must be held out",
-                                shared.display()
-                            ),
-                        );
-                    }
-                }
+                } => check_held_out(&field, train, validation, "shard")?,
             }
         }
         let o = &self.optim;
