@@ -398,6 +398,16 @@ fn bad_text_inputs_are_named() {
         error.contains("vocab.json: not a Hugging Face tokenizer.json"),
         "{error}"
     );
+    // A missing file is named once, and the program (which is fine) is not blamed.
+    let missing = dir.join("missing.yaml");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("vocab.json", "absent.json");
+    std::fs::write(&missing, text).unwrap();
+    let error = run(&missing);
+    assert!(error.contains("absent.json"), "{error}");
+    assert_eq!(error.matches("No such file").count(), 1, "{error}");
+    assert!(!error.contains("deltanet.arch"), "{error}");
 
     // A real tokenizer, but a corpus shorter than one window.
     let tokenizer = dir.join("tokenizer.json");

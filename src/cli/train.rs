@@ -129,7 +129,16 @@ fn load(options: &TrainOptions) -> Result<trainer::Prepared> {
     let config_text = options.config.read()?;
     let config = TrainConfig::from_yaml(&config_text)
         .map_err(|message| anyhow::anyhow!("{}: {message}", options.config.describe()))?;
-    trainer::prepare(&program, config).with_context(|| options.program.describe())
+    // A data error names its own file; only the program's and config's need their source.
+    trainer::prepare(&program, config).map_err(|error| match error {
+        trainer::TrainError::InvalidProgram(_) => {
+            anyhow::Error::new(error).context(options.program.describe())
+        }
+        trainer::TrainError::InvalidConfig(_) => {
+            anyhow::Error::new(error).context(options.config.describe())
+        }
+        other => anyhow::Error::new(other),
+    })
 }
 
 fn read(path: &Path) -> Result<String> {

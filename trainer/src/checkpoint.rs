@@ -29,11 +29,11 @@ pub const MODEL_JSON: &str = "model.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, so not a `source` too (`{:#}` would print it twice).
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
@@ -44,7 +44,7 @@ pub enum CheckpointError {
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CheckpointError + '_ {
     move |source| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error: source,
     }
 }
 

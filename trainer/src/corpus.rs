@@ -22,11 +22,11 @@ const ENCODE_BATCH: usize = 256;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, so not a `source` too (`{:#}` would print it twice).
+        error: std::io::Error,
     },
     #[error("{path}:{line}: {message}")]
     Line {
@@ -84,7 +84,7 @@ pub fn for_each_document(
 ) -> Result<(), CorpusError> {
     let read = |source| CorpusError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     };
     match Format::of(path) {
         Format::PlainText => {
@@ -171,7 +171,7 @@ fn parquet_documents(
     };
     let file = std::fs::File::open(path).map_err(|source| CorpusError::Read {
         path: path.to_path_buf(),
-        source,
+        error: source,
     })?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let reader = SerializedFileReader::new(file)

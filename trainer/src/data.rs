@@ -54,11 +54,11 @@ pub struct Batch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("reading text file {path}: {source}")]
+    #[error("reading text file {path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, so not a `source` too (`{:#}` would print it twice).
+        error: std::io::Error,
     },
     #[error(
         "text task: the files hold {bytes} bytes; each split needs more than seq_len + 1 = {needed}"
@@ -672,7 +672,7 @@ fn read_text(paths: &[PathBuf], seq_len: usize) -> Result<[Arc<Vec<u8>>; 3], Dat
     for path in paths {
         let bytes = std::fs::read(path).map_err(|source| DataError::Read {
             path: path.clone(),
-            source,
+            error: source,
         })?;
         all.extend(bytes);
     }

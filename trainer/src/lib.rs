@@ -312,7 +312,7 @@ fn save_model(
 ) -> Result<(), checkpoint::CheckpointError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| checkpoint::CheckpointError::Io { path, source }
+        move |error| checkpoint::CheckpointError::Io { path, error }
     };
     std::fs::create_dir_all(root).map_err(io(root))?;
     let weights = root.join(checkpoint::MODEL_FILE);

@@ -40,11 +40,11 @@ impl TokenWidth {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShardError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, so not a `source` too (`{:#}` would print it twice).
+        error: std::io::Error,
     },
     #[error("{path}: {message}")]
     Format { path: PathBuf, message: String },
@@ -89,7 +89,7 @@ impl Shard {
         };
         let read = |source| ShardError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let file = File::open(path).map_err(read)?;
         let size = file.metadata().map_err(read)?.len();
@@ -187,7 +187,7 @@ impl Shard {
         let mut bytes = vec![0u8; count * bytes_per_token as usize];
         read_exact_at(file, &mut bytes, offset).map_err(|source| ShardError::Read {
             path: self.path.clone(),
-            source,
+            error: source,
         })?;
         let mut tokens = Vec::with_capacity(count);
         for (index, chunk) in bytes.chunks_exact(bytes_per_token as usize).enumerate() {

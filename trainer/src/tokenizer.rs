@@ -18,11 +18,11 @@ const KNOWN_END_OF_TEXT: [&str; 4] = [END_OF_TEXT, "<|end_of_text|>", "</s>", "<
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Read {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        /// Printed in the message, so not a `source` too (`{:#}` would print it twice).
+        error: std::io::Error,
     },
     #[error(
         "{path}: {bytes} bytes is over the limit of {MAX_TOKENIZER_BYTES} for a tokenizer.json"
@@ -54,7 +54,7 @@ impl TextTokenizer {
     pub fn load(path: &Path, eot: Option<&str>) -> Result<TextTokenizer, TokenizerError> {
         let read = |source| TokenizerError::Read {
             path: path.to_path_buf(),
-            source,
+            error: source,
         };
         let bytes = std::fs::metadata(path).map_err(read)?.len();
         if bytes > MAX_TOKENIZER_BYTES {
