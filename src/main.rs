@@ -28,11 +28,13 @@ enum Command {
     /// program, config or data is invalid.
     Train(TrainArgs),
     /// Re-score a saved model (`archlab train --checkpoint-dir`) on a config's validation and
-    /// test data; prints one result line.
+    /// test data and its benchmarks; prints one result line.
     ///
-    /// The config's model section and vocabulary must be the saved model's; its data may
-    /// differ (score on other text). Exits 1 when the checkpoint does not fit the config.
-    Eval(EvalArgs),
+    /// The config's model section and vocabulary must be the saved model's; its data and
+    /// benchmarks may differ (score on other text). `--items` writes every benchmark request's
+    /// log-likelihood, to compare with lm-evaluation-harness. Exits 1 when the checkpoint does
+    /// not fit the config.
+    Eval(cli::eval::EvalArgs),
     /// Tokenizers: train a byte-level BPE `tokenizer.json` on local text.
     Tokenizer {
         #[command(subcommand)]
@@ -145,19 +147,6 @@ struct TrainArgs {
     /// config resumes from the newest checkpoint found here.
     #[arg(long, value_name = "DIR", env = "ARCHLAB_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
-}
-
-#[derive(Debug, clap::Args)]
-struct EvalArgs {
-    /// A directory `archlab train --checkpoint-dir` wrote (it holds model.json).
-    #[arg(long)]
-    checkpoint: PathBuf,
-    /// The config whose validation and test data to score on.
-    #[arg(long)]
-    config: PathBuf,
-    /// Where to evaluate: `cpu`; with the `tch` feature also `tch-cpu` and `cuda`.
-    #[arg(long, default_value = "cpu")]
-    device: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -437,7 +426,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             dump_first_step: args.dump_first_step,
             checkpoint_dir: args.checkpoint_dir,
         }),
-        Command::Eval(args) => cli::eval::run(&args.checkpoint, &args.config, &args.device),
+        Command::Eval(args) => cli::eval::run(&args),
         Command::Tokenizer {
             command:
                 TokenizerCommand::Train {

@@ -173,6 +173,7 @@ fn finish(engine: &mut Engine<SqliteStore>, command: &Command, loss: f64) -> Vec
                 accuracy: BTreeMap::from([("mqar".into(), 0.5)]),
                 wall_s: 1.0,
                 params: 100,
+                benchmarks: BTreeMap::new(),
             }),
         )
         .unwrap()

@@ -41,6 +41,7 @@ fn experiment(id: u64) -> Experiment {
                 accuracy: BTreeMap::from([("mqar".into(), 0.75)]),
                 wall_s: 12.5,
                 params: 4096,
+                benchmarks: BTreeMap::new(),
             },
         }),
         progress: vec![ProgressPoint {

@@ -329,6 +329,7 @@ fn record() -> Experiment {
                 accuracy: BTreeMap::from([("mqar".into(), 0.4)]),
                 wall_s: 12.0,
                 params: 4096,
+                benchmarks: BTreeMap::new(),
             },
         }),
         progress: Vec::new(),
@@ -569,6 +570,7 @@ fn experiment_writes_of_one_pod(interval: Option<Duration>) -> (usize, usize, Du
         accuracy: BTreeMap::from([("mqar".into(), 0.4)]),
         wall_s: 18.0,
         params: 4096,
+        benchmarks: BTreeMap::new(),
     };
     engine
         .observe(experiment, attempt, Event::Finished(summary))

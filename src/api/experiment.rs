@@ -400,6 +400,7 @@ mod tests {
                         accuracy: BTreeMap::from([("mqar".into(), 0.5)]),
                         wall_s: 3.0,
                         params: 100,
+                        benchmarks: BTreeMap::new(),
                     },
                 }),
                 progress: vec![],

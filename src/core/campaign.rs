@@ -490,6 +490,7 @@ mod tests {
                     accuracy: BTreeMap::new(),
                     wall_s: 1.0,
                     params: 10,
+                    benchmarks: BTreeMap::new(),
                 },
             }),
             progress: vec![],

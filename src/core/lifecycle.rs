@@ -51,9 +51,13 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct TrainSummary {
     pub val_loss: f64,
+    /// Per task, and per benchmark its `acc` (so benchmarks weigh into fitness as tasks do).
     pub accuracy: BTreeMap<String, f64>,
     pub wall_s: f64,
     pub params: u64,
+    /// Benchmarks' whole scores: `acc_norm`, perplexity, standard errors, documents.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
 }
 
 /// How an attempt ended. Text fields read as empty when absent: the cluster's memory leaves
@@ -723,6 +727,7 @@ mod tests {
             accuracy: BTreeMap::from([("mqar".into(), 0.9)]),
             wall_s: 10.0,
             params: 1000,
+            benchmarks: BTreeMap::new(),
         })
     }
 
@@ -1073,6 +1078,7 @@ mod tests {
                     accuracy: BTreeMap::new(),
                     wall_s: 1.0,
                     params: 1,
+                    benchmarks: BTreeMap::new(),
                 },
             },
             Outcome::AgentFailed {

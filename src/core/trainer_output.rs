@@ -28,6 +28,8 @@ enum Line {
         #[serde(default)]
         params: u64,
         #[serde(default)]
+        benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
+        #[serde(default)]
         error: Option<String>,
     },
 }
@@ -51,16 +53,25 @@ pub fn parse_line(line: &str) -> Option<Event> {
         Line::Result {
             status: trainer::Status::Ok,
             val_loss: Some(val_loss),
-            accuracy,
+            mut accuracy,
             wall_s,
             params,
+            benchmarks,
             ..
-        } => Event::Finished(TrainSummary {
-            val_loss,
-            accuracy,
-            wall_s,
-            params,
-        }),
+        } => {
+            // A benchmark's `acc` is one more task accuracy: fitness, verification and the
+            // report weigh it as they weigh the tasks'. A name a task has keeps the task's.
+            for (name, score) in &benchmarks {
+                accuracy.entry(name.clone()).or_insert(score.acc);
+            }
+            Event::Finished(TrainSummary {
+                val_loss,
+                accuracy,
+                wall_s,
+                params,
+                benchmarks,
+            })
+        }
         Line::Result {
             status: trainer::Status::Diverged,
             ..
@@ -123,5 +134,23 @@ mod tests {
         ] {
             assert_eq!(parse_line(noise), None, "{noise}");
         }
+    }
+
+    #[test]
+    fn a_benchmark_s_acc_weighs_in_as_a_task_accuracy_and_keeps_its_errors() {
+        let line = r#"{"event":"result","status":"ok","val_loss":1.5,"accuracy":{"mqar":0.5},"wall_s":3.0,"params":10,
+            "benchmarks":{"piqa":{"task":"piqa","n":500,"acc":0.61,"acc_stderr":0.0218,"acc_norm":0.6,"acc_norm_stderr":0.0219}}}"#;
+        let Some(Event::Finished(summary)) = parse_line(&line.replace('\n', "")) else {
+            panic!("a result line")
+        };
+        assert_eq!(
+            summary.accuracy,
+            BTreeMap::from([("mqar".to_string(), 0.5), ("piqa".to_string(), 0.61)])
+        );
+        let piqa = &summary.benchmarks["piqa"];
+        assert_eq!(
+            (piqa.n, piqa.acc_stderr, piqa.acc_norm),
+            (500, Some(0.0218), Some(0.6))
+        );
     }
 }

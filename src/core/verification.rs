@@ -217,6 +217,7 @@ mod tests {
                         accuracy: BTreeMap::new(),
                         wall_s: 1.0,
                         params: 10,
+                        benchmarks: BTreeMap::new(),
                     },
                 },
                 None => Outcome::Crashed {
@@ -352,6 +353,7 @@ mod tests {
                 accuracy: BTreeMap::new(),
                 wall_s: 54.0,
                 params: 10,
+                benchmarks: BTreeMap::new(),
             },
         });
         experiments.push(later);

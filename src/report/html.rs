@@ -168,6 +168,7 @@ mod tests {
                     accuracy: BTreeMap::from([(format!("task{HOSTILE}"), 0.5)]),
                     wall_s: 1.0,
                     params: 10,
+                    benchmarks: BTreeMap::new(),
                 },
             }),
             progress: vec![],

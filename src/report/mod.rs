@@ -37,6 +37,9 @@ pub struct ExperimentRow {
     pub fitness: Option<f64>,
     pub val_loss: Option<f64>,
     pub accuracy: BTreeMap<String, f64>,
+    /// Benchmarks' scores with their standard errors (`acc` is in `accuracy` too).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
     /// Whole-model parameters as trained.
     pub params: Option<u64>,
     /// Cost in the sequence length (`linear`, `window`, `quadratic`).
@@ -63,6 +66,8 @@ pub struct LeaderboardRow {
     pub fitness: f64,
     pub val_loss: Option<f64>,
     pub accuracy: BTreeMap<String, f64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
     pub params: Option<u64>,
     pub complexity: Option<String>,
     /// Verification: validation loss mean ± 95% interval over seeds.
@@ -153,6 +158,7 @@ impl Report {
                     fitness: e.fitness,
                     val_loss: summary.map(|s| s.val_loss),
                     accuracy: summary.map(|s| s.accuracy.clone()).unwrap_or_default(),
+                    benchmarks: summary.map(|s| s.benchmarks.clone()).unwrap_or_default(),
                     params: summary.map(|s| s.params),
                     complexity: complexity(&program),
                     operator: e.operator.clone(),
@@ -188,6 +194,7 @@ impl Report {
                     fitness,
                     val_loss: r.val_loss,
                     accuracy: r.accuracy.clone(),
+                    benchmarks: r.benchmarks.clone(),
                     params: r.params,
                     complexity: r.complexity.clone(),
                     verified: verified.map(|v| v.val_loss),

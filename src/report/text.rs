@@ -9,6 +9,47 @@ fn fmt_opt(value: Option<f64>, digits: usize) -> String {
     value.map_or_else(|| "-".into(), |v| format!("{v:.digits$}"))
 }
 
+/// The leaderboard's benchmark scores as the harness prints them: value ± standard error.
+fn render_benchmarks(report: &Report, out: &mut String) {
+    if report
+        .leaderboard
+        .iter()
+        .all(|row| row.benchmarks.is_empty())
+    {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\nBENCHMARKS (zero-shot, lm-evaluation-harness metrics: value ± standard error)"
+    );
+    let _ = writeln!(
+        out,
+        "{:>4} {:>5}  {:<28} {:<16} {:>5} {:>16} {:>16} {:>10}",
+        "rank", "id", "name", "benchmark", "n", "acc", "acc_norm", "perplexity"
+    );
+    let with_error = |value: Option<f64>, error: Option<f64>| match (value, error) {
+        (Some(value), Some(error)) => format!("{value:.4} ± {error:.4}"),
+        (Some(value), None) => format!("{value:.4}"),
+        _ => "-".into(),
+    };
+    for row in &report.leaderboard {
+        for (name, score) in &row.benchmarks {
+            let _ = writeln!(
+                out,
+                "{:>4} {:>5}  {:<28} {:<16} {:>5} {:>16} {:>16} {:>10}",
+                row.rank,
+                row.id,
+                truncate(&row.name, 28),
+                truncate(name, 16),
+                score.n,
+                with_error(Some(score.acc), score.acc_stderr),
+                with_error(score.acc_norm, score.acc_norm_stderr),
+                fmt_opt(score.perplexity, 2)
+            );
+        }
+    }
+}
+
 fn accuracy(values: &BTreeMap<String, f64>) -> String {
     if values.is_empty() {
         return "-".into();
@@ -66,6 +107,7 @@ pub fn render(report: &Report) -> String {
             verified
         );
     }
+    render_benchmarks(report, &mut out);
     let verification = &report.verification;
     let _ = writeln!(
         out,

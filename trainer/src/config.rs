@@ -17,6 +17,12 @@ pub mod limits {
     pub const LR_SWEEP: usize = 16;
     /// A JSONL field name or a token's text.
     pub const FIELD: usize = 256;
+    /// Benchmarks of one config.
+    pub const BENCHMARKS: usize = 16;
+    /// A benchmark's name.
+    pub const BENCHMARK_NAME: usize = 63;
+    /// Lengths, multiples or depths of the long-context evaluation.
+    pub const LONG_CONTEXT_LENGTHS: usize = 8;
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -47,6 +53,85 @@ pub struct TrainConfig {
     /// weights are written there whenever it is given).
     #[serde(default)]
     pub checkpoint: CheckpointConfig,
+    /// Zero-shot benchmarks scored on the final model, as lm-evaluation-harness scores them
+    /// (`crate::benchmarks`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::BENCHMARKS))]
+    pub benchmarks: Vec<BenchmarkConfig>,
+    /// Long-context evaluation of the final model (`crate::long_context`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextConfig>,
+}
+
+/// Length extrapolation and passkey retrieval on the language tasks' held-out data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LongContextConfig {
+    /// Validation loss at these multiples of `data.seq_len` (default 2 and 4).
+    #[serde(default = "crate::long_context::default_extrapolation")]
+    #[schemars(length(max = limits::LONG_CONTEXT_LENGTHS))]
+    pub extrapolation: Vec<usize>,
+    /// Passkey retrieval; absent, none.
+    #[serde(default)]
+    pub passkey: Option<PasskeyConfig>,
+}
+
+/// A five-digit key hidden in held-out text, asked for at the end; `acc` is greedy recall.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasskeyConfig {
+    /// Context lengths in tokens (default `seq_len`, 2× and 4×).
+    #[serde(default)]
+    #[schemars(length(max = limits::LONG_CONTEXT_LENGTHS))]
+    pub lengths: Vec<usize>,
+    /// Where the key sits in the text, 0 (start) to 1 (end); default 0, 0.25, 0.5, 0.75, 1.
+    #[serde(default)]
+    #[schemars(length(max = limits::LONG_CONTEXT_LENGTHS))]
+    pub depths: Vec<f64>,
+    /// Items per length and depth (default 10).
+    #[serde(default = "default_passkey_items")]
+    pub items: usize,
+    /// The tokenizer of the key's sentence (default: the benchmarks'; see `BenchmarkConfig`).
+    #[serde(default)]
+    #[schemars(length(max = limits::PATH))]
+    pub tokenizer: Option<PathBuf>,
+}
+
+fn default_passkey_items() -> usize {
+    10
+}
+
+/// One benchmark: a task layout and the local file of its rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkConfig {
+    /// The task's layout, named as lm-evaluation-harness names the task: `piqa`,
+    /// `hellaswag`, `arc_easy`, `arc_challenge`, `winogrande`, `lambada_openai`, or
+    /// `multiple_choice` (rows of `context`, `choices` and `label`).
+    #[schemars(length(max = limits::BENCHMARK_NAME))]
+    pub task: String,
+    /// A JSONL (one row a line) or Parquet file in the layout the dataset is published in.
+    #[schemars(length(max = limits::PATH))]
+    pub path: PathBuf,
+    /// Score only the first this many documents (the harness's `--limit`).
+    #[serde(default)]
+    pub limit: Option<usize>,
+    /// The key of its scores in the result (default: `task`); two files of one layout need two.
+    #[serde(default)]
+    #[schemars(length(max = limits::BENCHMARK_NAME))]
+    pub name: Option<String>,
+    /// The `tokenizer.json` that turns its text into tokens (default: the corpus task's;
+    /// a byte-level model reads bytes).
+    #[serde(default)]
+    #[schemars(length(max = limits::PATH))]
+    pub tokenizer: Option<PathBuf>,
+}
+
+impl BenchmarkConfig {
+    /// The key of its scores.
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or(&self.task)
+    }
 }
 
 /// When to save the training state, so a killed trainer resumes where it was.
@@ -577,6 +662,8 @@ impl TrainConfig {
                 } => check_held_out(&field, train, validation, "shard")?,
             }
         }
+        self.validate_benchmarks()?;
+        self.validate_long_context()?;
         let o = &self.optim;
         for (field, value) in [("optim.lr", o.lr)]
             .into_iter()
@@ -636,6 +723,132 @@ impl TrainConfig {
                 "time_limit_s",
                 format!("must be a positive number of seconds, found {limit}"),
             );
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Benchmark entries: known layouts, bounded sizes, and names no task or other benchmark
+    /// has (each is a key of the result's accuracy).
+    fn validate_benchmarks(&self) -> Result<(), ConfigError> {
+        let fail = |field: String, message: String| Err(ConfigError { field, message });
+        if self.benchmarks.len() > limits::BENCHMARKS {
+            return fail(
+                "benchmarks".into(),
+                format!(
+                    "at most {} benchmarks, found {}",
+                    limits::BENCHMARKS,
+                    self.benchmarks.len()
+                ),
+            );
+        }
+        let task_names = crate::data::task_names(&self.data);
+        let mut seen: Vec<&str> = Vec::new();
+        for (index, benchmark) in self.benchmarks.iter().enumerate() {
+            let field = |name: &str| format!("benchmarks[{index}].{name}");
+            if crate::benchmarks::layout(&benchmark.task).is_none() {
+                return fail(
+                    field("task"),
+                    format!(
+                        "unknown task `{}`; known: {}",
+                        benchmark.task,
+                        crate::benchmarks::names().join(", ")
+                    ),
+                );
+            }
+            check_paths(&field("path"), std::slice::from_ref(&benchmark.path))?;
+            if let Some(tokenizer) = &benchmark.tokenizer {
+                check_paths(&field("tokenizer"), std::slice::from_ref(tokenizer))?;
+            }
+            if benchmark.limit == Some(0) {
+                return fail(field("limit"), "must be at least 1".into());
+            }
+            let name = benchmark.name();
+            if name.is_empty()
+                || name.len() > limits::BENCHMARK_NAME
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+            {
+                return fail(
+                    field("name"),
+                    format!(
+                        "`{name}`: 1 to {} letters, digits, `_`, `-` or `.`",
+                        limits::BENCHMARK_NAME
+                    ),
+                );
+            }
+            if task_names.iter().any(|task| task == name) || seen.contains(&name) {
+                return fail(
+                    field("name"),
+                    format!(
+                        "`{name}` is already the name of a task or benchmark; give it another `name`"
+                    ),
+                );
+            }
+            seen.push(name);
+        }
+        Ok(())
+    }
+}
+
+impl TrainConfig {
+    /// Long-context lengths: bounded lists, lengths up to 16× the training length.
+    fn validate_long_context(&self) -> Result<(), ConfigError> {
+        let Some(settings) = &self.long_context else {
+            return Ok(());
+        };
+        let fail = |field: &str, message: String| {
+            Err(ConfigError {
+                field: format!("long_context.{field}"),
+                message,
+            })
+        };
+        let most = 16 * self.data.seq_len;
+        if settings.extrapolation.len() > limits::LONG_CONTEXT_LENGTHS
+            || settings.extrapolation.iter().any(|&k| k == 0 || k > 16)
+        {
+            return fail(
+                "extrapolation",
+                format!(
+                    "at most {} multiples of seq_len, each 1 to 16",
+                    limits::LONG_CONTEXT_LENGTHS
+                ),
+            );
+        }
+        if let Some(passkey) = &settings.passkey {
+            if passkey.lengths.len() > limits::LONG_CONTEXT_LENGTHS
+                || passkey.lengths.iter().any(|&l| l < 32 || l > most)
+            {
+                return fail(
+                    "passkey.lengths",
+                    format!(
+                        "at most {} lengths, each 32 to {most} tokens (16 × seq_len)",
+                        limits::LONG_CONTEXT_LENGTHS
+                    ),
+                );
+            }
+            if passkey.depths.len() > limits::LONG_CONTEXT_LENGTHS
+                || passkey.depths.iter().any(|d| !(0.0..=1.0).contains(d))
+            {
+                return fail(
+                    "passkey.depths",
+                    format!(
+                        "at most {} depths, each in [0, 1]",
+                        limits::LONG_CONTEXT_LENGTHS
+                    ),
+                );
+            }
+            if passkey.items == 0 || passkey.items > 1000 {
+                return fail("passkey.items", "must be 1 to 1000".into());
+            }
+            if let Some(tokenizer) = &passkey.tokenizer {
+                check_paths(
+                    "long_context.passkey.tokenizer",
+                    std::slice::from_ref(tokenizer),
+                )?;
+            }
         }
         Ok(())
     }

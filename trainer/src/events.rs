@@ -65,6 +65,12 @@ pub struct TrainResult {
     pub trials: Vec<Trial>,
     pub time_limit_reached: bool,
     pub program_hash: String,
+    /// Zero-shot benchmarks of the best model, keyed by benchmark name.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub benchmarks: BTreeMap<String, BenchmarkScore>,
+    /// Length extrapolation and passkey retrieval, when the config asks for them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub long_context: Option<LongContextScores>,
     /// How each task keeps evaluation data apart from training data.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub held_out: Vec<HeldOut>,
@@ -84,6 +90,42 @@ pub struct HeldOut {
     pub train_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub held_out_tokens: Option<u64>,
+}
+
+/// One benchmark's scores, named as lm-evaluation-harness names them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, schemars::JsonSchema)]
+pub struct BenchmarkScore {
+    /// The task layout (`piqa`, `lambada_openai`, …).
+    pub task: String,
+    /// Documents scored.
+    pub n: usize,
+    pub acc: f64,
+    pub acc_stderr: Option<f64>,
+    /// Multiple choice: the log-likelihood per character of each choice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_norm: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acc_norm_stderr: Option<f64>,
+    /// Continuation tasks (LAMBADA): `exp(-mean log-likelihood)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub perplexity: Option<f64>,
+}
+
+/// Long-context scores of the best model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct LongContextScores {
+    /// Validation loss by window length in tokens (the training length's is `val_loss`).
+    pub val_loss: BTreeMap<usize, f64>,
+    pub passkey: Vec<PasskeyScore>,
+}
+
+/// Passkey accuracy (the key decoded greedily) at one length and depth.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct PasskeyScore {
+    pub length: usize,
+    pub depth: f64,
+    pub n: usize,
+    pub acc: f64,
 }
 
 impl Event {

@@ -6,6 +6,7 @@
 //! training), then [`run`] trains one model per learning rate, keeps the best by validation
 //! loss, scores it on the test split and returns the result.
 
+pub mod benchmarks;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;
@@ -13,6 +14,7 @@ pub mod data;
 pub mod events;
 pub mod first_step;
 pub mod kernels;
+pub mod long_context;
 pub mod mixer;
 pub mod model;
 pub mod params;
@@ -21,7 +23,7 @@ pub mod tokenizer;
 pub mod training;
 
 pub use config::TrainConfig;
-pub use events::{Event, Status, TrainResult};
+pub use events::{BenchmarkScore, Event, Status, TrainResult};
 
 use archspec::{CheckConfig, ModelShape, Valid};
 use burn::tensor::Device;
@@ -38,6 +40,8 @@ pub enum TrainError {
     InvalidConfig(String),
     #[error(transparent)]
     Data(#[from] data::DataError),
+    #[error(transparent)]
+    Benchmark(#[from] benchmarks::BenchmarkError),
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("unknown device `{0}`; this build supports: {1}")]
@@ -55,6 +59,10 @@ pub struct Prepared {
     pub shape: ModelShape,
     /// Every task's data, read (and tokenized) once.
     pub sources: data::Sources,
+    /// Every benchmark, read and tokenized.
+    pub benchmarks: Vec<benchmarks::Benchmark>,
+    /// The words of the long-context passkey, when one is asked for.
+    pub passkey_tokenizer: Option<benchmarks::encode::BenchTokenizer>,
 }
 
 /// Checks the program against the config's model width and sequence length.
@@ -82,6 +90,18 @@ pub fn prepare(program_source: &str, mut config: TrainConfig) -> Result<Prepared
     ] {
         data::Stream::new(&config.data, &sources, split, config.seed)?;
     }
+    let benchmarks = benchmarks::load_all(&config)?;
+    let passkey_tokenizer = match config
+        .long_context
+        .as_ref()
+        .and_then(|l| l.passkey.as_ref())
+    {
+        Some(passkey) => Some(benchmarks::tokenizer(
+            &config,
+            passkey.tokenizer.as_deref(),
+        )?),
+        None => None,
+    };
     let shape = ModelShape {
         d_model: config.model.d_model,
         n_layers: config.model.n_layers,
@@ -96,6 +116,8 @@ pub fn prepare(program_source: &str, mut config: TrainConfig) -> Result<Prepared
         config,
         shape,
         sources,
+        benchmarks,
+        passkey_tokenizer,
     })
 }
 
@@ -181,6 +203,8 @@ fn empty_result(prepared: &Prepared) -> TrainResult {
         trials: Vec::new(),
         time_limit_reached: false,
         program_hash: prepared.program.hash(),
+        benchmarks: BTreeMap::new(),
+        long_context: None,
         held_out: prepared.sources.held_out(&prepared.config.data),
         error: None,
     }
@@ -296,10 +320,54 @@ fn run_inner(
     result.steps = best.trial.steps;
     result.lr = Some(best.trial.lr);
     result.params = best.store.count();
+    result.benchmarks = score_benchmarks(prepared, &best.model, &best.store, device);
+    result.long_context = long_context(prepared)?
+        .map(|evaluation| evaluation.evaluate(&best.model, &best.store, device));
     if let Some(checkpoints) = checkpoints {
         save_model(prepared, &checkpoints.directory.root, &best, result)?;
     }
     Ok(())
+}
+
+/// The long-context evaluation the config asks for, with the tokenizer its passkey reads.
+fn long_context(prepared: &Prepared) -> Result<Option<long_context::LongContext<'_>>, TrainError> {
+    let Some(settings) = &prepared.config.long_context else {
+        return Ok(None);
+    };
+    Ok(Some(long_context::LongContext {
+        config: &prepared.config,
+        settings,
+        sources: &prepared.sources,
+        program: &prepared.source,
+        tokenizer: prepared.passkey_tokenizer.as_ref(),
+    }))
+}
+
+/// Every benchmark's scores under `model`.
+pub fn score_benchmarks(
+    prepared: &Prepared,
+    model: &model::LanguageModel,
+    store: &params::ParamStore,
+    device: &Device,
+) -> BTreeMap<String, events::BenchmarkScore> {
+    prepared
+        .benchmarks
+        .iter()
+        .map(|benchmark| {
+            let scores = benchmarks::score::log_likelihoods(
+                model,
+                store,
+                benchmark,
+                prepared.config.data.seq_len,
+                prepared.config.batch_size,
+                device,
+            );
+            (
+                benchmark.name.clone(),
+                benchmarks::score::metrics(benchmark, &scores),
+            )
+        })
+        .collect()
 }
 
 /// Writes the final model: `model.safetensors` and `model.json` (written last, so a

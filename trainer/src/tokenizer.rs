@@ -91,6 +91,15 @@ impl TextTokenizer {
         self.inner.get_vocab_size(true)
     }
 
+    /// The tokens of `text`, without special tokens (what lm-evaluation-harness's
+    /// `tok_encode` gives a causal model without a BOS token).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+        self.inner
+            .encode(text, false)
+            .map(|encoding| encoding.get_ids().to_vec())
+            .map_err(|error| error.to_string())
+    }
+
     /// Each document's tokens, preceded by the end-of-text token (as llm.c's `fineweb.py`
     /// writes them), encoded in parallel.
     pub fn encode_documents(&self, documents: Vec<String>) -> Result<Vec<Vec<u32>>, String> {
