@@ -109,6 +109,7 @@ fn train(engine: &mut Engine<SqliteStore>, command: Command) -> Vec<Command> {
             accuracy: BTreeMap::from([("mqar".into(), (1.6 - final_loss).clamp(0.0, 1.0))]),
             wall_s: 0.05 * config.steps as f64,
             params: 20_000 + (draw >> 32) % 10_000,
+            benchmarks: BTreeMap::new(),
         })
     };
     engine.observe(experiment, attempt, event).unwrap()

@@ -91,7 +91,7 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
         &mut emit,
     );
     let status = result.status;
-    let line = Event::Result(result).to_line();
+    let line = Event::Result(Box::new(result)).to_line();
     emit_line(&line);
     write_outputs(options, &line)?;
     Ok(exit(if status == Status::Error {

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
     Progress(Progress),
-    Result(TrainResult),
+    Result(Box<TrainResult>),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -144,7 +144,7 @@ impl LongContext<'_> {
         } else {
             settings.depths.clone()
         };
-        let mut rng = SmallRng::seed_from_u64(self.config.seed ^ 0x7061_7373_6b65_79);
+        let mut rng = SmallRng::seed_from_u64(self.config.seed ^ 0x0070_6173_736b_6579);
         let mut out = Vec::new();
         for depth in depths {
             let mut docs = Vec::new();
