@@ -170,9 +170,15 @@ fn unigram_entropy(shard: &Path) -> f64 {
         .sum()
 }
 
+/// Length extrapolation at 1×, 2× and 4× the training length, and passkeys at every default
+/// depth of three lengths (the key's sentences alone take about 50 of these tokens).
+const LONG_CONTEXT: &str =
+    "long_context: {extrapolation: [1, 2, 4], passkey: {items: 4, lengths: [128, 256, 512]}}";
+
 #[test]
-fn a_corpus_learns_below_its_unigram_entropy_and_prepared_shards_give_the_same_loss() {
-    let setup = setup("learns", "");
+fn a_corpus_learns_below_its_unigram_entropy_prepared_shards_give_the_same_loss_and_longer_contexts_are_scored()
+ {
+    let setup = setup("learns", LONG_CONTEXT);
     let on_the_fly = train(&setup.corpus_config, None);
     assert_eq!(on_the_fly["status"], "ok", "{on_the_fly}");
     assert_eq!(
@@ -236,6 +242,34 @@ fn a_corpus_learns_below_its_unigram_entropy_and_prepared_shards_give_the_same_l
         fly < entropy - 0.5,
         "validation loss {fly} is not well below the unigram entropy {entropy}"
     );
+
+    // At 1× the extrapolation loss is the validation loss itself; DeltaNet, a recurrence
+    // without positions, still beats the unigram entropy at 4×.
+    let long = &on_the_fly["long_context"];
+    let at = |length: usize| long["val_loss"][length.to_string()].as_f64();
+    assert!((at(64).unwrap() - fly).abs() < 1e-9, "{long}");
+    let (twice, four) = (at(128).unwrap(), at(256).unwrap());
+    eprintln!("validation loss at 128 tokens {twice:.3}, at 256 {four:.3}");
+    assert!(
+        four < entropy,
+        "loss {four} at 4× is not below the unigram entropy"
+    );
+    let passkeys = long["passkey"].as_array().unwrap();
+    let cells: Vec<(u64, f64)> = passkeys
+        .iter()
+        .map(|cell| {
+            assert_eq!(cell["n"], 4, "{cell}");
+            let acc = cell["acc"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&acc), "{cell}");
+            (
+                cell["length"].as_u64().unwrap(),
+                cell["depth"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(cells.len(), 15, "3 lengths × 5 depths: {long}");
+    assert_eq!(cells[0], (128, 0.0));
+    assert_eq!(cells[14], (512, 1.0));
 }
 
 #[test]

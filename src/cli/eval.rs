@@ -1,5 +1,5 @@
 //! `archlab eval`: scores a saved model again, on the validation and test data of a config
-//! and on its benchmarks.
+//! on its benchmarks and on its long-context evaluation.
 
 use super::{EXIT_FAILURE, EXIT_OK, exit};
 use anyhow::{Context, Result, bail};
@@ -137,6 +137,7 @@ fn evaluate(args: &EvalArgs) -> Result<String> {
         "test_loss": test.loss,
         "test_accuracy": test.accuracy,
         "benchmarks": benchmarks,
+        "long_context": trainer::score_long_context(&prepared, &model, &store, &device),
         "params": store.count(),
         "steps": card.steps,
     })

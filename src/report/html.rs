@@ -29,6 +29,42 @@ table{border-collapse:collapse;margin:1em 0;font-size:14px}td,th{border-bottom:1
 th{background:#f4f4f4}.sota{color:#b8860b;font-weight:bold}.failed{color:#a00}pre{background:#f8f8f8;padding:8px;overflow-x:auto;font-size:12px}
 details{margin:4px 0}figure{display:inline-block;margin:0 1em 1em 0}";
 
+/// The leaderboard's zero-shot scores, value ± standard error as the harness prints them.
+fn render_benchmarks(report: &Report, page: &mut String) {
+    if report
+        .leaderboard
+        .iter()
+        .all(|row| row.benchmarks.is_empty())
+    {
+        return;
+    }
+    page.push_str("<h2>Benchmarks</h2><p>Zero-shot, scored as lm-evaluation-harness scores them.</p><table><tr><th>rank</th><th>id</th><th>name</th><th>benchmark</th><th>task</th><th>n</th><th>acc</th><th>acc_norm</th><th>perplexity</th></tr>\n");
+    let with_error = |value: Option<f64>, error: Option<f64>| match (value, error) {
+        (Some(value), Some(error)) => format!("{value:.4} ± {error:.4}"),
+        (value, _) => opt(value),
+    };
+    for row in &report.leaderboard {
+        for (name, score) in &row.benchmarks {
+            let _ = writeln!(
+                page,
+                "<tr><td>{}</td><td><a href=\"#e{id}\">{id}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                row.rank,
+                escape(&row.name),
+                escape(name),
+                escape(&score.task),
+                score.n,
+                with_error(Some(score.acc), score.acc_stderr),
+                with_error(score.acc_norm, score.acc_norm_stderr),
+                score
+                    .perplexity
+                    .map_or_else(|| "–".into(), |p| format!("{p:.2}")),
+                id = row.id,
+            );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
 /// The page, with `figures` (file name, SVG text) inlined.
 pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     let mut page = String::new();
@@ -82,7 +118,9 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
             id = row.id,
         );
     }
-    page.push_str("</table>\n<h2>Summary, verification and lineage</h2><pre>");
+    page.push_str("</table>\n");
+    render_benchmarks(report, &mut page);
+    page.push_str("<h2>Summary, verification and lineage</h2><pre>");
     page.push_str(&escape(&text::render(report)));
     page.push_str("</pre>\n<h2>Experiments</h2>\n");
     for e in &report.experiments {
@@ -168,7 +206,18 @@ mod tests {
                     accuracy: BTreeMap::from([(format!("task{HOSTILE}"), 0.5)]),
                     wall_s: 1.0,
                     params: 10,
-                    benchmarks: BTreeMap::new(),
+                    benchmarks: BTreeMap::from([(
+                        format!("bench{HOSTILE}"),
+                        trainer::BenchmarkScore {
+                            task: "piqa".into(),
+                            n: 4,
+                            acc: 0.5,
+                            acc_stderr: Some(0.25),
+                            acc_norm: None,
+                            acc_norm_stderr: None,
+                            perplexity: None,
+                        },
+                    )]),
                 },
             }),
             progress: vec![],
@@ -187,6 +236,7 @@ mod tests {
             &report,
             &[(&format!("figure{HOSTILE}.svg"), "<svg></svg>".into())],
         );
+        assert!(page.contains("<h2>Benchmarks</h2>"), "no benchmark table");
         assert!(!page.contains("<script"), "raw markup reached the page");
         assert!(
             !page.contains("alert('x')"),
@@ -205,6 +255,7 @@ mod tests {
             "crash",
             "task",
             "figure",
+            "bench",
         ] {
             assert!(
                 page.contains(&format!(

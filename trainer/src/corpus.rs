@@ -7,16 +7,14 @@
 //! llm.c's `fineweb.py` does; training on the fly and `archlab data prepare` both cut here, so
 //! the two see the same token windows.
 
+use crate::json_lines::{JsonLines, LineError};
 use crate::tokenizer::TextTokenizer;
-use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// llm.c's shard size: 10^8 tokens.
 pub const SHARD_TOKENS: usize = 100_000_000;
 /// A plain-text document is read whole.
 pub const MAX_DOCUMENT_BYTES: u64 = 256 << 20;
-/// One JSONL line.
-pub const MAX_LINE_BYTES: usize = 64 << 20;
 /// Documents encoded in parallel at once.
 const ENCODE_BATCH: usize = 256;
 
@@ -105,32 +103,34 @@ pub fn for_each_document(
         Format::Parquet => parquet_documents(path, text_field, skip, read_bytes, each),
         Format::Jsonl => {
             let file = std::fs::File::open(path).map_err(read)?;
-            let mut reader = std::io::BufReader::new(file);
-            let mut line = Vec::new();
-            let (mut number, mut document) = (0u64, 0u64);
+            let mut lines = JsonLines::new(std::io::BufReader::new(file));
+            let mut document = 0u64;
+            let mut counted = 0u64;
             loop {
-                line.clear();
-                let count = (&mut reader)
-                    .take(MAX_LINE_BYTES as u64 + 1)
-                    .read_until(b'\n', &mut line)
-                    .map_err(read)?;
-                if count == 0 {
-                    return Ok(());
-                }
-                number += 1;
-                read_bytes(count as u64);
+                let line = match lines.next_line() {
+                    Ok(Some(line)) => line,
+                    Ok(None) => {
+                        read_bytes(lines.bytes_read() - counted);
+                        return Ok(());
+                    }
+                    Err(LineError::Read(error)) => return Err(read(error)),
+                    Err(LineError::TooLong { number }) => {
+                        return Err(CorpusError::Line {
+                            path: path.to_path_buf(),
+                            line: number,
+                            message: LineError::too_long_message(),
+                        });
+                    }
+                };
+                read_bytes(line.read);
+                counted += line.read;
+                let number = line.number;
                 let fail = |message: String| CorpusError::Line {
                     path: path.to_path_buf(),
                     line: number,
                     message,
                 };
-                if line.len() > MAX_LINE_BYTES {
-                    return Err(fail(format!("a line is at most {MAX_LINE_BYTES} bytes")));
-                }
-                if line.iter().all(u8::is_ascii_whitespace) {
-                    continue;
-                }
-                let value: serde_json::Value = serde_json::from_slice(&line)
+                let value: serde_json::Value = serde_json::from_slice(line.bytes)
                     .map_err(|error| fail(format!("not a JSON object: {error}")))?;
                 let text = match value.get(text_field) {
                     Some(serde_json::Value::String(text)) => text.clone(),

@@ -13,6 +13,7 @@ pub mod corpus;
 pub mod data;
 pub mod events;
 pub mod first_step;
+pub mod json_lines;
 pub mod kernels;
 pub mod long_context;
 pub mod mixer;
@@ -321,26 +322,29 @@ fn run_inner(
     result.lr = Some(best.trial.lr);
     result.params = best.store.count();
     result.benchmarks = score_benchmarks(prepared, &best.model, &best.store, device);
-    result.long_context = long_context(prepared)?
-        .map(|evaluation| evaluation.evaluate(&best.model, &best.store, device));
+    result.long_context = score_long_context(prepared, &best.model, &best.store, device);
     if let Some(checkpoints) = checkpoints {
         save_model(prepared, &checkpoints.directory.root, &best, result)?;
     }
     Ok(())
 }
 
-/// The long-context evaluation the config asks for, with the tokenizer its passkey reads.
-fn long_context(prepared: &Prepared) -> Result<Option<long_context::LongContext<'_>>, TrainError> {
-    let Some(settings) = &prepared.config.long_context else {
-        return Ok(None);
-    };
-    Ok(Some(long_context::LongContext {
+/// The long-context scores the config asks for (`long_context`), under `model`.
+pub fn score_long_context(
+    prepared: &Prepared,
+    model: &model::LanguageModel,
+    store: &params::ParamStore,
+    device: &Device,
+) -> Option<events::LongContextScores> {
+    let settings = prepared.config.long_context.as_ref()?;
+    let evaluation = long_context::LongContext {
         config: &prepared.config,
         settings,
         sources: &prepared.sources,
         program: &prepared.source,
         tokenizer: prepared.passkey_tokenizer.as_ref(),
-    }))
+    };
+    Some(evaluation.evaluate(model, store, device))
 }
 
 /// Every benchmark's scores under `model`.

@@ -107,18 +107,22 @@ impl LongContext<'_> {
             return None;
         }
         let mut stream = self.stream(length)?;
-        let (mut total, mut batches) = (0.0, 0usize);
+        // Weighted by scored positions, as `training::evaluate` weighs them: at 1× this is the
+        // validation loss itself.
+        let (mut total, mut scored) = (0.0, 0.0);
         for &task in tasks {
             for _ in 0..self.config.eval_batches {
                 let batch = stream.batch_of(task, self.config.batch_size).ok()?;
                 let (inputs, targets, mask) = crate::training::batch_tensors(&batch, device);
                 let logits = model.forward(&store.values, inputs, false);
-                total +=
+                let positions = f64::from(mask.clone().sum().into_scalar::<f32>());
+                let loss =
                     f64::from(masked_cross_entropy(logits, targets, mask).into_scalar::<f32>());
-                batches += 1;
+                total += loss * positions;
+                scored += positions;
             }
         }
-        (batches > 0).then(|| total / batches as f64)
+        (scored > 0.0).then(|| total / scored)
     }
 
     /// Passkey accuracy at each depth for contexts of `length` tokens.
@@ -151,8 +155,15 @@ impl LongContext<'_> {
             let mut tokens = Vec::new();
             for _ in 0..settings.items {
                 let key: u32 = rng.random_range(10_000..100_000);
-                let Some(item) = passkey_item(tokenizer, &mut stream, task, length, depth, key)
-                else {
+                let Ok(filler) = stream.batch_of(task, 1) else {
+                    continue;
+                };
+                let filler: Vec<u32> = filler
+                    .inputs
+                    .iter()
+                    .map(|&token| u32::try_from(token).unwrap_or(0))
+                    .collect();
+                let Some(item) = passkey_item(tokenizer, &filler, length, depth, key) else {
                     continue;
                 };
                 docs.push(Doc::Continuation(Request {
@@ -162,6 +173,11 @@ impl LongContext<'_> {
                 tokens.push(vec![item]);
             }
             if docs.is_empty() {
+                // The trainer's notes go to stderr; stdout is its event stream.
+                eprintln!(
+                    "passkey: no item fits in {length} tokens at depth {depth} (the key's \
+                     sentences and the question take more, or the held-out text is shorter)"
+                );
                 continue;
             }
             let benchmark = Benchmark {
@@ -192,12 +208,12 @@ impl LongContext<'_> {
     }
 }
 
-/// One passkey context of `length` tokens: held-out text with the key's sentence at `depth`
-/// (0 = first, 1 = just before the question), then the question; the continuation is the key.
+/// One passkey context of `length` tokens: the start of `filler` (held-out text) with the
+/// key's sentence at `depth` (0 = first, 1 = just before the question), then the question; the
+/// continuation is the key. None when the filler is too short or the tokenizer fails.
 fn passkey_item(
     tokenizer: &BenchTokenizer,
-    stream: &mut Stream,
-    task: usize,
+    filler: &[u32],
     length: usize,
     depth: f64,
     key: u32,
@@ -212,12 +228,7 @@ fn passkey_item(
         .ok()?;
     let continuation = tokenizer.encode(&format!(" {key}")).ok()?;
     let filler_len = length.checked_sub(needle.len() + question.len() + continuation.len())?;
-    let filler = stream.batch_of(task, 1).ok()?.inputs;
-    let filler: Vec<u32> = filler
-        .iter()
-        .take(filler_len)
-        .map(|&token| u32::try_from(token).unwrap_or(0))
-        .collect();
+    let filler = filler.get(..filler_len)?;
     let at = ((filler.len() as f64) * depth.clamp(0.0, 1.0)).round() as usize;
     let mut context = filler[..at].to_vec();
     context.extend(&needle);
@@ -232,4 +243,36 @@ fn passkey_item(
 /// The default multiples of the training length.
 pub fn default_extrapolation() -> Vec<usize> {
     vec![2, 4]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(tokens: &[u32]) -> String {
+        tokens.iter().map(|&t| char::from(t as u8)).collect()
+    }
+
+    #[test]
+    fn the_key_sits_at_its_depth_and_the_context_fills_the_length() {
+        let filler: Vec<u32> = "abcdefghij".repeat(30).bytes().map(u32::from).collect();
+        let needle = " The pass key is 12345. Remember it. 12345 is the pass key.";
+        let question = " What is the pass key? The pass key is";
+        for (depth, before) in [(0.0, 0), (0.5, 60), (1.0, 120)] {
+            let item = passkey_item(&BenchTokenizer::Bytes, &filler, 223, depth, 12345).unwrap();
+            assert_eq!(item.context.len() + item.continuation.len(), 223);
+            assert_eq!(text(&item.continuation), " 12345");
+            let context = text(&item.context);
+            assert_eq!(
+                context.find(needle),
+                Some(before),
+                "depth {depth}: {context}"
+            );
+            assert!(context.ends_with(question));
+            assert_eq!(context[..before], text(&filler[..before]));
+        }
+        // Too short a filler, or a length the sentences alone exceed: no item.
+        assert!(passkey_item(&BenchTokenizer::Bytes, &filler[..50], 223, 0.5, 1).is_none());
+        assert!(passkey_item(&BenchTokenizer::Bytes, &filler, 64, 0.5, 1).is_none());
+    }
 }

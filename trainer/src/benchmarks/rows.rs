@@ -1,9 +1,9 @@
 //! Benchmark rows from JSONL (one JSON object a line) or Parquet (one a row, nested columns
 //! as JSON objects and arrays): the two layouts the datasets are published in.
 
-use crate::corpus::{Format, MAX_LINE_BYTES};
+use crate::corpus::Format;
+use crate::json_lines::{JsonLines, LineError};
 use serde_json::{Map, Value};
-use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 /// Rows read from one file, at most; a benchmark is thousands of rows, not millions.
@@ -54,33 +54,29 @@ fn jsonl(path: &Path, limit: usize) -> Result<Vec<Row>, RowsError> {
         path: path.to_path_buf(),
         error,
     };
-    let mut reader = std::io::BufReader::new(std::fs::File::open(path).map_err(read)?);
+    let file = std::fs::File::open(path).map_err(read)?;
+    let mut lines = JsonLines::new(std::io::BufReader::new(file));
     let mut rows = Vec::new();
-    let mut line = Vec::new();
-    let mut number = 0u64;
     while rows.len() < limit {
-        line.clear();
-        let count = (&mut reader)
-            .take(MAX_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-            .map_err(read)?;
-        if count == 0 {
-            break;
-        }
-        number += 1;
-        let at = format!("line {number}");
+        let line = match lines.next_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(LineError::Read(error)) => return Err(read(error)),
+            Err(LineError::TooLong { number }) => {
+                return Err(RowsError::Row {
+                    path: path.to_path_buf(),
+                    at: format!("line {number}"),
+                    message: LineError::too_long_message(),
+                });
+            }
+        };
+        let at = format!("line {}", line.number);
         let fail = |message: String| RowsError::Row {
             path: path.to_path_buf(),
             at: at.clone(),
             message,
         };
-        if line.len() > MAX_LINE_BYTES {
-            return Err(fail(format!("a line is at most {MAX_LINE_BYTES} bytes")));
-        }
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let fields = match serde_json::from_slice(&line) {
+        let fields = match serde_json::from_slice(line.bytes) {
             Ok(Value::Object(fields)) => fields,
             Ok(other) => return Err(fail(format!("{}, expected a JSON object", kind(&other)))),
             Err(error) => return Err(fail(format!("not JSON: {error}"))),
