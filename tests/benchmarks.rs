@@ -225,6 +225,39 @@ fn bad_rows_are_refused_with_the_file_and_row() {
     }
 }
 
+#[test]
+fn every_example_training_config_parses() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/train");
+    let mut parsed = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.extension().is_some_and(|e| e == "yaml") {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let config = trainer::TrainConfig::from_yaml(&text)
+                .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+            parsed.push((path, config));
+        }
+    }
+    let zero_shot = parsed
+        .iter()
+        .find(|(path, _)| path.ends_with("zero-shot.yaml"))
+        .map(|(_, config)| config)
+        .unwrap();
+    // Its benchmark files are the fixtures, there to be read from the repository's root.
+    for benchmark in &zero_shot.benchmarks {
+        let rooted = BenchmarkConfig {
+            path: Path::new(env!("CARGO_MANIFEST_DIR")).join(&benchmark.path),
+            ..benchmark.clone()
+        };
+        let loaded = benchmarks::load(&rooted, &BenchTokenizer::Bytes, 512)
+            .unwrap_or_else(|error| panic!("{}: {error}", rooted.path.display()));
+        assert_eq!(
+            loaded.docs.len(),
+            benchmark.limit.unwrap_or(loaded.docs.len())
+        );
+    }
+}
+
 /// `archlab ARGS…`, which must succeed; its standard output.
 fn archlab(args: &[String]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_archlab"))
@@ -488,9 +521,10 @@ benchmarks:
     let trained = &result["benchmarks"]["held_out_choice"];
     let acc = trained["acc"].as_f64().unwrap();
     eprintln!(
-        "held-out 4-way choice ({} training documents, {} held out): untrained acc {:.3} acc_norm {:.3}; trained acc {acc:.3} ± {:.3} acc_norm {:.3}, validation loss {:.3}",
+        "held-out 4-way choice ({} training documents, {} held out; files in {}): untrained acc {:.3} acc_norm {:.3}; trained acc {acc:.3} ± {:.3} acc_norm {:.3}, validation loss {:.3}",
         train.len(),
         held_out.len(),
+        dir.display(),
         untrained.acc,
         untrained.acc_norm.unwrap(),
         trained["acc_stderr"].as_f64().unwrap(),

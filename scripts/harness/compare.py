@@ -179,6 +179,26 @@ def task_yaml(out: Path, name: str, layout: str, path: Path) -> str:
     return config["task"]
 
 
+FIXTURES = HERE.parent.parent / "tests" / "fixtures" / "benchmarks"
+FIXTURE_TASKS = [("piqa", "piqa.jsonl"), ("hellaswag", "hellaswag.jsonl"),
+                 ("arc_easy", "arc_easy.parquet"), ("arc_challenge", "arc_easy.parquet"),
+                 ("winogrande", "winogrande.jsonl"), ("lambada_openai", "lambada_openai.jsonl")]
+
+
+def with_fixtures(config_path: Path, out: Path) -> Path:
+    """The config with the fixture files added to its benchmarks, written under `out`
+    (arc_challenge reads the ARC fixture too: the two share a layout)."""
+    config = yaml.safe_load(config_path.read_text())
+    benchmarks = config.setdefault("benchmarks", [])
+    taken = {b.get("name") or b["task"] for b in benchmarks}
+    for task, file in FIXTURE_TASKS:
+        if task not in taken:
+            benchmarks.append({"task": task, "path": str(FIXTURES / file)})
+    merged = out / "config_with_fixtures.yaml"
+    merged.write_text(yaml.safe_dump(config, sort_keys=False))
+    return merged
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -186,6 +206,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, required=True)
     parser.add_argument("--config", type=Path, required=True,
                         help="the config whose `benchmarks` to score (archlab eval's)")
+    parser.add_argument("--with-fixtures", action="store_true",
+                        help="also score the six fixture files of tests/fixtures/benchmarks "
+                             "(piqa, hellaswag, arc_easy, arc_challenge, winogrande, "
+                             "lambada_openai) beside the config's own benchmarks")
     parser.add_argument("--out", type=Path, default=HERE / "out")
     parser.add_argument("--tolerance", type=float, default=1e-4,
                         help="largest |Δ log-likelihood| per request that passes")
@@ -193,6 +217,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "tasks").mkdir(exist_ok=True)
 
+    if args.with_fixtures:
+        args.config = with_fixtures(args.config, args.out)
     items_path = args.out / "archlab_items.jsonl"
     run = subprocess.run([str(args.archlab), "eval", "--checkpoint", str(args.checkpoint),
                           "--config", str(args.config), "--items", str(items_path)],
@@ -251,9 +277,15 @@ def main() -> None:
         }
         same = lambda a, b: (a is None and b is None) or (
             a is not None and b is not None and math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9))
+        # Perplexity is exp(-mean log-likelihood): per-request agreement to the tolerance
+        # bounds its relative difference by the same.
+        close = lambda a, b: (a is None and b is None) or (
+            a is not None and b is not None and math.isclose(a, b, rel_tol=args.tolerance))
         row["pass"] = (worst <= args.tolerance and greedy_same == compared
                        and split_same == compared and same(row["archlab_acc"], row["harness_acc"])
-                       and same(row["archlab_acc_norm"], row["harness_acc_norm"]))
+                       and same(row["archlab_acc_norm"], row["harness_acc_norm"])
+                       and same(row["archlab_acc_stderr"], row["harness_acc_stderr"])
+                       and close(row["archlab_perplexity"], row["harness_perplexity"]))
         failed |= not row["pass"]
         rows.append(row)
 
@@ -265,8 +297,8 @@ def main() -> None:
         f"{card['steps']} steps); config `{args.config}`. Per request: |Δ log-likelihood| "
         f"(tolerance {args.tolerance:g}), greedy match and token split agreement.",
         "",
-        "| benchmark | docs | requests | max abs Δll | greedy agree | split agree | acc archlab / harness | acc_norm archlab / harness | acc stderr archlab / harness | pass |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| benchmark | docs | requests | max abs Δll | greedy agree | split agree | acc archlab / harness | acc_norm archlab / harness | acc stderr archlab / harness | perplexity archlab / harness | pass |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
@@ -275,6 +307,7 @@ def main() -> None:
             f"{fmt(r['archlab_acc'])} / {fmt(r['harness_acc'])} | "
             f"{fmt(r['archlab_acc_norm'])} / {fmt(r['harness_acc_norm'])} | "
             f"{fmt(r['archlab_acc_stderr'])} / {fmt(r['harness_acc_stderr'])} | "
+            f"{fmt(r['archlab_perplexity'], 1)} / {fmt(r['harness_perplexity'], 1)} | "
             f"{'yes' if r['pass'] else 'NO'} |")
     (args.out / "harness.md").write_text("\n".join(lines) + "\n")
     (args.out / "harness.json").write_text(json.dumps(rows, indent=2))
