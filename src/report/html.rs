@@ -31,18 +31,11 @@ details{margin:4px 0}figure{display:inline-block;margin:0 1em 1em 0}";
 
 /// The leaderboard's zero-shot scores, value ± standard error as the harness prints them.
 fn render_benchmarks(report: &Report, page: &mut String) {
-    if report
-        .leaderboard
-        .iter()
-        .all(|row| row.benchmarks.is_empty())
-    {
+    if !report.has_benchmarks() {
         return;
     }
     page.push_str("<h2>Benchmarks</h2><p>Zero-shot, scored as lm-evaluation-harness scores them.</p><table><tr><th>rank</th><th>id</th><th>name</th><th>benchmark</th><th>task</th><th>n</th><th>acc</th><th>acc_norm</th><th>perplexity</th></tr>\n");
-    let with_error = |value: Option<f64>, error: Option<f64>| match (value, error) {
-        (Some(value), Some(error)) => format!("{value:.4} ± {error:.4}"),
-        (value, _) => opt(value),
-    };
+    let with_error = |value, error| super::with_error(value, error).unwrap_or_else(|| "–".into());
     for row in &report.leaderboard {
         for (name, score) in &row.benchmarks {
             let _ = writeln!(

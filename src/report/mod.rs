@@ -132,7 +132,23 @@ fn complexity(program: &str) -> Option<String> {
         .map(|v| v.analysis.complexity.name().to_string())
 }
 
+/// A score as the harness prints it: `value ± standard error`, or the value alone.
+pub fn with_error(value: Option<f64>, error: Option<f64>) -> Option<String> {
+    match (value, error) {
+        (Some(value), Some(error)) => Some(format!("{value:.4} ± {error:.4}")),
+        (Some(value), None) => Some(format!("{value:.4}")),
+        (None, _) => None,
+    }
+}
+
 impl Report {
+    /// Whether any leaderboard row has zero-shot benchmark scores.
+    pub fn has_benchmarks(&self) -> bool {
+        self.leaderboard
+            .iter()
+            .any(|row| !row.benchmarks.is_empty())
+    }
+
     pub fn build(
         campaign: &str,
         baseline: &str,

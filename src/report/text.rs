@@ -11,11 +11,7 @@ fn fmt_opt(value: Option<f64>, digits: usize) -> String {
 
 /// The leaderboard's benchmark scores as the harness prints them: value ± standard error.
 fn render_benchmarks(report: &Report, out: &mut String) {
-    if report
-        .leaderboard
-        .iter()
-        .all(|row| row.benchmarks.is_empty())
-    {
+    if !report.has_benchmarks() {
         return;
     }
     let _ = writeln!(
@@ -27,11 +23,7 @@ fn render_benchmarks(report: &Report, out: &mut String) {
         "{:>4} {:>5}  {:<28} {:<16} {:>5} {:>16} {:>16} {:>10}",
         "rank", "id", "name", "benchmark", "n", "acc", "acc_norm", "perplexity"
     );
-    let with_error = |value: Option<f64>, error: Option<f64>| match (value, error) {
-        (Some(value), Some(error)) => format!("{value:.4} ± {error:.4}"),
-        (Some(value), None) => format!("{value:.4}"),
-        _ => "-".into(),
-    };
+    let with_error = |value, error| super::with_error(value, error).unwrap_or_else(|| "-".into());
     for row in &report.leaderboard {
         for (name, score) in &row.benchmarks {
             let _ = writeln!(
