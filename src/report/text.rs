@@ -262,3 +262,60 @@ fn shortfall_note(shortfall: usize, required: usize) -> String {
         format!("  — {shortfall} run(s) short of the {required} a claim needs: no claim")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Attempt, Experiment, Outcome, Phase, TrainSummary};
+
+    #[test]
+    fn benchmark_scores_reach_the_leaderboard_the_text_and_the_json() {
+        let mut e = Experiment::new(1, Stage::Exploration, None, vec![]);
+        e.name = "deltanet".into();
+        e.phase = Phase::Succeeded;
+        e.fitness = Some(0.6);
+        let piqa = trainer::BenchmarkScore {
+            task: "piqa".into(),
+            n: 500,
+            acc: 0.61,
+            acc_stderr: Some(0.0218),
+            acc_norm: Some(0.6),
+            acc_norm_stderr: Some(0.0219),
+            perplexity: None,
+        };
+        e.attempts.push(Attempt {
+            number: 1,
+            program: "mixer m(d_model) { return x }".into(),
+            outcome: Some(Outcome::Finished {
+                summary: TrainSummary {
+                    val_loss: 1.0,
+                    accuracy: BTreeMap::from([("piqa".into(), 0.61)]),
+                    wall_s: 1.0,
+                    params: 10,
+                    benchmarks: BTreeMap::from([("piqa".into(), piqa)]),
+                },
+            }),
+            progress: vec![],
+            structure: None,
+        });
+        let experiments = vec![e];
+        let usage = crate::core::campaign::usage(&experiments, 0);
+        let report = Report::build("c", "deltanet", 3, &experiments, usage);
+        let text = render(&report);
+        let line = text
+            .lines()
+            .skip_while(|line| !line.starts_with("BENCHMARKS"))
+            .find(|line| line.contains("piqa"))
+            .unwrap_or_else(|| panic!("no piqa row under BENCHMARKS:\n{text}"));
+        assert!(
+            line.contains("0.6100 ± 0.0218") && line.contains("0.6000 ± 0.0219"),
+            "{line}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["leaderboard"][0]["benchmarks"]["piqa"]["acc"], 0.61);
+        assert_eq!(
+            json["experiments"][0]["benchmarks"]["piqa"]["acc_stderr"],
+            0.0218
+        );
+    }
+}
