@@ -501,6 +501,18 @@ fn an_llm_campaign_runs_end_to_end_and_the_key_never_leaks() {
         seen.iter()
             .all(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}") as &str))
     );
+    // The judge reads the program and its results, never the proposer's own case for it.
+    let judged: Vec<&str> = seen
+        .iter()
+        .filter_map(|s| s.body["messages"][0]["content"].as_str())
+        .filter(|prompt| prompt.contains("You are the Judge"))
+        .collect();
+    assert!(!judged.is_empty());
+    for prompt in judged {
+        for motivation in ["look one token ahead", "so stale associations decay"] {
+            assert!(!prompt.contains(motivation), "{prompt}");
+        }
+    }
     let roles = &report["agents"]["roles"];
     for role in ["researcher", "engineer", "analyst", "judge"] {
         assert!(

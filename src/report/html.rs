@@ -63,12 +63,16 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     let mut page = String::new();
     let _ = write!(
         page,
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>archlab report: {name}</title><style>{STYLE}</style></head><body>\n<h1>Campaign {name}</h1>\n<p>{n} experiments, {m:.1} trainer-minutes, baseline <code>{baseline}</code>, {wins} verified discoveries; campaign seed {seed}, report by archlab {version}.</p>\n",
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>archlab report: {name}</title><style>{STYLE}</style></head><body>\n<h1>Campaign {name}</h1>\n<p>{n}, {m:.1} trainer-minutes, baseline <code>{baseline}</code>, {wins}; campaign seed {seed}, report by archlab {version}.</p>\n",
         name = escape(&report.campaign),
-        n = report.usage.experiments,
+        n = super::count(report.usage.experiments as u64, "experiment", "experiments"),
         m = report.usage.compute_seconds / 60.0,
         baseline = escape(&report.baseline),
-        wins = report.verification.discoveries(),
+        wins = super::count(
+            report.verification.discoveries() as u64,
+            "verified discovery",
+            "verified discoveries"
+        ),
         seed = report.seed.map_or("unset".to_string(), |s| s.to_string()),
         version = escape(&report.archlab_version),
     );
@@ -124,13 +128,13 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
         };
         let _ = write!(
             page,
-            "<details id=\"e{id}\"><summary{class}>e{id} {name} — {stage:?}, {phase:?}, fitness {fitness}, {attempts} attempt(s)</summary>\n<p><b>Parent</b> {parent} · <b>operator</b> {operator} · <b>retrieved</b> {retrieved}</p><p><b>Motivation</b> {motivation}</p><p><b>Analysis</b> {analysis}</p><p><b>Problem</b> {problem}</p>\n<ol>",
+            "<details id=\"e{id}\"><summary{class}>e{id} {name} — {stage:?}, {phase:?}, fitness {fitness}, {attempts}</summary>\n<p><b>Parent</b> {parent} · <b>operator</b> {operator} · <b>retrieved</b> {retrieved}</p><p><b>Motivation</b> {motivation}</p><p><b>Analysis</b> {analysis}</p><p><b>Problem</b> {problem}</p>\n<ol>",
             id = e.id,
             name = escape(&e.name),
             stage = e.stage,
             phase = e.phase,
             fitness = opt(e.fitness),
-            attempts = e.attempts.len(),
+            attempts = super::count(e.attempts.len() as u64, "attempt", "attempts"),
             parent = e
                 .parent
                 .map_or_else(|| "–".into(), |p| format!("<a href=\"#e{p}\">e{p}</a>")),

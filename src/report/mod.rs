@@ -132,6 +132,12 @@ fn complexity(program: &str) -> Option<String> {
         .map(|v| v.analysis.complexity.name().to_string())
 }
 
+/// `1 experiment`, `2 experiments`: a count with its noun in the right number.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
 /// A score as the harness prints it: `value ± standard error`, or the value alone.
 pub fn with_error(value: Option<f64>, error: Option<f64>) -> Option<String> {
     match (value, error) {

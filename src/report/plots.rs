@@ -18,12 +18,50 @@ fn err(e: impl std::fmt::Display) -> String {
     e.to_string()
 }
 
+/// One axis of a figure: its range, its description, and whether it counts things (then only
+/// whole numbers are labelled: an experiment id or a number of discoveries is never 0.5).
+struct Axis<'a> {
+    range: Range<f64>,
+    desc: &'a str,
+    counts: bool,
+}
+
+impl<'a> Axis<'a> {
+    fn values(range: Range<f64>, desc: &'a str) -> Self {
+        Self {
+            range,
+            desc,
+            counts: false,
+        }
+    }
+
+    fn counts(range: Range<f64>, desc: &'a str) -> Self {
+        Self {
+            range,
+            desc,
+            counts: true,
+        }
+    }
+
+    /// A tick's label: whole numbers without decimals on a count axis, nothing between them.
+    fn label(&self, value: f64) -> String {
+        if !self.counts {
+            return format!("{}", (value * 1e6).round() / 1e6);
+        }
+        if (value - value.round()).abs() < 1e-9 {
+            format!("{}", value.round() as i64)
+        } else {
+            String::new()
+        }
+    }
+}
+
 /// The frame every figure shares: caption, axes with descriptions, series drawn by `draw`,
 /// and a legend when `legend` is set.
 fn figure(
     caption: &str,
-    (x, x_desc): (Range<f64>, &str),
-    (y, y_desc): (Range<f64>, &str),
+    x: Axis<'_>,
+    y: Axis<'_>,
     legend: bool,
     draw: impl FnOnce(&mut Chart<'_, '_>) -> PlotResult<()>,
 ) -> PlotResult<String> {
@@ -36,12 +74,15 @@ fn figure(
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(50)
-            .build_cartesian_2d(x, y)
+            .build_cartesian_2d(x.range.clone(), y.range.clone())
             .map_err(err)?;
+        let (x_label, y_label) = (|v: &f64| x.label(*v), |v: &f64| y.label(*v));
         chart
             .configure_mesh()
-            .x_desc(x_desc)
-            .y_desc(y_desc)
+            .x_desc(x.desc)
+            .y_desc(y.desc)
+            .x_label_formatter(&x_label)
+            .y_label_formatter(&y_label)
             .draw()
             .map_err(err)?;
         draw(&mut chart)?;
@@ -72,8 +113,8 @@ pub fn discovery_curve(report: &Report) -> PlotResult<String> {
     let y_max = steps.iter().map(|p| p.1).fold(0.0, f64::max).max(1.0) + 0.5;
     figure(
         "Discovery curve: verified state of the art vs compute",
-        (0.0..x_max, "trainer hours spent"),
-        (0.0..y_max, "verified discoveries"),
+        Axis::values(0.0..x_max, "trainer hours spent"),
+        Axis::counts(0.0..y_max, "verified discoveries"),
         false,
         |chart| {
             chart
@@ -115,8 +156,8 @@ pub fn fitness_progress(report: &Report) -> PlotResult<String> {
         .collect();
     figure(
         "Exploration fitness by experiment (seeds in red)",
-        (0.0..x_max, "experiment id"),
-        (0.0..1.0, "fitness (0.5 = baseline)"),
+        Axis::counts(0.0..x_max, "experiment id"),
+        Axis::values(0.0..1.0, "fitness (0.5 = baseline)"),
         true,
         |chart| {
             chart
@@ -168,8 +209,8 @@ pub fn loss_curves(report: &Report, top: usize) -> PlotResult<String> {
     let y_max = all.map(|q| q.1).fold(0.1, f64::max) * 1.05;
     figure(
         "Training loss: best explorations and the baseline",
-        (0.0..x_max, "step"),
-        (0.0..y_max, "training loss"),
+        Axis::counts(0.0..x_max, "step"),
+        Axis::values(0.0..y_max, "training loss"),
         true,
         |chart| {
             for (index, (name, points)) in series.into_iter().enumerate() {
@@ -192,4 +233,56 @@ pub fn all(report: &Report) -> PlotResult<Vec<(&'static str, String)>> {
         ("fitness.svg", fitness_progress(report)?),
         ("loss.svg", loss_curves(report, 5)?),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::lifecycle::{Experiment, Phase};
+
+    /// The text of every `<text>` element of an SVG.
+    fn labels(svg: &str) -> Vec<String> {
+        svg.split("<text")
+            .skip(1)
+            .filter_map(|piece| {
+                let start = piece.find('>')? + 1;
+                let end = piece.find("</text>")?;
+                Some(piece[start..end].trim().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn count_axes_label_whole_numbers_only() {
+        let counts = Axis::counts(0.0..5.0, "experiment id");
+        assert_eq!(counts.label(3.0), "3");
+        assert_eq!(counts.label(0.5), "");
+        let values = Axis::values(0.0..1.0, "fitness");
+        assert_eq!(values.label(0.1 + 0.2), "0.3");
+
+        // The figures: experiment ids and discoveries are whole numbers on the page.
+        let mut experiments = Vec::new();
+        for id in 1..=3 {
+            let mut e = Experiment::new(id, Stage::Exploration, None, vec![]);
+            e.name = format!("e{id}");
+            e.phase = Phase::Succeeded;
+            e.fitness = Some(0.25 * id as f64);
+            experiments.push(e);
+        }
+        let usage = crate::core::campaign::usage(&experiments, 0);
+        let report = Report::build("c", "e1", 3, &experiments, usage);
+        let fitness = labels(&fitness_progress(&report).unwrap());
+        let numbers: Vec<f64> = fitness.iter().filter_map(|l| l.parse().ok()).collect();
+        assert!(numbers.contains(&3.0), "{fitness:?}");
+        // Fitness stays within 0..1, so a label above 1 is an id and must be whole.
+        assert!(
+            fitness
+                .iter()
+                .filter(|l| l.parse::<f64>().is_ok_and(|v| v > 1.0))
+                .all(|l| !l.contains('.')),
+            "{fitness:?}"
+        );
+        let discoveries = labels(&discovery_curve(&report).unwrap());
+        assert!(discoveries.iter().any(|l| l == "1"), "{discoveries:?}");
+    }
 }

@@ -58,9 +58,9 @@ pub fn render(report: &Report) -> String {
     let usage = &report.usage;
     let _ = writeln!(
         out,
-        "campaign `{}` — {} experiments, {:.1} trainer-minutes, baseline `{}`, seed {}, archlab {}\n",
+        "campaign `{}` — {}, {:.1} trainer-minutes, baseline `{}`, seed {}, archlab {}\n",
         report.campaign,
-        usage.experiments,
+        super::count(usage.experiments, "experiment", "experiments"),
         usage.compute_seconds / 60.0,
         report.baseline,
         report.seed.map_or("unset".to_string(), |s| s.to_string()),

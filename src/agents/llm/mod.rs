@@ -25,13 +25,33 @@ const JUDGE: &str = include_str!("../../../prompts/judge.md");
 /// Judge weights: performance counts most, then innovation, then simplicity.
 pub const JUDGE_WEIGHTS: [f64; 3] = [0.5, 0.3, 0.2];
 
-/// Fills `{{key}}` placeholders.
+/// Fills `{{key}}` placeholders in one pass over the template: a value is never scanned again,
+/// so an analysis or a program that contains `{{parent_program}}` stays as it was written. A
+/// placeholder without a value is left as it is.
 pub fn render(template: &str, values: &[(&str, String)]) -> String {
-    let mut text = template.to_string();
-    for (key, value) in values {
-        text = text.replace(&format!("{{{{{key}}}}}"), value);
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let filled = after.find("}}").and_then(|end| {
+            let key = &after[..end];
+            let (_, value) = values.iter().find(|(name, _)| *name == key)?;
+            Some((value, end))
+        });
+        match filled {
+            Some((value, end)) => {
+                out.push_str(value);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
     }
-    text
+    out.push_str(rest);
+    out
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -360,11 +380,9 @@ impl Agents for LlmAgents {
         let experiment = request.experiment;
         let prompt = render(
             JUDGE,
+            // The program and its results only: not the proposer's name or motivation, which
+            // could argue their own case to the judge.
             &[
-                (
-                    "experiment",
-                    format!("{}: {}", experiment.name, experiment.motivation),
-                ),
                 (
                     "program",
                     experiment.program().unwrap_or_default().to_string(),
@@ -421,5 +439,28 @@ impl Agents for LlmAgents {
                 self.modes.insert(key.clone(), mode);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn placeholders_are_filled_once_and_a_value_is_never_expanded() {
+        let template = "parent {{parent_program}}; analysis {{analysis}}; again {{analysis}}";
+        let text = render(
+            template,
+            &[
+                ("analysis", "it said {{parent_program}} {{".into()),
+                ("parent_program", "SECRET-PARENT".into()),
+            ],
+        );
+        assert_eq!(
+            text,
+            "parent SECRET-PARENT; analysis it said {{parent_program}} {{; again it said {{parent_program}} {{"
+        );
+        // Unknown or unclosed placeholders stay as written.
+        assert_eq!(render("{{nope}} {{open", &[]), "{{nope}} {{open");
     }
 }
