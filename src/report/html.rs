@@ -117,8 +117,9 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     }
     page.push_str("</table>\n");
     render_benchmarks(report, &mut page);
-    page.push_str("<h2>Summary, verification and lineage</h2><pre>");
-    page.push_str(&escape(&text::render(report)));
+    // The tables above are not repeated: the text gives what has no table here.
+    page.push_str("<h2>Verification, lineage and failed attempts</h2><pre>");
+    page.push_str(&escape(&text::details(report)));
     page.push_str("</pre>\n<h2>Experiments</h2>\n");
     for e in &report.experiments {
         let class = if e.phase == crate::core::lifecycle::Phase::Failed {
@@ -234,6 +235,9 @@ mod tests {
             &[(&format!("figure{HOSTILE}.svg"), "<svg></svg>".into())],
         );
         assert!(page.contains("<h2>Benchmarks</h2>"), "no benchmark table");
+        // The tables are not repeated as text below them.
+        assert!(page.contains("VERIFICATION (validation loss"));
+        assert!(!page.contains("LEADERBOARD") && !page.contains("BENCHMARKS"));
         assert!(!page.contains("<script"), "raw markup reached the page");
         assert!(
             !page.contains("alert('x')"),

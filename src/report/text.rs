@@ -100,10 +100,19 @@ pub fn render(report: &Report) -> String {
         );
     }
     render_benchmarks(report, &mut out);
+    out.push('\n');
+    out.push_str(&details(report));
+    out
+}
+
+/// Everything after the leaderboard and its benchmarks: verification, lineage, the agents and
+/// the failed attempts (the HTML page shows these as text under its own tables).
+pub fn details(report: &Report) -> String {
+    let mut out = String::new();
     let verification = &report.verification;
     let _ = writeln!(
         out,
-        "\nVERIFICATION (validation loss, mean ± 95% interval over seeds)"
+        "VERIFICATION (validation loss, mean ± 95% interval over seeds)"
     );
     match verification.baseline {
         Some(b) => {
