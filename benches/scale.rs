@@ -217,7 +217,12 @@ fn measure(size: usize) -> Figures {
     let store = SqliteStore::open(&dir).unwrap();
     let records = store.experiments(CAMPAIGN).unwrap();
     let usage = archlab::core::campaign::usage(&records, 0);
-    let report = Report::build(CAMPAIGN, "linear_attention", 3, &records, usage);
+    let report = Report::build(
+        CAMPAIGN,
+        &archlab::core::verification::Rules::with_baseline("linear_attention"),
+        &records,
+        usage,
+    );
     let json = serde_json::to_string_pretty(&report).unwrap();
     let report_json = started.elapsed();
     let started = Instant::now();

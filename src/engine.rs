@@ -574,9 +574,12 @@ impl<S: Store> Engine<S> {
             .unwrap_or_default()
     }
 
-    /// Finished runs a verification claim needs in this campaign.
-    pub fn required_runs(&self) -> usize {
-        crate::core::verification::required_runs(self.spec.stages.verification.seeds)
+    /// The verification results and claims of this campaign so far.
+    pub fn verification(&self) -> crate::core::verification::Verification {
+        crate::core::verification::summarise(
+            self.experiments(),
+            &crate::core::verification::Rules::of(&self.spec),
+        )
     }
 
     /// Why retrieval fell back to the lexical retriever, once it has.

@@ -283,6 +283,12 @@ struct ReportArgs {
     /// Directory for the SVG figures (default: STATE/report).
     #[arg(long, value_name = "DIR")]
     plots: Option<PathBuf>,
+    /// Also measure the claim rule's false-claim rate: this many simulated campaigns per
+    /// scenario, in which a promoted program is the best under another name, under the noise
+    /// of this campaign's verification runs (text: a FALSE CLAIMS section; JSON:
+    /// `false_claims`).
+    #[arg(long, value_name = "TRIALS")]
+    false_claims: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -457,6 +463,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             json: args.json,
             html: args.html,
             plots: args.plots,
+            false_claims: args.false_claims,
         }),
         Command::Cognition {
             extra_dirs,

@@ -433,7 +433,7 @@ fn invalid_campaigns_are_refused() {
     namespace("e2e-invalid");
     let bad = campaign("bad", 40)
         .replace("device: cpu", "device: tpu")
-        .replace("maxExperiments: 12", "maxExperiments: -3")
+        .replace("maxExperiments: 18", "maxExperiments: -3")
         .replace("parallelism: 2", "parallelism: 4294967296");
     let output = kubectl(&["apply", "-n", "e2e-invalid", "-f", "-"], Some(&bad));
     let message = String::from_utf8_lossy(&output.stderr);
@@ -543,7 +543,7 @@ fn the_cel_rules_are_enforced_by_the_server() {
     kubectl_ok(&["apply", "-n", ns, "-f", "-"], Some(&original));
     let edits = [
         (
-            "budget: {maxExperiments: 12}",
+            "budget: {maxExperiments: 18}",
             "budget: {maxExperiments: 6}",
             "a running campaign's budget can only be raised",
         ),
@@ -576,7 +576,7 @@ fn the_cel_rules_are_enforced_by_the_server() {
     // What the rules allow goes through: a raised budget.
     kubectl_ok(
         &["apply", "-n", ns, "-f", "-"],
-        Some(&original.replace("maxExperiments: 12", "maxExperiments: 20")),
+        Some(&original.replace("maxExperiments: 18", "maxExperiments: 26")),
     );
     let stored = kubectl_ok(
         &[
@@ -590,7 +590,7 @@ fn the_cel_rules_are_enforced_by_the_server() {
         ],
         None,
     );
-    assert_eq!(stored.trim(), "20");
+    assert_eq!(stored.trim(), "26");
     kubectl_ok(&["delete", "camp", "rules", "-n", ns], None);
     eprintln!("kubectl apply refused by a CEL rule:\n{last}");
 }
@@ -607,7 +607,7 @@ fn whole_campaign(work: &Path, pace: Pace) {
         "image: archlab:e2e, checkpoints: scratch, volumes: [{name: scratch, mountPath: /scratch, readOnly: false, emptyDir: {sizeLimit: 1Gi}}]}",
     );
     kubectl_ok(&["apply", "-n", "e2e-run", "-f", "-"], Some(&with_volume));
-    let status = wait_for_phase("e2e-run", "tiny", "Completed", pace.campaign(12, 40, 2));
+    let status = wait_for_phase("e2e-run", "tiny", "Completed", pace.campaign(18, 40, 2));
     assert_eq!(status["progress"], "12/12", "{status}");
     let experiments = items("exp", "e2e-run");
     assert_eq!(experiments.len(), 12);
@@ -718,10 +718,11 @@ fn two_replicas_and_the_leader_killed(work: &Path, pace: Pace) {
     let first = operator(work, "e2e-replicas", "first", true);
     wait_for_holder("e2e-replicas", "first", Duration::from_secs(30));
     let _standby = operator(work, "e2e-replicas", "standby", true);
-    kubectl_ok(
-        &["apply", "-n", "e2e-replicas", "-f", "-"],
-        Some(&campaign("slow", 1500)),
-    );
+    // Two training seeds keep it to 12 experiments at most: 4 explore, 8 verify.
+    let slow = campaign("slow", 1500)
+        .replace("seeds: 3", "seeds: 2")
+        .replace("maxExperiments: 18", "maxExperiments: 12");
+    kubectl_ok(&["apply", "-n", "e2e-replicas", "-f", "-"], Some(&slow));
     // Two experiments done and a third training: a campaign of three, as far as time goes.
     let limit = pace.campaign(3, 1500, 2);
     let deadline = Instant::now() + limit;
@@ -796,12 +797,12 @@ fn pod_failures(work: &Path, pace: Pace) {
     // are the same on every run.
     let faults = campaign("faults", 40).replace("parallelism: 2", "parallelism: 1");
     kubectl_ok(&["apply", "-n", "e2e-faults", "-f", "-"], Some(&faults));
-    // 12 experiments and the evicted pod's rerun, one at a time.
+    // 18 experiments at most and the evicted pod's rerun, one at a time.
     wait_for_phase(
         "e2e-faults",
         "faults",
         "Completed",
-        pace.campaign(13, 40, 1),
+        pace.campaign(19, 40, 1),
     );
     let experiments = items("exp", "e2e-faults");
     let find = |id: u64| {
@@ -879,7 +880,7 @@ fn unschedulable_pods(work: &Path, _: Pace) {
             "qa: {slowFactor: 1000}",
             "qa: {slowFactor: 1000, maxPendingSeconds: 2, maxInfrastructureRetries: 1}",
         )
-        .replace("maxExperiments: 12", "maxExperiments: 2");
+        .replace("maxExperiments: 18", "maxExperiments: 2");
     kubectl_ok(
         &["apply", "-n", "e2e-unschedulable", "-f", "-"],
         Some(&greedy),
@@ -1024,7 +1025,7 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path, pace: Pace) {
         ),
     );
     kubectl_ok(&["apply", "-n", "e2e-llm", "-f", "-"], Some(&manifest));
-    let status = wait_for_phase("e2e-llm", "thinking", "Completed", pace.campaign(12, 40, 2));
+    let status = wait_for_phase("e2e-llm", "thinking", "Completed", pace.campaign(18, 40, 2));
     assert!(
         status["agents"]["roles"]["researcher"]["requests"]
             .as_u64()
@@ -1210,7 +1211,7 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
     let _operator = Running(command.spawn().expect("the operator starts"));
     let charted = campaign("charted", 40).replace(", image: archlab:e2e", "");
     kubectl_ok(&["apply", "-n", "e2e-helm", "-f", "-"], Some(&charted));
-    wait_for_phase("e2e-helm", "charted", "Completed", pace.campaign(12, 40, 2));
+    wait_for_phase("e2e-helm", "charted", "Completed", pace.campaign(18, 40, 2));
     let log = std::fs::read_to_string(work.join("charted.log")).expect("log");
     assert!(!log.to_lowercase().contains("forbidden"), "{log}");
     let images: Vec<String> = items("pods", "e2e-helm")

@@ -829,8 +829,8 @@ fn token_limited_run_in(
 ) -> (bool, String, Value) {
     let manifest = llm_manifest(dir, &server.url, extra);
     let text = std::fs::read_to_string(&manifest).unwrap().replace(
-        "  budget: {maxExperiments: 12}\n",
-        &format!("  budget: {{maxExperiments: 12, maxLlmTokens: {limit}}}\n"),
+        "  budget: {maxExperiments: 18}\n",
+        &format!("  budget: {{maxExperiments: 18, maxLlmTokens: {limit}}}\n"),
     );
     std::fs::write(&manifest, text).unwrap();
     let state = dir.join("state");

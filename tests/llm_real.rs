@@ -178,7 +178,7 @@ spec:
         progress_every: 10
       promote: 1
       seeds: 3
-  budget: {{maxExperiments: 10}}
+  budget: {{maxExperiments: 16}}
   qa: {{slowFactor: 1000}}
   parallelism: 1
   agents:

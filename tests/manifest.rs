@@ -95,7 +95,7 @@ fn seeds_budgets_and_parallelism_are_checked() {
             "exactly one of",
         ),
         (
-            "maxExperiments: 30",
+            "maxExperiments: 40",
             "maxExperiments: 0",
             "spec.budget.maxExperiments",
             "at least 1",

@@ -120,9 +120,8 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     );
 
     let report = report_json(&state);
-    check_memory(&report, 12);
+    check_memory(&report, 18);
     let experiments = report["experiments"].as_array().unwrap();
-    assert_eq!(experiments.len(), 12, "the budget is used");
     let by_stage = |stage: &str, origin: &str| {
         experiments
             .iter()
@@ -131,9 +130,13 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     };
     assert_eq!(by_stage("exploration", "seed"), 2);
     assert_eq!(by_stage("exploration", "proposal"), 4);
-    // Baseline and one promoted program, three training seeds each.
-    assert_eq!(by_stage("verification", "seed"), 3);
-    assert_eq!(by_stage("verification", "verification"), 3);
+    // The baseline (and the other seed when it explored better, or is the promoted
+    // program's parent); the promoted program (and its parent when that is a proposal):
+    // three training seeds each.
+    let seeds = by_stage("verification", "seed");
+    let programs = by_stage("verification", "verification");
+    assert!(seeds == 3 || seeds == 6, "{seeds} seed runs");
+    assert!(programs == 3 || programs == 6, "{programs} program runs");
     for proposal in experiments.iter().filter(|e| e["origin"] == "proposal") {
         assert!(proposal["parent"].is_u64(), "{proposal}");
         assert!(!proposal["motivation"].as_str().unwrap().is_empty());
@@ -154,8 +157,36 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     );
     let verified = &report["verification"];
     assert_eq!(verified["programs"].as_array().unwrap().len(), 1);
-    assert_eq!(verified["programs"][0]["runs"].as_u64(), Some(3));
+    let program = &verified["programs"][0];
+    assert_eq!(program["runs"].as_u64(), Some(3));
     assert!(verified["baseline"]["half_width"].as_f64().is_some());
+    assert!(verified["noise_floor"]["val_loss_sd"].as_f64().is_some());
+    // The claim is a test against each comparator: n, Δ, its interval and p, and the
+    // Holm-adjusted p; a status, with the reason when it is not claimed.
+    let comparisons = program["comparisons"].as_array().unwrap();
+    assert!(!comparisons.is_empty());
+    for comparison in comparisons {
+        let test = &comparison["fitness"];
+        assert_eq!(test["n"].as_u64(), Some(3), "{comparison}");
+        for field in ["delta", "low", "high", "p", "wilcoxon_p"] {
+            assert!(test[field].as_f64().is_some(), "{field}: {comparison}");
+        }
+        assert!(
+            comparison["roles"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+        );
+    }
+    assert!(program["adjusted_p"].as_f64().is_some(), "{program}");
+    let status = program["claim"]["status"].as_str().unwrap();
+    assert!(
+        status == "claimed" || program["claim"]["reason"].as_str().is_some(),
+        "{program}"
+    );
+    assert_eq!(
+        program["state_of_the_art"].as_bool(),
+        Some(status == "claimed")
+    );
 
     // Text, figures and the HTML page.
     let html = dir.join("report.html");
@@ -168,7 +199,14 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     ]);
     let text = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success());
-    for heading in ["LEADERBOARD", "VERIFICATION", "LINEAGE", "FAILED ATTEMPTS"] {
+    for heading in [
+        "LEADERBOARD",
+        "VERIFICATION",
+        "noise floor",
+        "CLAIMS",
+        "LINEAGE",
+        "FAILED ATTEMPTS",
+    ] {
         assert!(text.contains(heading), "{text}");
     }
     for figure in ["discovery.svg", "fitness.svg", "loss.svg"] {
@@ -182,13 +220,23 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
     assert!(
         page.contains("<svg") && page.contains("Leaderboard") && page.contains("linear_attention")
     );
+    // Each claim with its comparisons: in the text as lines, on the page as a table.
+    assert!(text.contains("\n    vs linear_attention ("), "{text}");
+    assert!(
+        page.contains("<h2>Claims</h2>") && page.contains("Δ fitness [95% interval]"),
+        "{page}"
+    );
+    assert!(
+        !page.contains("\nCLAIMS ("),
+        "the page's text does not repeat its table"
+    );
 
     // Running it again finds the campaign complete and starts nothing.
     let again = run_quietly(&manifest, &state);
     assert!(again.status.success());
     assert_eq!(
         report_json(&state)["experiments"].as_array().unwrap().len(),
-        12
+        experiments.len()
     );
 }
 
@@ -284,7 +332,7 @@ fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("resuming"), "{stderr}");
     let report = report_json(&state);
-    check_memory(&report, 12);
+    check_memory(&report, 18);
     let experiments: BTreeMap<u64, &Value> = report["experiments"]
         .as_array()
         .unwrap()
@@ -368,7 +416,7 @@ fn ctrl_c_stops_cleanly_and_the_same_command_resumes() {
         String::from_utf8_lossy(&resumed.stderr)
     );
     let report = report_json(&state);
-    check_memory(&report, 12);
+    check_memory(&report, 18);
     for e in report["experiments"].as_array().unwrap() {
         for attempt in e["attempts"].as_array().unwrap() {
             assert_ne!(
@@ -457,7 +505,7 @@ fn malformed_manifests_are_rejected_with_the_field_path() {
             "spec.stages.exploration.train.steps",
         ),
         (
-            TINY.replace("maxExperiments: 12", "maxExperimentz: 12"),
+            TINY.replace("maxExperiments: 18", "maxExperimentz: 18"),
             "spec.budget",
         ),
         (
@@ -486,4 +534,87 @@ fn malformed_manifests_are_rejected_with_the_field_path() {
     let output = archlab(&["report", "--state", dir.join("nothing").to_str().unwrap()]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no archlab memory"));
+}
+
+/// The promoted program is the best proposal under another name — entered into memory as if
+/// the Researcher had proposed it, past the novelty check that would refuse it. Retrained under
+/// the same training seeds beside its original, it must not be claimed.
+#[test]
+fn the_best_program_promoted_again_under_another_name_is_not_claimed() {
+    use archlab::core::lifecycle::{Origin, Phase, Stage};
+    use archlab::memory::Store;
+    use archlab::memory::sqlite::SqliteStore;
+
+    let dir = temp_dir("twin");
+    // Two promotions: (2 × 2 + 2) × 3 runs reserved, 6 explore.
+    let text = TINY
+        .replace("promote: 1", "promote: 2")
+        .replace("maxExperiments: 18", "maxExperiments: 24");
+    let manifest = write_manifest(&dir, &text);
+    let state = dir.join("state");
+    let first = run_quietly(&manifest, &state);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+
+    let mut store = SqliteStore::open(&state).unwrap();
+    let experiments = store.experiments("tiny").unwrap();
+    let best = experiments
+        .iter()
+        .filter(|e| e.stage == Stage::Exploration && e.origin == Origin::Proposal)
+        .filter(|e| e.phase == Phase::Succeeded && e.fitness.is_some_and(|f| f > 0.0))
+        .max_by(|a, b| a.fitness.unwrap().total_cmp(&b.fitness.unwrap()))
+        .expect("a proposal beat the baseline")
+        .clone();
+    let mut twin = best.clone();
+    twin.id = store.next_experiment_id("tiny").unwrap();
+    twin.name = format!("{}-renamed", best.name);
+    twin.parent = Some(best.id);
+    twin.references.clear();
+    store.save_experiment("tiny", &twin).unwrap();
+    drop(store);
+
+    // Room for the twin's three verification runs (the first run may have left it).
+    let total = experiments.len() + 1;
+    let limit = (total + 3).max(24);
+    let raised = text.replace("maxExperiments: 24", &format!("maxExperiments: {limit}"));
+    let manifest = write_manifest(&dir, &raised);
+    let second = run_quietly(&manifest, &state);
+    assert!(
+        second.status.success(),
+        "{}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let report = report_json(&state);
+    check_memory(&report, limit);
+    // Exploration had ended: the raised budget paid for the twin's verification alone.
+    assert_eq!(report["experiments"].as_array().unwrap().len(), total + 3);
+    let programs = report["verification"]["programs"].as_array().unwrap();
+    let verified = |id: u64| {
+        programs
+            .iter()
+            .find(|p| p["source"] == id)
+            .unwrap_or_else(|| panic!("e{id} not verified: {programs:#?}"))
+    };
+    let (original, renamed) = (verified(best.id), verified(twin.id));
+    assert_eq!(renamed["runs"].as_u64(), Some(3), "{renamed}");
+    assert_eq!(renamed["state_of_the_art"], false, "{renamed:#}");
+    assert_eq!(renamed["claim"]["status"], "not_claimed", "{renamed:#}");
+    // Against its original (its parent, and the current best if that claim stands), the
+    // same program under the same seeds is no better.
+    let against_original = renamed["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["subject"]["id"] == best.id)
+        .unwrap_or_else(|| panic!("{renamed:#}"));
+    let test = &against_original["fitness"];
+    assert!(test["delta"].as_f64().unwrap().abs() < 1e-6, "{test}");
+    assert!(test["p"].as_f64().unwrap() > 0.05, "{test}");
+    assert_eq!(
+        original["val_loss"]["mean"], renamed["val_loss"]["mean"],
+        "the same program under the same seeds"
+    );
 }

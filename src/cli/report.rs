@@ -1,6 +1,7 @@
 //! `archlab report`: the leaderboard and the rest on stdout (text or JSON), the figures as
 //! SVG files, and optionally one self-contained HTML page.
 
+use crate::core::verification;
 use crate::memory::Store;
 use crate::memory::sqlite::SqliteStore;
 use crate::report::{Report, html, plots, text};
@@ -15,6 +16,8 @@ pub struct ReportOptions {
     pub json: bool,
     pub html: Option<PathBuf>,
     pub plots: Option<PathBuf>,
+    /// Simulated campaigns per false-claim scenario, when asked.
+    pub false_claims: Option<usize>,
 }
 
 pub fn run(options: &ReportOptions) -> Result<ExitCode> {
@@ -45,17 +48,19 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
         .campaign_spec(&campaign)?
         .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .unwrap_or_default();
-    let baseline = spec["baseline"].as_str().unwrap_or_default().to_string();
-    let seeds = spec["stages"]["verification"]["seeds"]
-        .as_u64()
-        .and_then(|s| u32::try_from(s).ok())
-        .unwrap_or(3);
+    let rules = rules(&spec);
     let experiments = store.experiments(&campaign)?;
     let tokens = store.usage(&campaign)?.llm_tokens;
     let usage = crate::core::campaign::usage(&experiments, tokens);
-    let required = crate::core::verification::required_runs(seeds);
-    let mut report = Report::build(&campaign, &baseline, required, &experiments, usage);
+    let mut report = Report::build(&campaign, &rules, &experiments, usage);
     report.seed = spec["seed"].as_u64();
+    if let Some(trials) = options.false_claims {
+        let seeds = spec["stages"]["verification"]["seeds"]
+            .as_u64()
+            .and_then(|s| u32::try_from(s).ok())
+            .unwrap_or(3);
+        report.false_claims = Some(false_claims(&experiments, &report, seeds, trials)?);
+    }
     report.agents = store
         .agent_stats(&campaign)?
         .and_then(|json| serde_json::from_str(&json).ok());
@@ -86,4 +91,64 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The claim rules of a stored campaign's spec. A spec this archlab can no longer read whole
+/// (written by an older one) still gives its baseline, seeds, promotions and weights.
+fn rules(spec: &serde_json::Value) -> verification::Rules {
+    if let Ok(spec) = serde_json::from_value::<crate::api::CampaignSpec>(spec.clone()) {
+        return verification::Rules::of(&spec);
+    }
+    let verification = &spec["stages"]["verification"];
+    let count = |value: &serde_json::Value, default: u32| {
+        value
+            .as_u64()
+            .and_then(|v| u32::try_from(v).ok())
+            .unwrap_or(default)
+    };
+    verification::Rules {
+        baseline: spec["baseline"].as_str().unwrap_or_default().to_string(),
+        required_runs: verification::required_runs(count(&verification["seeds"], 3)),
+        promote: count(&verification["promote"], 2) as usize,
+        weights: serde_json::from_value(spec["fitness"].clone()).unwrap_or_default(),
+    }
+}
+
+/// Most simulated campaigns per scenario (each is a whole verification summary).
+const MAX_TRIALS: usize = 1_000_000;
+
+/// The false-claim rate of every scenario under this campaign's measured noise: the twin as
+/// the best's child and as its sibling, with none, half and most of each seed's deviation
+/// shared between programs. Seeded from the campaign seed, so a report repeats its figures.
+fn false_claims(
+    experiments: &[crate::core::lifecycle::Experiment],
+    report: &Report,
+    seeds: u32,
+    trials: usize,
+) -> Result<crate::report::FalseClaims> {
+    use crate::core::false_claims::{Lineage, Noise, false_claim_rate};
+    use rand::SeedableRng;
+    if trials == 0 || trials > MAX_TRIALS {
+        bail!("--false-claims takes 1 to {MAX_TRIALS} trials, not {trials}");
+    }
+    let Some(noise) = Noise::measured(experiments, &report.verification) else {
+        bail!(
+            "--false-claims needs the noise of verification runs: the baseline has fewer than two finished verification runs"
+        );
+    };
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(report.seed.unwrap_or(0));
+    let mut rates = Vec::new();
+    for lineage in [Lineage::Child, Lineage::Sibling] {
+        for shared in [0.0, 0.5, 0.9] {
+            rates.push(false_claim_rate(
+                &noise, lineage, shared, seeds, trials, &mut rng,
+            ));
+        }
+    }
+    Ok(crate::report::FalseClaims {
+        residuals: noise.log_loss.len(),
+        log_loss_sd: crate::core::stats::standard_deviation(&noise.log_loss).unwrap_or(0.0),
+        degenerate: noise.is_degenerate(),
+        rates,
+    })
 }

@@ -3,15 +3,18 @@
 //! same question after every change and get the same answer.
 //!
 //! Order: the baseline seed, then the other seeds, then proposals until the exploration share
-//! of the budget is spent, then (once every exploration has ended) the baseline and the best
-//! explorations retrained at the verification scale under `verification.seeds` training seeds.
+//! of the budget is spent, then (once every exploration has ended) the programs verification
+//! compares retrained at the verification scale under `verification.seeds` training seeds: the
+//! baseline first, then the best seed, and each promoted exploration after its parent
+//! ([`verification::subjects`]).
 
 use super::budget::{Exhausted, Usage};
-use super::fitness::Scores;
+use super::fitness::{self, Scores};
 use super::lifecycle::{Context, Experiment, ExperimentId, Origin, Outcome, Phase, Stage};
 use super::novelty::Known;
 use super::qa::QaContext;
 use super::sampling::{Ranked, sample};
+use super::verification::{self, Subject};
 use crate::api::CampaignSpec;
 use archspec::CheckConfig;
 use rand::Rng;
@@ -78,9 +81,16 @@ pub fn usage(experiments: &[Experiment], llm_tokens: u64) -> Usage {
     }
 }
 
-/// Runs reserved for verification: the baseline and each promoted program, once per seed.
+/// Runs reserved for verification, once per seed: the baseline, the best seed, and each
+/// promoted program with its parent — the most that can be needed, since which seed is best
+/// and which parents are seeds is known only when exploration ends. What is not needed is not
+/// spent. Nothing is verified, and nothing reserved, when nothing is promoted.
 pub fn verification_runs(spec: &CampaignSpec) -> u32 {
-    (spec.stages.verification.promote + 1) * spec.stages.verification.seeds
+    let verification = &spec.stages.verification;
+    if verification.promote == 0 {
+        return 0;
+    }
+    (2 * verification.promote + 2) * verification.seeds
 }
 
 /// What to do next. `rng` draws the parent and references of a new proposal.
@@ -170,18 +180,27 @@ pub fn next(
         .filter(|e| e.stage == Stage::Verification)
         .collect();
     let seeds = spec.stages.verification.seeds;
-    for replica in 0..seeds {
-        if find_seed(&verification, &spec.baseline, replica).is_none() {
-            if usage.experiments >= spec.budget.max_experiments {
-                return exhausted(experiments, Exhausted::Experiments);
-            }
-            return Next::Create(seed(Stage::Verification, &spec.baseline, replica));
+    let subjects = verification::subjects(&verification::Rules::of(spec), experiments);
+    let missing = |subject: &Subject| {
+        (0..seeds).find(|replica| {
+            !verification
+                .iter()
+                .any(|e| subject.owns(e) && e.replica == *replica)
+        })
+    };
+    // The baseline first: every verification fitness is relative to its runs.
+    let Some((baseline, comparisons)) = subjects.split_first() else {
+        // Not reached: the baseline always leads the subjects.
+        return Next::Done(Ending::NothingToVerify);
+    };
+    if let Some(replica) = missing(baseline) {
+        if usage.experiments >= spec.budget.max_experiments {
+            return exhausted(experiments, Exhausted::Experiments);
         }
+        return Next::Create(retrain(baseline, replica));
     }
-    let baseline_runs: Vec<&&Experiment> = verification
-        .iter()
-        .filter(|e| e.origin == Origin::Seed)
-        .collect();
+    let baseline_runs: Vec<&&Experiment> =
+        verification.iter().filter(|e| baseline.owns(e)).collect();
     if baseline_runs.iter().any(|e| !e.phase.is_terminal()) {
         return Next::Wait;
     }
@@ -190,32 +209,33 @@ pub fn next(
             stage: Stage::Verification,
         });
     }
-    for source in &promoted {
-        for replica in 0..seeds {
-            let exists = verification.iter().any(|e| {
-                e.origin == Origin::Verification
-                    && e.parent == Some(*source)
-                    && e.replica == replica
-            });
-            if !exists {
-                if usage.experiments >= spec.budget.max_experiments {
-                    return exhausted(experiments, Exhausted::Experiments);
-                }
-                return Next::Create(NewExperiment {
-                    stage: Stage::Verification,
-                    origin: Origin::Verification,
-                    parent: Some(*source),
-                    references: Vec::new(),
-                    replica,
-                    seed: None,
-                });
+    for subject in comparisons {
+        if let Some(replica) = missing(subject) {
+            if usage.experiments >= spec.budget.max_experiments {
+                return exhausted(experiments, Exhausted::Experiments);
             }
+            return Next::Create(retrain(subject, replica));
         }
     }
     if verification.iter().any(|e| !e.phase.is_terminal()) {
         return Next::Wait;
     }
     Next::Done(Ending::Completed)
+}
+
+/// One training seed of a program at the verification scale.
+fn retrain(subject: &Subject, replica: u32) -> NewExperiment {
+    match subject {
+        Subject::Seed { name } => seed(Stage::Verification, name, replica),
+        Subject::Explored { id } => NewExperiment {
+            stage: Stage::Verification,
+            origin: Origin::Verification,
+            parent: Some(*id),
+            references: Vec::new(),
+            replica,
+            seed: None,
+        },
+    }
 }
 
 /// Out of experiments: wait for running ones, then end.
@@ -250,9 +270,14 @@ fn find_seed<'a>(
 }
 
 /// The explorations promoted to verification: proposals that beat the baseline (fitness above
-/// 0.5), best first, at most `verification.promote`. Seeds are reference points, not
-/// discoveries, and are never promoted.
+/// [`fitness::BASELINE`]), best first, at most `verification.promote`. Seeds are reference
+/// points, not discoveries, and are never promoted.
 pub fn promoted(spec: &CampaignSpec, experiments: &[Experiment]) -> Vec<ExperimentId> {
+    promoted_of(experiments, spec.stages.verification.promote as usize)
+}
+
+/// The best `promote` explorations that beat the baseline (see [`promoted`]).
+pub fn promoted_of(experiments: &[Experiment], promote: usize) -> Vec<ExperimentId> {
     let mut candidates: Vec<(ExperimentId, f64)> = experiments
         .iter()
         .filter(|e| {
@@ -260,12 +285,16 @@ pub fn promoted(spec: &CampaignSpec, experiments: &[Experiment]) -> Vec<Experime
                 && e.origin == Origin::Proposal
                 && e.phase == Phase::Succeeded
         })
-        .filter_map(|e| e.fitness.filter(|f| *f > 0.5).map(|f| (e.id, f)))
+        .filter_map(|e| {
+            e.fitness
+                .filter(|f| *f > fitness::BASELINE)
+                .map(|f| (e.id, f))
+        })
         .collect();
     candidates.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     candidates
         .into_iter()
-        .take(spec.stages.verification.promote as usize)
+        .take(promote)
         .map(|(id, _)| id)
         .collect()
 }
@@ -635,11 +664,12 @@ mod tests {
     #[test]
     fn proposals_stop_where_the_verification_reserve_begins() {
         let spec = spec();
-        // 12 experiments, (1 promoted + baseline) × 3 seeds reserved: 6 explore.
-        assert_eq!(verification_runs(&spec), 6);
+        // 18 experiments, (baseline + best seed + 1 promoted + its parent) × 3 seeds
+        // reserved: 6 explore.
+        assert_eq!(verification_runs(&spec), 12);
         let mut experiments = vec![
-            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.5),
-            finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.3),
+            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.0),
+            finished(2, Origin::Seed, "retnet", Stage::Exploration, -0.2),
         ];
         match plan(&spec, &experiments) {
             Next::Create(new) => {
@@ -654,9 +684,17 @@ mod tests {
                 Origin::Proposal,
                 "p",
                 Stage::Exploration,
-                0.4 + id as f64 / 20.0,
+                -0.1 + id as f64 / 20.0,
             ));
         }
+        // Five of the six exploration places are used: one more proposal.
+        assert!(matches!(
+            plan(&spec, &experiments[..5]),
+            Next::Create(NewExperiment {
+                origin: Origin::Proposal,
+                ..
+            })
+        ));
         // Only proposals that beat the baseline are promoted, the best first.
         assert_eq!(promoted(&spec, &experiments), vec![6]);
         for replica in 0..3 {
@@ -680,7 +718,7 @@ mod tests {
                 Origin::Seed,
                 "linear_attention",
                 Stage::Verification,
-                0.5,
+                0.0,
             );
             e.replica = replica;
             experiments.push(e);
@@ -708,9 +746,12 @@ mod tests {
             experiments.push(e);
         }
         assert_eq!(plan(&spec, &experiments), Next::Done(Ending::Completed));
-        let verified = crate::core::verification::summarise(&experiments, 3);
+        let rules = verification::Rules::of(&spec);
+        let verified = verification::summarise(&experiments, &rules);
         assert_eq!(verified.programs.len(), 1);
-        // Loss 1.2 ± 0 against the baseline's 1.5: a verified win.
+        // Loss 1.2 on every seed against the baseline's 2.0: a verified win. The best seed is
+        // the baseline, and the program has no parent in memory: one comparison.
+        assert_eq!(verified.programs[0].comparisons.len(), 1);
         assert!(verified.programs[0].state_of_the_art);
         assert_eq!(verified.discoveries(), 1);
     }
@@ -833,11 +874,23 @@ mod tests {
             finished(2, Origin::Seed, "retnet", Stage::Exploration, 0.6),
         ];
         // A seed above the baseline is a reference point, and a proposal exactly level with
-        // the baseline (fitness 0.5) has not beaten it.
+        // the baseline has not beaten it.
         for id in 3..=5 {
-            experiments.push(finished(id, Origin::Proposal, "p", Stage::Exploration, 0.4));
+            experiments.push(finished(
+                id,
+                Origin::Proposal,
+                "p",
+                Stage::Exploration,
+                -0.1,
+            ));
         }
-        experiments.push(finished(6, Origin::Proposal, "p", Stage::Exploration, 0.5));
+        experiments.push(finished(
+            6,
+            Origin::Proposal,
+            "p",
+            Stage::Exploration,
+            fitness::BASELINE,
+        ));
         assert_eq!(
             plan(&spec, &experiments),
             Next::Done(Ending::NothingToVerify)

@@ -1,17 +1,30 @@
-//! Fitness: how much better than the campaign's baseline an experiment is, in (0, 1).
+//! Fitness: how much better than the campaign's baseline an experiment is, on a scale that does
+//! not saturate, so programs far above the baseline stay ordered.
 //!
 //! ```text
-//! loss_gain  = (baseline_val_loss - val_loss) / baseline_val_loss      relative, > 0 is better
-//! task_gain  = mean over tasks of (accuracy - baseline_accuracy)        absolute, > 0 is better
-//! fitness    = (w_loss · σ(k · loss_gain) + w_task · σ(k · task_gain) + w_judge · judge / 10)
+//! loss_term  = ln(baseline_val_loss / val_loss)                          log-ratio, > 0 is better
+//! task_term  = mean over shared tasks of logit(accuracy) − logit(baseline_accuracy)
+//! judge_term = (judge − 5.5) / 4.5                                        a 1–10 score → [−1, 1]
+//! fitness    = (w_loss · loss_term + w_task · task_term + w_judge · judge_term)
 //!              / (w_loss + w_task + w_judge)
 //! ```
-//! `σ` is the logistic function and `k` the sharpness (default 10: a 10% loss improvement gives
-//! σ = 0.73). A run equal to the baseline scores 0.5 without a judge. The judge term (a 1–10
-//! score from an LLM judge) counts only when present; its weight is then part of the sum.
+//! A run equal to the baseline scores 0 ([`BASELINE`]); halving the loss adds ln 2 ≈ 0.69 to
+//! the loss term however good the baseline already is. The task term is the log-odds ratio,
+//! i.e. the log-ratio of accuracy plus the log-ratio of error, so it resolves both ends: 0.99
+//! against 0.999 differs as much as 0.5 against 0.91 (both about tenfold odds). Accuracies are clamped to
+//! [[`ACCURACY_FLOOR`], 1 − [`ACCURACY_FLOOR`]] (a perfect score on finitely many items is not
+//! infinitely good), losses to at least [`LOSS_FLOOR`]. The judge term counts only when a
+//! judge ran; its weight is then part of the sum.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+
+/// The fitness of a run exactly as good as the baseline.
+pub const BASELINE: f64 = 0.0;
+/// Accuracies are clamped to `[ACCURACY_FLOOR, 1 − ACCURACY_FLOOR]` before the logit.
+pub const ACCURACY_FLOOR: f64 = 1e-3;
+/// Validation losses are clamped to at least this before the log-ratio.
+pub const LOSS_FLOOR: f64 = 1e-6;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -22,8 +35,11 @@ pub struct FitnessWeights {
     pub task: f64,
     #[serde(default = "judge_default")]
     pub judge: f64,
-    #[serde(default = "sharpness_default")]
-    pub sharpness: f64,
+    /// No longer used: fitness was `σ(sharpness · gain)` and saturated at the top. Accepted so
+    /// that older manifests and stored campaigns still load; never written.
+    #[serde(default, skip_serializing)]
+    #[schemars(skip)]
+    pub sharpness: Option<f64>,
 }
 
 fn half() -> f64 {
@@ -32,9 +48,6 @@ fn half() -> f64 {
 fn judge_default() -> f64 {
     0.2
 }
-fn sharpness_default() -> f64 {
-    10.0
-}
 
 impl Default for FitnessWeights {
     fn default() -> Self {
@@ -42,7 +55,7 @@ impl Default for FitnessWeights {
             loss: half(),
             task: half(),
             judge: judge_default(),
-            sharpness: sharpness_default(),
+            sharpness: None,
         }
     }
 }
@@ -56,8 +69,9 @@ pub struct Scores {
     pub judge: Option<f64>,
 }
 
-fn sigmoid(x: f64) -> f64 {
-    1.0 / (1.0 + (-x).exp())
+fn logit(accuracy: f64) -> f64 {
+    let p = accuracy.clamp(ACCURACY_FLOOR, 1.0 - ACCURACY_FLOOR);
+    (p / (1.0 - p)).ln()
 }
 
 /// Fitness of `run` against `baseline`, or `None` when the run has no finite loss.
@@ -65,23 +79,22 @@ pub fn fitness(run: &Scores, baseline: &Scores, weights: &FitnessWeights) -> Opt
     if !run.val_loss.is_finite() || !baseline.val_loss.is_finite() || baseline.val_loss <= 0.0 {
         return None;
     }
-    let loss_gain = (baseline.val_loss - run.val_loss) / baseline.val_loss;
+    let loss_term = (baseline.val_loss.max(LOSS_FLOOR) / run.val_loss.max(LOSS_FLOOR)).ln();
     let shared: Vec<f64> = baseline
         .accuracy
         .iter()
-        .filter_map(|(task, base)| run.accuracy.get(task).map(|acc| acc - base))
+        .filter_map(|(task, base)| run.accuracy.get(task).map(|acc| logit(*acc) - logit(*base)))
         .filter(|gain| gain.is_finite())
         .collect();
-    let task_gain = if shared.is_empty() {
+    let task_term = if shared.is_empty() {
         0.0
     } else {
         shared.iter().sum::<f64>() / shared.len() as f64
     };
-    let mut total = weights.loss * sigmoid(weights.sharpness * loss_gain)
-        + weights.task * sigmoid(weights.sharpness * task_gain);
+    let mut total = weights.loss * loss_term + weights.task * task_term;
     let mut weight_sum = weights.loss + weights.task;
     if let Some(judge) = run.judge.filter(|j| j.is_finite()) {
-        total += weights.judge * (judge.clamp(1.0, 10.0) / 10.0);
+        total += weights.judge * (judge.clamp(1.0, 10.0) - 5.5) / 4.5;
         weight_sum += weights.judge;
     }
     (weight_sum > 0.0).then(|| total / weight_sum)
@@ -99,21 +112,36 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_default_sharpness_is_the_documented_one() {
-        // "a 10% loss improvement gives σ = 0.73": with equal recall and no judge, fitness is
-        // (0.5 · σ(10 · 0.1) + 0.5 · σ(0)) / 1.
-        let baseline = scores(2.0, 0.5);
-        let got = fitness(&scores(1.8, 0.5), &baseline, &FitnessWeights::default()).unwrap();
-        let expected = 0.5 / (1.0 + (-1.0f64).exp()) + 0.25;
+    fn close(got: f64, expected: f64) {
         assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
-        assert!((expected - 0.6155).abs() < 1e-4);
     }
 
     #[test]
-    fn the_task_gain_is_the_mean_over_the_shared_tasks() {
-        // Two tasks gaining 0.1 and 0.3 count as one gain of 0.2 (a task the baseline lacks
-        // counts not at all): the loss term is 0.5 · σ(0), the task term 0.5 · σ(10 · 0.2).
+    fn halving_the_loss_adds_ln_2_to_the_loss_term_at_any_level() {
+        // Equal recall, no judge: fitness is 0.5 · ln(baseline / loss).
+        let weights = FitnessWeights::default();
+        let near = fitness(&scores(1.0, 0.5), &scores(2.0, 0.5), &weights).unwrap();
+        let far = fitness(&scores(0.01, 0.5), &scores(0.02, 0.5), &weights).unwrap();
+        close(near, 0.5 * 2f64.ln());
+        close(far, near);
+    }
+
+    #[test]
+    fn programs_far_above_the_baseline_stay_ordered() {
+        // The quickstart's top two (validation loss 0.104 and 0.119 against the baseline's
+        // 1.806, recall both perfect) scored 1.000 and 1.000 under σ(10 · gain).
+        let weights = FitnessWeights::default();
+        let baseline = scores(1.806, 0.3);
+        let first = fitness(&scores(0.104, 1.0), &baseline, &weights).unwrap();
+        let second = fitness(&scores(0.119, 1.0), &baseline, &weights).unwrap();
+        assert!(first - second > 0.05, "{first} vs {second}");
+        close(first - second, 0.5 * (0.119f64 / 0.104).ln());
+    }
+
+    #[test]
+    fn the_task_term_is_the_mean_log_odds_ratio_over_the_shared_tasks() {
+        // A task the baseline lacks counts not at all; 0.5 → 0.91 and 0.99 → 0.999 are each
+        // about a tenfold change in odds.
         let accuracy = |pairs: &[(&str, f64)]| {
             pairs
                 .iter()
@@ -122,17 +150,29 @@ mod tests {
         };
         let baseline = Scores {
             val_loss: 2.0,
-            accuracy: accuracy(&[("mqar", 0.5), ("text", 0.2)]),
+            accuracy: accuracy(&[("mqar", 0.5), ("text", 0.99)]),
             judge: None,
         };
         let run = Scores {
             val_loss: 2.0,
-            accuracy: accuracy(&[("mqar", 0.6), ("text", 0.5), ("new", 0.9)]),
+            accuracy: accuracy(&[("mqar", 0.91), ("text", 0.999), ("new", 0.1)]),
             judge: None,
         };
         let got = fitness(&run, &baseline, &FitnessWeights::default()).unwrap();
-        let expected = 0.25 + 0.5 / (1.0 + (-2.0f64).exp());
-        assert!((got - expected).abs() < 1e-12, "{got} vs {expected}");
+        let odds = |p: f64| p / (1.0 - p);
+        let expected =
+            0.5 * ((odds(0.91) / odds(0.5)).ln() + (odds(0.999) / odds(0.99)).ln()) / 2.0;
+        close(got, expected);
+        assert!(((odds(0.91) / odds(0.5)) / (odds(0.999) / odds(0.99)) - 1.0).abs() < 0.01);
+    }
+
+    #[test]
+    fn perfect_and_zero_scores_are_clamped_not_infinite() {
+        let weights = FitnessWeights::default();
+        let got = fitness(&scores(0.0, 1.0), &scores(1.0, 0.0), &weights).unwrap();
+        let floor = ACCURACY_FLOOR;
+        let expected = 0.5 * (1.0 / LOSS_FLOOR).ln() + 0.5 * 2.0 * ((1.0 - floor) / floor).ln();
+        close(got, expected);
     }
 
     #[test]
@@ -144,13 +184,14 @@ mod tests {
         };
         let baseline = scores(2.0, 0.5);
         assert_eq!(fitness(&scores(1.8, 0.6), &baseline, &weights), None);
-        // A judge's score alone is then the fitness.
-        let judged = Scores {
-            judge: Some(7.0),
-            ..scores(1.8, 0.6)
-        };
-        let got = fitness(&judged, &baseline, &weights).unwrap();
-        assert!((got - 0.7).abs() < 1e-12, "{got}");
+        // A judge's score alone is then the fitness: 10 → 1, 1 → −1, 5.5 → 0.
+        for (judge, expected) in [(10.0, 1.0), (1.0, -1.0), (5.5, 0.0), (40.0, 1.0)] {
+            let judged = Scores {
+                judge: Some(judge),
+                ..scores(1.8, 0.6)
+            };
+            close(fitness(&judged, &baseline, &weights).unwrap(), expected);
+        }
     }
 
     #[test]
@@ -167,13 +208,13 @@ mod tests {
     }
 
     #[test]
-    fn equal_to_the_baseline_is_one_half_and_better_is_higher() {
+    fn equal_to_the_baseline_is_zero_and_better_is_higher() {
         let weights = FitnessWeights::default();
         let baseline = scores(2.0, 0.5);
-        assert!((fitness(&baseline, &baseline, &weights).unwrap() - 0.5).abs() < 1e-12);
+        close(fitness(&baseline, &baseline, &weights).unwrap(), BASELINE);
         let better = fitness(&scores(1.8, 0.7), &baseline, &weights).unwrap();
         let worse = fitness(&scores(2.4, 0.3), &baseline, &weights).unwrap();
-        assert!(better > 0.5 && worse < 0.5 && better < 1.0 && worse > 0.0);
+        assert!(better > BASELINE && worse < BASELINE);
     }
 
     #[test]
@@ -182,8 +223,21 @@ mod tests {
         let baseline = scores(2.0, 0.5);
         let mut judged = baseline.clone();
         judged.judge = Some(10.0);
-        // (0.5·0.5 + 0.5·0.5 + 0.2·1.0) / 1.2
-        assert!((fitness(&judged, &baseline, &weights).unwrap() - 0.7 / 1.2).abs() < 1e-12);
+        // (0.5·0 + 0.5·0 + 0.2·1) / 1.2
+        close(fitness(&judged, &baseline, &weights).unwrap(), 0.2 / 1.2);
+    }
+
+    #[test]
+    fn the_retired_sharpness_is_read_and_ignored() {
+        let weights: FitnessWeights = serde_json::from_str(r#"{"sharpness": 10.0}"#).unwrap();
+        assert_eq!(weights.sharpness, Some(10.0));
+        let written = serde_json::to_string(&weights).unwrap();
+        assert!(!written.contains("sharpness"), "{written}");
+        let baseline = scores(2.0, 0.5);
+        assert_eq!(
+            fitness(&scores(1.0, 0.9), &baseline, &weights),
+            fitness(&scores(1.0, 0.9), &baseline, &FitnessWeights::default())
+        );
     }
 
     #[test]

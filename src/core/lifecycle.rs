@@ -9,7 +9,7 @@
 //! ```
 //! Every attempt is kept with its outcome; a revision is a new attempt.
 
-use super::fitness::{FitnessWeights, Scores, fitness};
+use super::fitness::{self, FitnessWeights, Scores, fitness};
 use super::novelty::{self, Known, NoveltyConfig};
 use super::qa::{self, ProgressPoint, QaContext, QaLimits, QaVerdict};
 use archspec::CheckConfig;
@@ -439,9 +439,12 @@ pub fn step(
                 accuracy: summary.accuracy.clone(),
                 judge: None,
             };
-            experiment.fitness = context.baseline.as_ref().map_or(Some(0.5), |baseline| {
-                fitness(&scores, baseline, context.weights)
-            });
+            experiment.fitness = context
+                .baseline
+                .as_ref()
+                .map_or(Some(fitness::BASELINE), |baseline| {
+                    fitness(&scores, baseline, context.weights)
+                });
             if let Some(attempt) = experiment.attempts.last_mut() {
                 attempt.outcome = Some(Outcome::Finished { summary });
             }
@@ -857,7 +860,7 @@ mod tests {
         let (experiment, effects) = run(vec![proposed(GOOD), finished(1.5), analysed], 2);
         assert_eq!(experiment.phase, Phase::Succeeded);
         assert_eq!(experiment.retrieved, vec!["h3".to_string()]);
-        assert!(experiment.fitness.unwrap() > 0.5);
+        assert!(experiment.fitness.unwrap() > fitness::BASELINE);
         assert_eq!(
             effects,
             vec![

@@ -4,18 +4,21 @@
 //!
 //! - [`lifecycle`]: the experiment state machine, `(experiment, event) -> (experiment, effects)`.
 //! - [`campaign`]: what to create next (seeds, proposals, promotions), reconcile-style.
-//! - [`verification`]: verified means and intervals, state-of-the-art wins, the discovery curve.
+//! - [`verification`]: verified means and intervals, paired comparisons, the claim rule (Holm
+//!   over the campaign), the noise floor, the discovery curve.
+//! - [`false_claims`]: the claim rule's false-claim rate, simulated under a campaign's noise.
 //! - [`sampling`]: two-tier choice of parent and references.
 //! - [`novelty`]: structural and motivation novelty of a proposal.
 //! - [`qa`]: rules that stop a running trainer.
 //! - [`progress_writes`]: which steps are written to memory at once, which at a bounded rate.
 //! - [`fitness`]: the documented fitness formula against the campaign's baseline.
-//! - [`stats`]: mean and confidence interval over verification seeds.
+//! - [`stats`]: mean and confidence interval, paired t-test, Wilcoxon's signed-rank, Holm.
 //! - [`trainer_output`]: the trainer's JSON lines as lifecycle events.
 //! - [`budget`]: experiments, compute hours and LLM tokens against the campaign's limits.
 
 pub mod budget;
 pub mod campaign;
+pub mod false_claims;
 pub mod fitness;
 pub mod lifecycle;
 pub mod novelty;

@@ -127,7 +127,7 @@ mod tests {
             panic!("lowering must be refused");
         };
         assert!(
-            reason.contains("spec.budget.maxExperiments cannot go down (30 → 5)"),
+            reason.contains("spec.budget.maxExperiments cannot go down (40 → 5)"),
             "{reason}"
         );
         let mut capped = running.clone();

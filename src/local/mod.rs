@@ -11,7 +11,6 @@ use crate::api::{Campaign, parse_campaign};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId};
 use crate::core::trainer_output::parse_line;
-use crate::core::verification;
 use crate::engine::{Command, Engine};
 use crate::memory::Store;
 use crate::memory::sqlite::SqliteStore;
@@ -214,7 +213,7 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
 }
 
 fn refresh<S: crate::memory::Store>(display: &mut Display, engine: &Engine<S>) {
-    let wins = verification::summarise(engine.experiments(), engine.required_runs()).discoveries();
+    let wins = engine.verification().discoveries();
     display.update(engine.experiments(), wins);
     if let Some(reason) = engine.agents_fallback() {
         display.notice_once(&format!(
@@ -293,7 +292,7 @@ fn summary<S: crate::memory::Store>(
 ) {
     let experiments = engine.experiments();
     let usage = engine.usage();
-    let verified = verification::summarise(experiments, engine.required_runs());
+    let verified = engine.verification();
     let mut lines = vec![
         String::new(),
         format!(

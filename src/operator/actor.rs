@@ -141,8 +141,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             &setup.namespace,
             &name,
             engine.experiments(),
-            crate::core::verification::summarise(engine.experiments(), engine.required_runs())
-                .discoveries(),
+            engine.verification().discoveries(),
             &engine.agent_stats(),
         );
         setup.metrics.observe_budget(
@@ -225,7 +224,7 @@ impl StatusWriter {
         let view = CampaignView {
             experiments: engine.experiments(),
             budget: &engine.spec.budget,
-            required_runs: engine.required_runs(),
+            discoveries: engine.verification().discoveries(),
             llm_tokens: engine.usage().llm_tokens,
             ending,
             error: None,

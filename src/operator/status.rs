@@ -6,13 +6,13 @@ use crate::api::campaign::{CampaignPhase, CampaignStatus, Condition};
 use crate::core::budget::Budget;
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Experiment, Phase};
-use crate::core::verification;
 
 /// What the status is computed from.
 pub struct CampaignView<'a> {
     pub experiments: &'a [Experiment],
     pub budget: &'a Budget,
-    pub required_runs: usize,
+    /// Verified discoveries whose claim stands.
+    pub discoveries: u32,
     pub llm_tokens: u64,
     pub ending: Option<&'a Ending>,
     /// The engine stopped on an error (it is restarted from memory).
@@ -48,7 +48,7 @@ pub fn campaign_status(
         .fold(None, |best: Option<f64>, f| {
             Some(best.map_or(f, |b| b.max(f)))
         });
-    let verified = verification::summarise(experiments, view.required_runs).discoveries();
+    let verified = view.discoveries;
     let phase = match (view.ending, experiments.is_empty()) {
         (Some(Ending::BaselineFailed { .. }), _) => CampaignPhase::Failed,
         (Some(_), _) if training == 0 => CampaignPhase::Completed,
@@ -193,7 +193,7 @@ mod tests {
         CampaignView {
             experiments,
             budget,
-            required_runs: 2,
+            discoveries: 0,
             llm_tokens: 0,
             ending: None,
             error: None,

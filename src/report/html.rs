@@ -3,6 +3,7 @@
 //! motivations and programs may come from an LLM.
 
 use super::{Report, text};
+use crate::core::verification::Claim;
 use std::fmt::Write;
 
 pub fn escape(text: &str) -> String {
@@ -53,6 +54,88 @@ fn render_benchmarks(report: &Report, page: &mut String) {
                     .map_or_else(|| "–".into(), |p| format!("{p:.2}")),
                 id = row.id,
             );
+        }
+    }
+    page.push_str("</table>\n");
+}
+
+/// The claims table: one row per comparison of each promoted program, as a paper's table of
+/// paired results reads.
+fn render_claims(report: &Report, page: &mut String) {
+    let verification = &report.verification;
+    if verification.programs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        page,
+        "<h2>Claims</h2><p>Paired over shared training seeds: a claim needs a higher fitness than each comparator with a two-sided paired t-test p ≤ α (the 95% interval of the difference above 0), and Holm's correction over {} tested; α = {}. Wilcoxon's signed-rank p is shown beside it (with n seeds it cannot fall below 2<sup>−n</sup>).</p><table><tr><th>program</th><th>claim</th><th>Holm-adjusted p</th><th>against</th><th>n</th><th>Δ fitness [95% interval]</th><th>d<sub>z</sub></th><th>p (t)</th><th>p (Wilcoxon)</th><th>Δ val loss [95% interval]</th></tr>",
+        super::count(
+            verification
+                .programs
+                .iter()
+                .filter(|p| p.adjusted_p.is_some())
+                .count() as u64,
+            "program",
+            "programs"
+        ),
+        verification.alpha
+    );
+    for program in &verification.programs {
+        let claim = match &program.claim {
+            Claim::Claimed => "<span class=\"sota\">★ claimed</span>".to_string(),
+            Claim::Withdrawn { reason } => format!("withdrawn: {}", escape(reason)),
+            Claim::NotClaimed { reason } => format!("not claimed: {}", escape(reason)),
+            Claim::Comparator => "comparator".to_string(),
+        };
+        let rows = program.comparisons.len().max(1);
+        let _ = write!(
+            page,
+            "<tr><td rowspan=\"{rows}\"><a href=\"#e{id}\">{name}</a></td><td rowspan=\"{rows}\">{claim}</td><td rowspan=\"{rows}\">{adjusted}</td>",
+            id = program.source,
+            name = escape(&program.name),
+            adjusted = program
+                .adjusted_p
+                .map_or_else(|| "–".to_string(), text::pvalue),
+        );
+        if program.comparisons.is_empty() {
+            page.push_str("<td colspan=\"7\">no comparison</td></tr>\n");
+        }
+        for (index, comparison) in program.comparisons.iter().enumerate() {
+            if index > 0 {
+                page.push_str("<tr>");
+            }
+            let against = format!(
+                "{} ({})",
+                escape(&comparison.against),
+                escape(&comparison.describe_roles())
+            );
+            match (&comparison.problem, comparison.fitness) {
+                (None, Some(test)) => {
+                    let _ = writeln!(
+                        page,
+                        "<td>{against}</td><td>{}</td><td>{:+.3} [{:+.3}, {:+.3}]</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                        test.n,
+                        test.delta,
+                        test.low,
+                        test.high,
+                        test.effect_size
+                            .map_or_else(|| "–".to_string(), |d| format!("{d:.1}")),
+                        text::pvalue(test.p),
+                        text::pvalue(test.wilcoxon_p),
+                        comparison.val_loss.map_or_else(
+                            || "–".to_string(),
+                            |l| format!("{:+.4} [{:+.4}, {:+.4}]", l.delta, l.low, l.high)
+                        ),
+                    );
+                }
+                (problem, _) => {
+                    let _ = writeln!(
+                        page,
+                        "<td>{against}</td><td colspan=\"6\">no test: {}</td></tr>",
+                        escape(problem.as_deref().unwrap_or("no fitness"))
+                    );
+                }
+            }
         }
     }
     page.push_str("</table>\n");
@@ -117,9 +200,10 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
     }
     page.push_str("</table>\n");
     render_benchmarks(report, &mut page);
+    render_claims(report, &mut page);
     // The tables above are not repeated: the text gives what has no table here.
     page.push_str("<h2>Verification, lineage and failed attempts</h2><pre>");
-    page.push_str(&escape(&text::details(report)));
+    page.push_str(&escape(&text::details(report, false)));
     page.push_str("</pre>\n<h2>Experiments</h2>\n");
     for e in &report.experiments {
         let class = if e.phase == crate::core::lifecycle::Phase::Failed {
@@ -225,8 +309,7 @@ mod tests {
         let usage = crate::core::campaign::usage(&experiments, 0);
         let report = Report::build(
             &format!("campaign{HOSTILE}"),
-            &format!("baseline{HOSTILE}"),
-            3,
+            &crate::core::verification::Rules::with_baseline(&format!("baseline{HOSTILE}")),
             &experiments,
             usage,
         );

@@ -106,6 +106,22 @@ pub struct Report {
     pub seed: Option<u64>,
     /// The archlab that wrote this report.
     pub archlab_version: String,
+    /// The claim rule's simulated false-claim rates, when asked (`report --false-claims`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub false_claims: Option<FalseClaims>,
+}
+
+/// How often the claim rule claimed the best program under another name, simulated under the
+/// campaign's own verification noise ([`crate::core::false_claims`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct FalseClaims {
+    /// Residuals of ln(validation loss) the noise is drawn from, and their spread.
+    pub residuals: usize,
+    pub log_loss_sd: f64,
+    /// Every residual is zero (deterministic training): identical programs tie, and nothing
+    /// is claimed falsely, but that says nothing of noisier hardware.
+    pub degenerate: bool,
+    pub rates: Vec<crate::core::false_claims::Rate>,
 }
 
 fn outcome_row(number: u32, outcome: Option<&Outcome>) -> AttemptRow {
@@ -157,12 +173,11 @@ impl Report {
 
     pub fn build(
         campaign: &str,
-        baseline: &str,
-        required_runs: usize,
+        rules: &verification::Rules,
         experiments: &[Experiment],
         usage: Usage,
     ) -> Report {
-        let verification = verification::summarise(experiments, required_runs);
+        let verification = verification::summarise(experiments, rules);
         let rows: Vec<ExperimentRow> = experiments
             .iter()
             .map(|e| {
@@ -207,7 +222,11 @@ impl Report {
             .filter(|r| r.stage == Stage::Exploration && r.phase == Phase::Succeeded)
             .filter_map(|r| {
                 let fitness = r.fitness?;
-                let verified = verification.programs.iter().find(|p| p.source == r.id);
+                let verified = verification
+                    .programs
+                    .iter()
+                    .chain(&verification.comparators)
+                    .find(|p| p.source == r.id);
                 Some(LeaderboardRow {
                     rank: 0,
                     id: r.id,
@@ -230,7 +249,7 @@ impl Report {
         }
         Report {
             campaign: campaign.to_string(),
-            baseline: baseline.to_string(),
+            baseline: rules.baseline.clone(),
             usage,
             experiments: rows,
             leaderboard,
@@ -238,6 +257,7 @@ impl Report {
             agents: None,
             seed: None,
             archlab_version: env!("CARGO_PKG_VERSION").to_string(),
+            false_claims: None,
         }
     }
 

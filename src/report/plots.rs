@@ -134,6 +134,19 @@ pub fn discovery_curve(report: &Report) -> PlotResult<String> {
     )
 }
 
+/// The fitness axis: every point and the baseline's 0, with a margin (fitness is unbounded).
+fn fitness_range(points: &[(f64, f64, bool)]) -> std::ops::Range<f64> {
+    let (low, high) = points.iter().fold(
+        (
+            crate::core::fitness::BASELINE,
+            crate::core::fitness::BASELINE,
+        ),
+        |(low, high), p| (low.min(p.1), high.max(p.1)),
+    );
+    let margin = ((high - low) * 0.05).max(0.05);
+    (low - margin)..(high + margin)
+}
+
 /// Exploration fitness in run order, with the running best.
 pub fn fitness_progress(report: &Report) -> PlotResult<String> {
     let points: Vec<(f64, f64, bool)> = report
@@ -157,7 +170,7 @@ pub fn fitness_progress(report: &Report) -> PlotResult<String> {
     figure(
         "Exploration fitness by experiment (seeds in red)",
         Axis::counts(0.0..x_max, "experiment id"),
-        Axis::values(0.0..1.0, "fitness (0.5 = baseline)"),
+        Axis::values(fitness_range(&points), "fitness (0 = baseline)"),
         true,
         |chart| {
             chart
@@ -239,6 +252,7 @@ pub fn all(report: &Report) -> PlotResult<Vec<(&'static str, String)>> {
 mod tests {
     use super::*;
     use crate::core::lifecycle::{Experiment, Phase};
+    use crate::core::verification::Rules;
 
     /// The text of every `<text>` element of an SVG.
     fn labels(svg: &str) -> Vec<String> {
@@ -270,7 +284,7 @@ mod tests {
             experiments.push(e);
         }
         let usage = crate::core::campaign::usage(&experiments, 0);
-        let report = Report::build("c", "e1", 3, &experiments, usage);
+        let report = Report::build("c", &Rules::with_baseline("e1"), &experiments, usage);
         let fitness = labels(&fitness_progress(&report).unwrap());
         let numbers: Vec<f64> = fitness.iter().filter_map(|l| l.parse().ok()).collect();
         assert!(numbers.contains(&3.0), "{fitness:?}");
@@ -284,5 +298,15 @@ mod tests {
         );
         let discoveries = labels(&discovery_curve(&report).unwrap());
         assert!(discoveries.iter().any(|l| l == "1"), "{discoveries:?}");
+    }
+
+    #[test]
+    fn the_fitness_axis_covers_every_value_and_the_baseline() {
+        let range = fitness_range(&[(1.0, 2.5, true), (2.0, 4.0, false)]);
+        assert!(range.start < 0.0 && range.end > 4.0, "{range:?}");
+        let below = fitness_range(&[(1.0, -3.0, false)]);
+        assert!(below.start < -3.0 && below.end > 0.0, "{below:?}");
+        let empty = fitness_range(&[]);
+        assert!(empty.start < 0.0 && empty.end > 0.0, "{empty:?}");
     }
 }

@@ -2,6 +2,7 @@
 
 use super::Report;
 use crate::core::lifecycle::{ExperimentId, Stage};
+use crate::core::verification::{Claim, Comparison};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -101,58 +102,20 @@ pub fn render(report: &Report) -> String {
     }
     render_benchmarks(report, &mut out);
     out.push('\n');
-    out.push_str(&details(report));
+    out.push_str(&details(report, true));
     out
 }
 
-/// Everything after the leaderboard and its benchmarks: verification, lineage, the agents and
-/// the failed attempts (the HTML page shows these as text under its own tables).
-pub fn details(report: &Report) -> String {
+/// Everything after the leaderboard and its benchmarks: verification, the claims (unless the
+/// page shows them as a table), lineage, the agents and the failed attempts (the HTML page
+/// shows these as text under its own tables).
+pub fn details(report: &Report, with_claims: bool) -> String {
     let mut out = String::new();
-    let verification = &report.verification;
-    let _ = writeln!(
-        out,
-        "VERIFICATION (validation loss, mean ± 95% interval over seeds)"
-    );
-    match verification.baseline {
-        Some(b) => {
-            let _ = writeln!(
-                out,
-                "  baseline {:<24} {:.3} ± {:.3} ({} runs){}",
-                report.baseline,
-                b.mean,
-                b.half_width,
-                b.runs,
-                shortfall_note(verification.baseline_shortfall, verification.required_runs)
-            );
-        }
-        None => {
-            let _ = writeln!(out, "  (no verification yet)");
-        }
+    render_verification(report, &mut out);
+    if with_claims {
+        render_claims(report, &mut out);
     }
-    for program in &verification.programs {
-        let _ = writeln!(
-            out,
-            "  {:<33} {:.3} ± {:.3} ({} of {} runs){}{}",
-            truncate(&program.name, 33),
-            program.val_loss.mean,
-            program.val_loss.half_width,
-            program.runs,
-            program.tried,
-            shortfall_note(program.shortfall, verification.required_runs),
-            if program.state_of_the_art {
-                "  ★ new state of the art"
-            } else {
-                ""
-            }
-        );
-    }
-    let _ = writeln!(
-        out,
-        "  verified discoveries: {}",
-        verification.discoveries()
-    );
-
+    render_false_claims(report, &mut out);
     let _ = writeln!(out, "\nLINEAGE (exploration)");
     let exploration: Vec<_> = report
         .experiments
@@ -268,7 +231,199 @@ fn shortfall_note(shortfall: usize, required: usize) -> String {
     if shortfall == 0 {
         String::new()
     } else {
-        format!("  — {shortfall} run(s) short of the {required} a claim needs: no claim")
+        format!(
+            "  — {} short of the {required} a claim needs",
+            super::count(shortfall as u64, "run", "runs")
+        )
+    }
+}
+
+/// The baseline, the campaign's noise floor and the comparators retrained beside the claims.
+fn render_verification(report: &Report, out: &mut String) {
+    let verification = &report.verification;
+    let _ = writeln!(
+        out,
+        "VERIFICATION (validation loss, mean ± 95% interval over the training seeds)"
+    );
+    let Some(b) = verification.baseline else {
+        let _ = writeln!(out, "  (no verification yet)");
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  baseline    {:<28} {:.3} ± {:.3} ({}){}",
+        truncate(&report.baseline, 28),
+        b.mean,
+        b.half_width,
+        super::count(b.runs as u64, "run", "runs"),
+        shortfall_note(verification.baseline_shortfall, verification.required_runs)
+    );
+    if let Some(floor) = verification.noise_floor {
+        let _ = writeln!(
+            out,
+            "  noise floor: over {} the baseline's validation loss varies by sd {:.4} ({:.1}% of its mean), its fitness by sd {:.4}",
+            super::count(floor.runs as u64, "seed", "seeds"),
+            floor.val_loss_sd,
+            100.0 * floor.val_loss_cv,
+            floor.fitness_sd
+        );
+    }
+    for comparator in &verification.comparators {
+        let _ = writeln!(
+            out,
+            "  comparator  {:<28} {:.3} ± {:.3} ({} of {} runs)",
+            truncate(&comparator.name, 28),
+            comparator.val_loss.mean,
+            comparator.val_loss.half_width,
+            comparator.runs,
+            comparator.tried,
+        );
+    }
+}
+
+/// Each promoted program's claim: its comparisons with n, Δ, interval, effect size and p, its
+/// Holm-adjusted p, and why an unclaimed program was not claimed.
+fn render_claims(report: &Report, out: &mut String) {
+    let verification = &report.verification;
+    if verification.baseline.is_none() {
+        return;
+    }
+    let tested = verification
+        .programs
+        .iter()
+        .filter(|p| p.adjusted_p.is_some())
+        .count();
+    let _ = writeln!(
+        out,
+        "\nCLAIMS (paired over shared training seeds: two-sided t-test of fitness against every comparator, Holm over {} tested, α = {})",
+        super::count(tested as u64, "program", "programs"),
+        verification.alpha
+    );
+    if verification.programs.is_empty() {
+        let _ = writeln!(out, "  (no promoted program verified yet)");
+    }
+    for program in &verification.programs {
+        let status = match &program.claim {
+            Claim::Claimed => "★ claimed: new state of the art".to_string(),
+            Claim::Withdrawn { reason } => format!("withdrawn: {reason}"),
+            Claim::NotClaimed { reason } => format!("not claimed: {reason}"),
+            Claim::Comparator => "comparator".to_string(),
+        };
+        let p = match (program.p, program.adjusted_p) {
+            (Some(p), Some(adjusted)) => {
+                format!("p {}, Holm-adjusted p {}", pvalue(p), pvalue(adjusted))
+            }
+            _ => "untested".to_string(),
+        };
+        let _ = writeln!(
+            out,
+            "  {:<40} {:.3} ± {:.3} ({} of {} runs); {p}",
+            truncate(&program.name, 40),
+            program.val_loss.mean,
+            program.val_loss.half_width,
+            program.runs,
+            program.tried,
+        );
+        let _ = writeln!(out, "    {status}");
+        for comparison in &program.comparisons {
+            let _ = writeln!(
+                out,
+                "    vs {} ({}): {}",
+                comparison.against,
+                comparison.describe_roles(),
+                describe_comparison(comparison)
+            );
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  {}",
+        super::count(
+            verification.discoveries(),
+            "verified discovery",
+            "verified discoveries"
+        )
+    );
+}
+
+/// "n 3, Δ fitness +0.412 [+0.300, +0.524], d_z 9.1, p 0.0040, Wilcoxon p 0.125; Δ val loss
+/// −0.120 [−0.15, −0.09]; Δ mqar +0.050 […]".
+pub fn describe_comparison(comparison: &Comparison) -> String {
+    if let Some(problem) = &comparison.problem {
+        return format!("no test: {problem}");
+    }
+    let mut parts = Vec::new();
+    if let Some(test) = comparison.fitness {
+        parts.push(format!(
+            "n {}, Δ fitness {:+.3} [{:+.3}, {:+.3}], d_z {}, p {}, Wilcoxon p {}",
+            test.n,
+            test.delta,
+            test.low,
+            test.high,
+            test.effect_size
+                .map_or_else(|| "—".to_string(), |d| format!("{d:.1}")),
+            pvalue(test.p),
+            pvalue(test.wilcoxon_p)
+        ));
+    }
+    if let Some(test) = comparison.val_loss {
+        parts.push(format!(
+            "Δ val loss {:+.4} [{:+.4}, {:+.4}]",
+            test.delta, test.low, test.high
+        ));
+    }
+    for (task, test) in &comparison.accuracy {
+        parts.push(format!(
+            "Δ {task} {:+.3} [{:+.3}, {:+.3}]",
+            test.delta, test.low, test.high
+        ));
+    }
+    parts.join("; ")
+}
+
+/// The simulated false-claim rates, when the report was asked for them.
+fn render_false_claims(report: &Report, out: &mut String) {
+    let Some(simulated) = &report.false_claims else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nFALSE CLAIMS (simulated: the best program promoted again under another name, under this campaign's noise: {} of ln(val loss), sd {:.4})",
+        super::count(simulated.residuals as u64, "residual", "residuals"),
+        simulated.log_loss_sd
+    );
+    if simulated.degenerate {
+        let _ = writeln!(
+            out,
+            "  every residual is zero: identical programs tie and are never claimed, which says nothing of noisier hardware"
+        );
+    }
+    let _ = writeln!(
+        out,
+        "  {:<8} {:>7} {:>8} {:>13} {:>9} {:>18}",
+        "twin", "shared", "trials", "false claims", "rate", "95% interval"
+    );
+    for rate in &simulated.rates {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:>7.1} {:>8} {:>13} {:>8.2}% {:>7.2}%–{:.2}%",
+            format!("{:?}", rate.lineage).to_lowercase(),
+            rate.shared,
+            rate.trials,
+            rate.false_claims,
+            100.0 * rate.rate,
+            100.0 * rate.low,
+            100.0 * rate.high
+        );
+    }
+}
+
+/// A p-value with the precision that matters: four decimals, or "< 0.0001".
+pub fn pvalue(p: f64) -> String {
+    if p < 1e-4 {
+        "< 0.0001".to_string()
+    } else {
+        format!("{p:.4}")
     }
 }
 
@@ -276,6 +431,7 @@ fn shortfall_note(shortfall: usize, required: usize) -> String {
 mod tests {
     use super::*;
     use crate::core::lifecycle::{Attempt, Experiment, Outcome, Phase, TrainSummary};
+    use crate::core::verification::Rules;
 
     #[test]
     fn benchmark_scores_reach_the_leaderboard_the_text_and_the_json() {
@@ -309,7 +465,7 @@ mod tests {
         });
         let experiments = vec![e];
         let usage = crate::core::campaign::usage(&experiments, 0);
-        let report = Report::build("c", "deltanet", 3, &experiments, usage);
+        let report = Report::build("c", &Rules::with_baseline("deltanet"), &experiments, usage);
         let text = render(&report);
         let line = text
             .lines()
