@@ -111,6 +111,12 @@ fn rules(spec: &serde_json::Value) -> verification::Rules {
         required_runs: verification::required_runs(count(&verification["seeds"], 3)),
         promote: count(&verification["promote"], 2) as usize,
         weights: serde_json::from_value(spec["fitness"].clone()).unwrap_or_default(),
+        check: archspec::CheckConfig {
+            d_model: count(&verification["train"]["model"]["d_model"], 64) as usize,
+            seq_len: count(&verification["train"]["data"]["seq_len"], 64) as usize,
+            max_complexity: None,
+            ..archspec::CheckConfig::default()
+        },
     }
 }
 

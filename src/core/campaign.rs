@@ -380,10 +380,19 @@ pub fn baseline_scores(
             *accuracy.entry(task.clone()).or_default() += value / n;
         }
     }
+    let cost = experiments
+        .iter()
+        .filter(|_| spec.fitness.cost.any())
+        .find(|e| e.stage == stage && e.origin == Origin::Seed && e.name == spec.baseline)
+        .and_then(|e| {
+            let program = e.program()?;
+            fitness::Cost::of(program, &check_config(spec, e))
+        });
     Some(Scores {
         val_loss: summaries.iter().map(|s| s.val_loss).sum::<f64>() / n,
         accuracy,
         judge: None,
+        cost,
     })
 }
 

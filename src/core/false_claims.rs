@@ -11,7 +11,7 @@
 //! `shared` of each seed's deviation is common to all programs (what pairing removes); the
 //! rest is each program's own.
 
-use super::fitness::{ACCURACY_FLOOR, FitnessWeights};
+use super::fitness::ACCURACY_FLOOR;
 use super::lifecycle::{Attempt, Experiment, Origin, Outcome, Phase, Stage, TrainSummary};
 use super::verification::{self, Rules, Verification};
 use rand::Rng;
@@ -149,10 +149,8 @@ pub fn false_claim_rate(
 ) -> Rate {
     let shared = shared.clamp(0.0, 1.0);
     let rules = Rules {
-        baseline: "baseline".into(),
         required_runs: verification::required_runs(seeds),
-        promote: 2,
-        weights: FitnessWeights::default(),
+        ..Rules::with_baseline("baseline")
     };
     let (mut false_claims, mut best_claimed) = (0, 0);
     for _ in 0..trials {
@@ -355,12 +353,7 @@ mod tests {
         // claim it most of the time, or a low false-claim rate means nothing.
         let noise = noise();
         let mut rng = SmallRng::seed_from_u64(5);
-        let rules = Rules {
-            baseline: "baseline".into(),
-            required_runs: 3,
-            promote: 2,
-            weights: FitnessWeights::default(),
-        };
+        let rules = Rules::with_baseline("baseline");
         let mut claimed = 0;
         for _ in 0..200 {
             let mut experiments = trial(&noise, Lineage::Child, 0.5, 3, &mut rng);

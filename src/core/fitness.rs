@@ -15,6 +15,15 @@
 //! [[`ACCURACY_FLOOR`], 1 − [`ACCURACY_FLOOR`]] (a perfect score on finitely many items is not
 //! infinitely good), losses to at least [`LOSS_FLOOR`]. The judge term counts only when a
 //! judge ran; its weight is then part of the sum.
+//!
+//! Optional cost terms (weights 0 by default) charge what the checker computes exactly for the
+//! mixer against the baseline's, outside the normalised quality:
+//! ```text
+//! fitness −= c_params · ln((params + 1) / (baseline_params + 1))
+//!          + c_flops  · ln((flops_per_token + 1) / (baseline_flops_per_token + 1))
+//!          + c_state  · ln((state_size + 1) / (baseline_state_size + 1))
+//! ```
+//! so with `c_flops: 0.1` a mixer twice as expensive per token must gain 0.07 in quality.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -35,6 +44,9 @@ pub struct FitnessWeights {
     pub task: f64,
     #[serde(default = "judge_default")]
     pub judge: f64,
+    /// Charges for what the mixer costs against the baseline's (all 0: quality alone).
+    #[serde(default)]
+    pub cost: CostWeights,
     /// No longer used: fitness was `σ(sharpness · gain)` and saturated at the top. Accepted so
     /// that older manifests and stored campaigns still load; never written.
     #[serde(default, skip_serializing)]
@@ -55,8 +67,59 @@ impl Default for FitnessWeights {
             loss: half(),
             task: half(),
             judge: judge_default(),
+            cost: CostWeights::default(),
             sharpness: None,
         }
+    }
+}
+
+/// Weights of the cost terms, per unit of log-ratio against the baseline's cost.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CostWeights {
+    /// The mixer's learned parameters.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub params: f64,
+    /// The mixer's forward FLOPs per token at the stage's sequence length.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub flops_per_token: f64,
+    /// The numbers the mixer keeps per sequence to go on generating.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub state_size: f64,
+}
+
+impl CostWeights {
+    /// Whether any cost term counts (then costs must be computed).
+    pub fn any(&self) -> bool {
+        self.params != 0.0 || self.flops_per_token != 0.0 || self.state_size != 0.0
+    }
+}
+
+/// What a mixer costs, as the checker computes it exactly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Cost {
+    pub params: u64,
+    pub flops_per_token: u64,
+    pub state_size: u64,
+}
+
+impl Cost {
+    /// The cost of `program` under `check` (the stage's width and length); `None` when it
+    /// does not check.
+    pub fn of(program: &str, check: &archspec::CheckConfig) -> Option<Cost> {
+        let unlimited = archspec::CheckConfig {
+            max_complexity: None,
+            ..check.clone()
+        };
+        let analysis = archspec::check_source(program, &unlimited).ok()?.analysis;
+        Some(Cost {
+            params: analysis.params,
+            flops_per_token: analysis.flops_per_token,
+            state_size: analysis.state_size,
+        })
     }
 }
 
@@ -67,6 +130,8 @@ pub struct Scores {
     pub accuracy: BTreeMap<String, f64>,
     /// A judge's 1–10 score, when an LLM judge ran.
     pub judge: Option<f64>,
+    /// The mixer's cost, when a cost term counts.
+    pub cost: Option<Cost>,
 }
 
 fn logit(accuracy: f64) -> f64 {
@@ -97,7 +162,17 @@ pub fn fitness(run: &Scores, baseline: &Scores, weights: &FitnessWeights) -> Opt
         total += weights.judge * (judge.clamp(1.0, 10.0) - 5.5) / 4.5;
         weight_sum += weights.judge;
     }
-    (weight_sum > 0.0).then(|| total / weight_sum)
+    let charge = match (run.cost, baseline.cost) {
+        (Some(run), Some(base)) => {
+            let ratio = |a: u64, b: u64| ((a as f64 + 1.0) / (b as f64 + 1.0)).ln();
+            let c = &weights.cost;
+            c.params * ratio(run.params, base.params)
+                + c.flops_per_token * ratio(run.flops_per_token, base.flops_per_token)
+                + c.state_size * ratio(run.state_size, base.state_size)
+        }
+        _ => 0.0,
+    };
+    (weight_sum > 0.0).then(|| total / weight_sum - charge)
 }
 
 #[cfg(test)]
@@ -109,6 +184,7 @@ mod tests {
             val_loss: loss,
             accuracy: BTreeMap::from([("mqar".to_string(), recall)]),
             judge: None,
+            cost: None,
         }
     }
 
@@ -152,11 +228,13 @@ mod tests {
             val_loss: 2.0,
             accuracy: accuracy(&[("mqar", 0.5), ("text", 0.99)]),
             judge: None,
+            cost: None,
         };
         let run = Scores {
             val_loss: 2.0,
             accuracy: accuracy(&[("mqar", 0.91), ("text", 0.999), ("new", 0.1)]),
             judge: None,
+            cost: None,
         };
         let got = fitness(&run, &baseline, &FitnessWeights::default()).unwrap();
         let odds = |p: f64| p / (1.0 - p);
@@ -247,5 +325,71 @@ mod tests {
             fitness(&scores(f64::NAN, 0.9), &scores(2.0, 0.5), &weights),
             None
         );
+    }
+
+    #[test]
+    fn cost_terms_charge_the_log_ratio_of_what_the_mixer_costs() {
+        let weights = FitnessWeights {
+            cost: CostWeights {
+                params: 0.0,
+                flops_per_token: 0.1,
+                state_size: 0.05,
+            },
+            ..FitnessWeights::default()
+        };
+        let cost = |flops: u64, state: u64| {
+            Some(Cost {
+                params: 7,
+                flops_per_token: flops,
+                state_size: state,
+            })
+        };
+        let baseline = Scores {
+            cost: cost(999, 63),
+            ..scores(2.0, 0.5)
+        };
+        // Same quality, twice the FLOPs and four times the state (counted + 1).
+        let run = Scores {
+            cost: cost(1999, 255),
+            ..scores(2.0, 0.5)
+        };
+        let expected = -(0.1 * 2f64.ln() + 0.05 * 4f64.ln());
+        close(fitness(&run, &baseline, &weights).unwrap(), expected);
+        // Without costs on both sides, or with zero weights, quality alone counts.
+        let unknown = Scores {
+            cost: None,
+            ..run.clone()
+        };
+        close(fitness(&unknown, &baseline, &weights).unwrap(), 0.0);
+        close(
+            fitness(&run, &baseline, &FitnessWeights::default()).unwrap(),
+            0.0,
+        );
+        assert!(weights.cost.any() && !CostWeights::default().any());
+    }
+
+    #[test]
+    fn the_cost_is_the_checker_s_exact_analysis_at_the_stage_s_width_and_length() {
+        let config = archspec::CheckConfig {
+            d_model: 32,
+            seq_len: 64,
+            ..archspec::CheckConfig::default()
+        };
+        let source = |name: &str| archspec::library::get(name).unwrap().source;
+        let linear = Cost::of(source("linear_attention"), &config).unwrap();
+        let softmax = Cost::of(source("softmax_rope"), &config).unwrap();
+        let analysis = archspec::check_source(source("softmax_rope"), &config)
+            .unwrap()
+            .analysis;
+        assert_eq!(softmax.flops_per_token, analysis.flops_per_token);
+        assert_eq!(softmax.state_size, analysis.state_size);
+        assert!(softmax.flops_per_token > linear.flops_per_token);
+        // A quadratic program has a cost even where the campaign limits complexity.
+        let limited = archspec::CheckConfig {
+            max_complexity: Some(archspec::Complexity::Linear),
+            ..config.clone()
+        };
+        assert_eq!(Cost::of(source("softmax_rope"), &limited), Some(softmax));
+        assert_eq!(Cost::of("mixer broken(", &config), None);
     }
 }

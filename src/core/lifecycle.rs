@@ -434,11 +434,7 @@ pub fn step(
             if !summary.val_loss.is_finite() {
                 return step(experiment, Event::Diverged, context);
             }
-            let scores = Scores {
-                val_loss: summary.val_loss,
-                accuracy: summary.accuracy.clone(),
-                judge: None,
-            };
+            let scores = scores_of(&experiment, &summary, None, context);
             experiment.fitness = context
                 .baseline
                 .as_ref()
@@ -516,11 +512,7 @@ pub fn step(
             if let (Some(judge), Some(summary), Some(baseline)) =
                 (judge, experiment.summary(), context.baseline.as_ref())
             {
-                let scores = Scores {
-                    val_loss: summary.val_loss,
-                    accuracy: summary.accuracy.clone(),
-                    judge: Some(judge),
-                };
+                let scores = scores_of(&experiment, summary, Some(judge), context);
                 experiment.fitness = fitness(&scores, baseline, context.weights);
             }
             experiment.analysis = Some(analysis);
@@ -532,6 +524,25 @@ pub fn step(
         _ => {}
     }
     (experiment, effects)
+}
+
+/// What fitness weighs of a finished run: its results, the judge's score, and the mixer's cost
+/// when a cost term counts.
+fn scores_of(
+    experiment: &Experiment,
+    summary: &TrainSummary,
+    judge: Option<f64>,
+    context: &Context<'_>,
+) -> Scores {
+    Scores {
+        val_loss: summary.val_loss,
+        accuracy: summary.accuracy.clone(),
+        judge,
+        cost: experiment
+            .program()
+            .filter(|_| context.weights.cost.any())
+            .and_then(|program| fitness::Cost::of(program, context.check)),
+    }
 }
 
 fn start_attempt(
@@ -708,6 +719,7 @@ mod tests {
                     val_loss: 2.0,
                     accuracy: BTreeMap::from([("mqar".into(), 0.5)]),
                     judge: None,
+                    cost: None,
                 }),
                 skip_novelty: false,
             }
@@ -848,6 +860,34 @@ mod tests {
             .map(|p| (p.trial, p.step))
             .collect();
         assert_eq!(seen, vec![(0, 1), (0, 2), (0, 3), (1, 1)]);
+    }
+
+    #[test]
+    fn a_cost_term_charges_the_program_s_checked_cost_against_the_baseline_s() {
+        let mut fixture = Fixture::new();
+        fixture.weights.cost.flops_per_token = 0.5;
+        let program_cost = fitness::Cost::of(GOOD, &fixture.check).unwrap();
+        let fitness_with = |baseline_flops: u64| {
+            let mut context = fixture.context(0);
+            if let Some(baseline) = context.baseline.as_mut() {
+                baseline.cost = Some(fitness::Cost {
+                    flops_per_token: baseline_flops,
+                    ..program_cost
+                });
+            }
+            let mut experiment = Experiment::new(1, Stage::Exploration, None, vec![]);
+            for event in [proposed(GOOD), finished(1.5)] {
+                experiment = step(experiment, event, &context).0;
+            }
+            experiment.fitness.unwrap()
+        };
+        // A baseline half as expensive per token (counted + 1) costs the program 0.5 · ln 2.
+        let counted = program_cost.flops_per_token + 1;
+        let half = counted / 2;
+        let same = fitness_with(program_cost.flops_per_token);
+        let cheaper = fitness_with(half - 1);
+        let expected = 0.5 * (counted as f64 / half as f64).ln();
+        assert!((same - cheaper - expected).abs() < 1e-9, "{same} {cheaper}");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Rules {
     /// How many explorations verification promotes.
     pub promote: usize,
     pub weights: FitnessWeights,
+    /// The verification scale's width and length, which the mixers' costs depend on (when a
+    /// cost term counts).
+    pub check: archspec::CheckConfig,
 }
 
 impl Rules {
@@ -59,15 +62,23 @@ impl Rules {
             required_runs: 3,
             promote: 2,
             weights: FitnessWeights::default(),
+            check: archspec::CheckConfig::default(),
         }
     }
 
     pub fn of(spec: &CampaignSpec) -> Rules {
+        let train = &spec.stages.verification.train;
         Rules {
             baseline: spec.baseline.clone(),
             required_runs: required_runs(spec.stages.verification.seeds),
             promote: spec.stages.verification.promote as usize,
             weights: spec.fitness.clone(),
+            check: archspec::CheckConfig {
+                d_model: train.model.d_model,
+                seq_len: train.data.seq_len,
+                max_complexity: None,
+                ..archspec::CheckConfig::default()
+            },
         }
     }
 }
@@ -346,8 +357,9 @@ fn measure<'a>(
     subject: Subject,
     experiments: &'a [Experiment],
     baseline: Option<&Scores>,
-    weights: &FitnessWeights,
+    rules: &Rules,
 ) -> Measured<'a> {
+    let weights = &rules.weights;
     let runs: Vec<&Experiment> = experiments.iter().filter(|e| subject.owns(e)).collect();
     let finished = runs
         .iter()
@@ -358,6 +370,7 @@ fn measure<'a>(
                 val_loss: summary.val_loss,
                 accuracy: summary.accuracy.clone(),
                 judge: None,
+                cost: cost_of(e, rules),
             };
             Some((
                 e.replica,
@@ -377,7 +390,15 @@ fn measure<'a>(
     }
 }
 
-fn mean_scores(measured: &Measured<'_>) -> Option<Scores> {
+/// The mixer's cost of a run, when a cost term counts.
+fn cost_of(run: &Experiment, rules: &Rules) -> Option<super::fitness::Cost> {
+    if !rules.weights.cost.any() {
+        return None;
+    }
+    super::fitness::Cost::of(run.program()?, &rules.check)
+}
+
+fn mean_scores(measured: &Measured<'_>, rules: &Rules) -> Option<Scores> {
     let n = measured.finished.len();
     if n == 0 {
         return None;
@@ -395,6 +416,7 @@ fn mean_scores(measured: &Measured<'_>) -> Option<Scores> {
             .map(|(task, values)| (task, values.iter().sum::<f64>() / values.len() as f64))
             .collect(),
         judge: None,
+        cost: measured.runs.first().and_then(|run| cost_of(run, rules)),
     })
 }
 
@@ -525,21 +547,18 @@ fn failures(comparisons: &[Comparison]) -> Vec<String> {
 /// Summarises every completed verification in memory and decides its claims under `rules`.
 pub fn summarise(experiments: &[Experiment], rules: &Rules) -> Verification {
     let required_runs = rules.required_runs.max(MIN_RUNS);
-    let weights = &rules.weights;
     let baseline_subject = Subject::Seed {
         name: rules.baseline.clone(),
     };
     // Fitness at verification is against the mean of the baseline's own verification runs.
-    let reference = mean_scores(&measure(
-        baseline_subject.clone(),
-        experiments,
-        None,
-        weights,
-    ));
+    let reference = mean_scores(
+        &measure(baseline_subject.clone(), experiments, None, rules),
+        rules,
+    );
     let measured: BTreeMap<Subject, Measured<'_>> = subjects(rules, experiments)
         .into_iter()
         .map(|s| {
-            let m = measure(s.clone(), experiments, reference.as_ref(), weights);
+            let m = measure(s.clone(), experiments, reference.as_ref(), rules);
             (s, m)
         })
         .collect();
@@ -848,10 +867,8 @@ mod tests {
 
     fn rules(promote: usize) -> Rules {
         Rules {
-            baseline: "base".into(),
-            required_runs: 3,
             promote,
-            weights: FitnessWeights::default(),
+            ..Rules::with_baseline("base")
         }
     }
 

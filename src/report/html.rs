@@ -68,7 +68,7 @@ fn render_claims(report: &Report, page: &mut String) {
     }
     let _ = writeln!(
         page,
-        "<h2>Claims</h2><p>Paired over shared training seeds: a claim needs a higher fitness than each comparator with a two-sided paired t-test p ≤ α (the 95% interval of the difference above 0), and Holm's correction over {} tested; α = {}. Wilcoxon's signed-rank p is shown beside it (with n seeds it cannot fall below 2<sup>−n</sup>).</p><table><tr><th>program</th><th>claim</th><th>Holm-adjusted p</th><th>against</th><th>n</th><th>Δ fitness [95% interval]</th><th>d<sub>z</sub></th><th>p (t)</th><th>p (Wilcoxon)</th><th>Δ val loss [95% interval]</th></tr>",
+        "<h2>Claims</h2><p>Paired over shared training seeds: a claim needs a higher fitness than each comparator with a two-sided paired t-test p ≤ α (the 95% interval of the difference above 0), and Holm's correction over {} tested; α = {}. Wilcoxon's signed-rank p is shown beside it (two-sided, with n seeds it cannot fall below 2<sup>1−n</sup>).</p><table><tr><th>program</th><th>claim</th><th>Holm-adjusted p</th><th>against</th><th>n</th><th>Δ fitness [95% interval]</th><th>d<sub>z</sub></th><th>p (t)</th><th>p (Wilcoxon)</th><th>Δ val loss [95% interval]</th></tr>",
         super::count(
             verification
                 .programs
@@ -166,7 +166,7 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
             escape(name)
         );
     }
-    page.push_str("<h2>Leaderboard</h2><table><tr><th>rank</th><th>id</th><th>name</th><th>fitness</th><th>val loss</th><th>accuracy</th><th>params</th><th>cost in T</th><th>verified val loss</th></tr>\n");
+    page.push_str("<h2>Leaderboard</h2><table><tr><th>rank</th><th>id</th><th>name</th><th>fitness</th><th>val loss</th><th>accuracy</th><th>params</th><th>mixer FLOPs/token</th><th>cost in T</th><th>verified val loss</th></tr>\n");
     for row in &report.leaderboard {
         let accuracy: Vec<String> = row
             .accuracy
@@ -187,13 +187,15 @@ pub fn render(report: &Report, figures: &[(&str, String)]) -> String {
         });
         let _ = writeln!(
             page,
-            "<tr><td>{}</td><td><a href=\"#e{id}\">{id}</a></td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verified}</td></tr>",
+            "<tr><td>{}</td><td><a href=\"#e{id}\">{id}</a></td><td>{}</td><td>{:.3}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{verified}</td></tr>",
             row.rank,
             escape(&row.name),
             row.fitness,
             opt(row.val_loss),
             accuracy.join(", "),
             row.params.map_or_else(|| "–".into(), |p| p.to_string()),
+            row.cost
+                .map_or_else(|| "–".into(), |c| c.flops_per_token.to_string()),
             escape(row.complexity.as_deref().unwrap_or("–")),
             id = row.id,
         );

@@ -44,6 +44,8 @@ pub struct ExperimentRow {
     pub params: Option<u64>,
     /// Cost in the sequence length (`linear`, `window`, `quadratic`).
     pub complexity: Option<String>,
+    /// The mixer's parameters, FLOPs per token and state at the verification scale.
+    pub cost: Option<crate::core::fitness::Cost>,
     pub operator: Option<String>,
     pub motivation: String,
     pub analysis: Option<String>,
@@ -70,6 +72,7 @@ pub struct LeaderboardRow {
     pub benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
     pub params: Option<u64>,
     pub complexity: Option<String>,
+    pub cost: Option<crate::core::fitness::Cost>,
     /// Verification: validation loss mean ± 95% interval over seeds.
     pub verified: Option<MeanInterval>,
     pub state_of_the_art: bool,
@@ -198,6 +201,7 @@ impl Report {
                     benchmarks: summary.map(|s| s.benchmarks.clone()).unwrap_or_default(),
                     params: summary.map(|s| s.params),
                     complexity: complexity(&program),
+                    cost: crate::core::fitness::Cost::of(&program, &rules.check),
                     operator: e.operator.clone(),
                     motivation: e.motivation.clone(),
                     analysis: e.analysis.clone(),
@@ -238,6 +242,7 @@ impl Report {
                     benchmarks: r.benchmarks.clone(),
                     params: r.params,
                     complexity: r.complexity.clone(),
+                    cost: r.cost,
                     verified: verified.map(|v| v.val_loss),
                     state_of_the_art: verified.is_some_and(|v| v.state_of_the_art),
                 })

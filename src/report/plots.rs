@@ -240,11 +240,77 @@ pub fn loss_curves(report: &Report, top: usize) -> PlotResult<String> {
 }
 
 /// Every figure by file name.
+/// The explorations that no other beats on both loss and FLOPs per token, cheapest first:
+/// `(flops, loss)` of each, from `points` of `(flops, loss, …)`.
+fn pareto_front(points: &[(f64, f64, bool)]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<(f64, f64)> = points.iter().map(|p| (p.0, p.1)).collect();
+    sorted.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.total_cmp(&b.1)));
+    let mut front: Vec<(f64, f64)> = Vec::new();
+    for point in sorted {
+        if front.last().is_none_or(|last| point.1 < last.1) {
+            front.push(point);
+        }
+    }
+    front
+}
+
+/// Quality against cost: each exploration's validation loss against its mixer's FLOPs per
+/// token (at the verification scale), the Pareto front joined.
+pub fn quality_against_cost(report: &Report) -> PlotResult<String> {
+    let points: Vec<(f64, f64, bool)> = report
+        .leaderboard
+        .iter()
+        .filter_map(|row| {
+            let cost = row.cost?;
+            let loss = row.val_loss.filter(|l| l.is_finite())?;
+            Some((
+                cost.flops_per_token as f64,
+                loss,
+                row.origin == Origin::Seed,
+            ))
+        })
+        .collect();
+    let front = pareto_front(&points);
+    let span = |values: &mut dyn Iterator<Item = f64>| {
+        let (low, high) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
+            (l.min(v), h.max(v))
+        });
+        if low.is_finite() {
+            let margin = ((high - low) * 0.05).max(high.abs() * 0.01).max(1e-3);
+            (low - margin)..(high + margin)
+        } else {
+            0.0..1.0
+        }
+    };
+    let x = span(&mut points.iter().map(|p| p.0));
+    let y = span(&mut points.iter().map(|p| p.1));
+    figure(
+        "Validation loss against mixer FLOPs per token (seeds in red; Pareto front joined)",
+        Axis::values(x, "mixer FLOPs per token (verification scale)"),
+        Axis::values(y, "validation loss (exploration)"),
+        true,
+        |chart| {
+            chart
+                .draw_series(LineSeries::new(front, BLACK.stroke_width(1)))
+                .map_err(err)?
+                .label("Pareto front")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK));
+            chart
+                .draw_series(points.iter().map(|&(x, y, seed)| {
+                    Circle::new((x, y), 4, if seed { RED.filled() } else { BLUE.filled() })
+                }))
+                .map_err(err)?;
+            Ok(())
+        },
+    )
+}
+
 pub fn all(report: &Report) -> PlotResult<Vec<(&'static str, String)>> {
     Ok(vec![
         ("discovery.svg", discovery_curve(report)?),
         ("fitness.svg", fitness_progress(report)?),
         ("loss.svg", loss_curves(report, 5)?),
+        ("pareto.svg", quality_against_cost(report)?),
     ])
 }
 
@@ -308,5 +374,19 @@ mod tests {
         assert!(below.start < -3.0 && below.end > 0.0, "{below:?}");
         let empty = fitness_range(&[]);
         assert!(empty.start < 0.0 && empty.end > 0.0, "{empty:?}");
+    }
+
+    #[test]
+    fn the_pareto_front_keeps_what_nothing_beats_on_both_loss_and_cost() {
+        // (flops, loss): (1, 3) and (2, 1) are on the front; (3, 2) is beaten by (2, 1) and
+        // (1, 4) by (1, 3).
+        let points = [
+            (3.0, 2.0, false),
+            (1.0, 4.0, false),
+            (2.0, 1.0, true),
+            (1.0, 3.0, false),
+        ];
+        assert_eq!(pareto_front(&points), vec![(1.0, 3.0), (2.0, 1.0)]);
+        assert!(pareto_front(&[]).is_empty());
     }
 }

@@ -70,8 +70,8 @@ pub fn render(report: &Report) -> String {
     let _ = writeln!(out, "LEADERBOARD (exploration, by fitness)");
     let _ = writeln!(
         out,
-        "{:>4} {:>5}  {:<28} {:>7} {:>8}  {:<14} {:>8} {:<10} verified val loss",
-        "rank", "id", "name", "fitness", "val loss", "accuracy", "params", "cost in T"
+        "{:>4} {:>5}  {:<28} {:>7} {:>8}  {:<14} {:>8} {:>10} {:<10} verified val loss",
+        "rank", "id", "name", "fitness", "val loss", "accuracy", "params", "FLOPs/tok", "cost in T"
     );
     for row in &report.leaderboard {
         let verified = row.verified.map_or_else(String::new, |v| {
@@ -88,7 +88,7 @@ pub fn render(report: &Report) -> String {
         });
         let _ = writeln!(
             out,
-            "{:>4} {:>5}  {:<28} {:>7.3} {:>8}  {:<14} {:>8} {:<10} {}",
+            "{:>4} {:>5}  {:<28} {:>7.3} {:>8}  {:<14} {:>8} {:>10} {:<10} {}",
             row.rank,
             row.id,
             truncate(&row.name, 28),
@@ -96,6 +96,8 @@ pub fn render(report: &Report) -> String {
             fmt_opt(row.val_loss, 3),
             accuracy(&row.accuracy),
             row.params.map_or_else(|| "-".into(), |p| p.to_string()),
+            row.cost
+                .map_or_else(|| "-".into(), |c| c.flops_per_token.to_string()),
             row.complexity.as_deref().unwrap_or("-"),
             verified
         );
