@@ -445,11 +445,14 @@ impl<'a> StepInputs<'a> {
         let qa_context = QaContext {
             steps: config.steps,
             trials: config.learning_rates().len(),
+            // Seeds and verification reruns are trusted programs: never stopped as slow (a
+            // comparator's lost run would leave every claim tested against it without its
+            // pair), nor suspected of leakage.
             peer_wall_s: peers
                 .iter()
+                .filter(|_| proposal)
                 .filter_map(|e| e.summary().map(|s| s.wall_s))
                 .collect(),
-            // Seeds and verification reruns are trusted programs: no leakage suspicion.
             best_val_loss: peers
                 .iter()
                 .filter(|_| proposal)
@@ -872,6 +875,51 @@ mod tests {
         assert_eq!(
             inputs.qa_context.best_val_loss, None,
             "seeds are not suspected of leakage"
+        );
+    }
+
+    #[test]
+    fn only_proposals_are_stopped_as_slow_a_trusted_comparator_runs_to_its_end() {
+        let mut spec = spec();
+        spec.qa.slow_factor = 3.0;
+        let peer = |id: u64| {
+            let mut e = finished(
+                id,
+                Origin::Seed,
+                "linear_attention",
+                Stage::Verification,
+                0.0,
+            );
+            e.replica = id as u32;
+            e
+        };
+        let mut experiments: Vec<Experiment> = (1..=3).map(peer).collect();
+        let mut seed_run = Experiment::new(4, Stage::Verification, None, vec![]);
+        seed_run.origin = Origin::Seed;
+        seed_run.name = "retnet".into();
+        let mut rerun = Experiment::new(5, Stage::Verification, Some(9), vec![]);
+        rerun.origin = Origin::Verification;
+        let mut proposal = Experiment::new(6, Stage::Verification, Some(1), vec![]);
+        proposal.origin = Origin::Proposal;
+        experiments.extend([seed_run, rerun, proposal]);
+        // Ten times the peers' one second at a tenth of the steps.
+        let steps = train_config(&spec, Stage::Verification, 0).steps;
+        let slow = [crate::core::qa::ProgressPoint {
+            step: steps / 10,
+            loss: 2.0,
+            elapsed_s: 10.0,
+            trial: 0,
+        }];
+        let verdict = |index: usize| {
+            let inputs = StepInputs::gather(&spec, &experiments, &experiments[index], false);
+            crate::core::qa::judge(&slow, &inputs.qa_context, &spec.qa)
+        };
+        assert_eq!(verdict(3), None, "a seed's verification run");
+        assert_eq!(verdict(4), None, "a promoted program's rerun");
+        assert!(
+            matches!(verdict(5), Some(crate::core::qa::QaVerdict::TooSlow { .. })),
+            "{:?}",
+            verdict(5)
         );
     }
 

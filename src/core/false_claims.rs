@@ -12,7 +12,7 @@
 //! rest is each program's own.
 
 use super::fitness::ACCURACY_FLOOR;
-use super::lifecycle::{Attempt, Experiment, Origin, Outcome, Phase, Stage, TrainSummary};
+use super::lifecycle::{Attempt, Experiment, Origin, Phase, Stage, TrainSummary};
 use super::verification::{self, Rules, Verification};
 use rand::Rng;
 use serde::Serialize;
@@ -286,26 +286,20 @@ fn exploration(
 }
 
 fn finished(val_loss: f64, accuracy: BTreeMap<String, f64>) -> Attempt {
-    Attempt {
-        number: 1,
-        program: String::new(),
-        outcome: Some(Outcome::Finished {
-            summary: TrainSummary {
-                val_loss,
-                accuracy,
-                wall_s: 1.0,
-                params: 1,
-                benchmarks: BTreeMap::new(),
-            },
-        }),
-        progress: vec![],
-        structure: None,
-    }
+    let summary = TrainSummary {
+        val_loss,
+        accuracy,
+        wall_s: 1.0,
+        params: 1,
+        benchmarks: BTreeMap::new(),
+    };
+    Attempt::finished(1, String::new(), summary)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::lifecycle::Outcome;
     use rand::SeedableRng;
     use rand::rngs::SmallRng;
 

@@ -159,6 +159,19 @@ pub struct Attempt {
     pub structure: Option<Structure>,
 }
 
+impl Attempt {
+    /// An attempt of `program` that finished with `summary` (as memory holds it afterwards).
+    pub fn finished(number: u32, program: String, summary: TrainSummary) -> Attempt {
+        Attempt {
+            number,
+            program,
+            outcome: Some(Outcome::Finished { summary }),
+            progress: Vec::new(),
+            structure: None,
+        }
+    }
+}
+
 fn yes() -> bool {
     true
 }

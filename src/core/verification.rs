@@ -766,21 +766,14 @@ mod tests {
     use crate::core::lifecycle::{Attempt, Outcome, TrainSummary};
 
     fn finished_attempt(val_loss: f64, accuracy: f64, wall_s: f64) -> Attempt {
-        Attempt {
-            number: 1,
-            program: String::new(),
-            outcome: Some(Outcome::Finished {
-                summary: TrainSummary {
-                    val_loss,
-                    accuracy: BTreeMap::from([("mqar".to_string(), accuracy)]),
-                    wall_s,
-                    params: 10,
-                    benchmarks: BTreeMap::new(),
-                },
-            }),
-            progress: vec![],
-            structure: None,
-        }
+        let summary = TrainSummary {
+            val_loss,
+            accuracy: BTreeMap::from([("mqar".to_string(), accuracy)]),
+            wall_s,
+            params: 10,
+            benchmarks: BTreeMap::new(),
+        };
+        Attempt::finished(1, String::new(), summary)
     }
 
     /// A campaign under construction: explorations, then verification runs with ids counting
