@@ -403,17 +403,11 @@ fn mean_scores(measured: &Measured<'_>, rules: &Rules) -> Option<Scores> {
     if n == 0 {
         return None;
     }
-    let mut accuracy: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for run in measured.finished.values() {
-        for (task, value) in &run.accuracy {
-            accuracy.entry(task.clone()).or_default().push(*value);
-        }
-    }
     Some(Scores {
         val_loss: measured.finished.values().map(|r| r.val_loss).sum::<f64>() / n as f64,
-        accuracy: accuracy
+        accuracy: accuracies(measured)
             .into_iter()
-            .map(|(task, values)| (task, values.iter().sum::<f64>() / values.len() as f64))
+            .map(|(task, m)| (task, m.mean))
             .collect(),
         judge: None,
         cost: measured.runs.first().and_then(|run| cost_of(run, rules)),

@@ -136,12 +136,20 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
             send(commands);
             ending = done;
         }
-        status.write(&engine, ending.as_ref(), refused.as_deref(), generation)?;
+        // Claims are recomputed from memory once a turn, for the status and the metrics alike.
+        let discoveries = engine.verification().discoveries();
+        status.write(
+            &engine,
+            discoveries,
+            ending.as_ref(),
+            refused.as_deref(),
+            generation,
+        )?;
         setup.metrics.observe_campaign(
             &setup.namespace,
             &name,
             engine.experiments(),
-            engine.verification().discoveries(),
+            discoveries,
             &engine.agent_stats(),
         );
         setup.metrics.observe_budget(
@@ -212,6 +220,7 @@ impl StatusWriter {
     fn write<S: Store>(
         &mut self,
         engine: &Engine<S>,
+        discoveries: u32,
         ending: Option<&Ending>,
         refused: Option<&str>,
         generation: Option<i64>,
@@ -224,7 +233,7 @@ impl StatusWriter {
         let view = CampaignView {
             experiments: engine.experiments(),
             budget: &engine.spec.budget,
-            discoveries: engine.verification().discoveries(),
+            discoveries,
             llm_tokens: engine.usage().llm_tokens,
             ending,
             error: None,
