@@ -151,23 +151,12 @@ const EXACT_SIGNED_RANK: usize = 20;
 /// mean rank, and the null distribution is the 2ⁿ equally likely sign patterns (a normal
 /// approximation with continuity correction beyond [`EXACT_SIGNED_RANK`]).
 fn signed_rank_p(differences: &[f64]) -> f64 {
-    let mut nonzero: Vec<f64> = differences.iter().copied().filter(|d| *d != 0.0).collect();
+    let nonzero: Vec<f64> = differences.iter().copied().filter(|d| *d != 0.0).collect();
     let n = nonzero.len();
     if n == 0 {
         return 1.0;
     }
-    nonzero.sort_by(|a, b| a.abs().total_cmp(&b.abs()));
-    let mut ranks = vec![0.0; n];
-    let mut start = 0;
-    while start < n {
-        let mut end = start + 1;
-        while end < n && nonzero[end].abs() == nonzero[start].abs() {
-            end += 1;
-        }
-        let mean_rank = (start + end + 1) as f64 / 2.0;
-        ranks[start..end].fill(mean_rank);
-        start = end;
-    }
+    let ranks = mid_ranks(&nonzero.iter().map(|d| d.abs()).collect::<Vec<_>>());
     let observed: f64 = nonzero
         .iter()
         .zip(&ranks)
@@ -191,6 +180,97 @@ fn signed_rank_p(differences: &[f64]) -> f64 {
     let sd = (ranks.iter().map(|r| r * r).sum::<f64>() / 4.0).sqrt();
     let z = ((observed - mean).abs() - 0.5).max(0.0) / sd;
     (2.0 * (1.0 - Normal::standard().cdf(z))).min(1.0)
+}
+
+/// Each value's rank (1 for the smallest), tied values sharing their mean rank.
+fn mid_ranks(values: &[f64]) -> Vec<f64> {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|a, b| values[*a].total_cmp(&values[*b]));
+    let mut ranks = vec![0.0; n];
+    let mut start = 0;
+    while start < n {
+        let mut end = start + 1;
+        while end < n && values[order[end]] == values[order[start]] {
+            end += 1;
+        }
+        let mean_rank = (start + end + 1) as f64 / 2.0;
+        for &index in &order[start..end] {
+            ranks[index] = mean_rank;
+        }
+        start = end;
+    }
+    ranks
+}
+
+/// Most pairs whose Spearman p is computed exactly, over every ordering (8! = 40,320).
+const EXACT_SPEARMAN: usize = 8;
+
+/// Spearman's rank correlation of paired values, and its two-sided p (exact over every
+/// ordering up to [`EXACT_SPEARMAN`] pairs, beyond that the t approximation with n − 2
+/// degrees of freedom).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RankCorrelation {
+    pub n: usize,
+    pub rho: f64,
+    pub p: f64,
+}
+
+/// Spearman's ρ: Pearson's correlation of the mid-ranks. Pairs with a non-finite side are
+/// dropped; `None` below three pairs or when either side has no spread.
+pub fn spearman(pairs: &[(f64, f64)]) -> Option<RankCorrelation> {
+    let finite: Vec<(f64, f64)> = pairs
+        .iter()
+        .copied()
+        .filter(|(a, b)| a.is_finite() && b.is_finite())
+        .collect();
+    let n = finite.len();
+    if n < 3 {
+        return None;
+    }
+    let x = mid_ranks(&finite.iter().map(|p| p.0).collect::<Vec<_>>());
+    let y = mid_ranks(&finite.iter().map(|p| p.1).collect::<Vec<_>>());
+    let mean = (n as f64 + 1.0) / 2.0;
+    let (mut sxy, mut sxx, mut syy) = (0.0, 0.0, 0.0);
+    for (a, b) in x.iter().zip(&y) {
+        sxy += (a - mean) * (b - mean);
+        sxx += (a - mean).powi(2);
+        syy += (b - mean).powi(2);
+    }
+    if sxx == 0.0 || syy == 0.0 {
+        return None;
+    }
+    let rho = (sxy / (sxx * syy).sqrt()).clamp(-1.0, 1.0);
+    let p = if n <= EXACT_SPEARMAN {
+        // Every ordering of one side is equally likely under no association: count those at
+        // least as correlated (Heap's algorithm over the y ranks).
+        let (mut y, mut counter) = (y.clone(), vec![0usize; n]);
+        let rho_of = |y: &[f64]| {
+            let sxy: f64 = x.iter().zip(y).map(|(a, b)| (a - mean) * (b - mean)).sum();
+            sxy / (sxx * syy).sqrt()
+        };
+        let (mut extreme, mut total) = (u32::from(rho_of(&y).abs() >= rho.abs() - 1e-9), 1u32);
+        let mut i = 0;
+        while i < n {
+            if counter[i] < i {
+                y.swap(if i % 2 == 0 { 0 } else { counter[i] }, i);
+                extreme += u32::from(rho_of(&y).abs() >= rho.abs() - 1e-9);
+                total += 1;
+                counter[i] += 1;
+                i = 0;
+            } else {
+                counter[i] = 0;
+                i += 1;
+            }
+        }
+        f64::from(extreme) / f64::from(total)
+    } else {
+        let df = (n - 2) as f64;
+        let t = rho * (df / (1.0 - rho * rho).max(1e-300)).sqrt();
+        let dist = StudentsT::new(0.0, 1.0, df).ok()?;
+        (2.0 * (1.0 - dist.cdf(t.abs()))).min(1.0)
+    };
+    Some(RankCorrelation { n, rho, p })
 }
 
 /// Holm's step-down adjustment of a family of p-values, in the order given: the k-th smallest
@@ -364,5 +444,37 @@ mod tests {
     fn standard_deviation_needs_two_finite_values() {
         assert_eq!(standard_deviation(&[1.0, f64::NAN]), None);
         close(standard_deviation(&[1.0, 2.0, 3.0]).unwrap(), 1.0, 1e-12);
+    }
+
+    #[test]
+    fn spearman_ranks_ties_and_counts_orderings_exactly() {
+        // A perfect order of four: ρ 1, and 2 of the 24 orderings are as extreme.
+        let perfect = spearman(&[(1.0, 10.0), (2.0, 20.0), (3.0, 25.0), (4.0, 90.0)]).unwrap();
+        assert_eq!((perfect.n, perfect.rho), (4, 1.0));
+        assert!((perfect.p - 2.0 / 24.0).abs() < 1e-12, "{perfect:?}");
+        // Reversed: −1, same p.
+        let reversed = spearman(&[(1.0, 4.0), (2.0, 3.0), (3.0, 2.0), (4.0, 1.0)]).unwrap();
+        assert_eq!(reversed.rho, -1.0);
+        // Σd² = 2 over five: ρ = 1 − 6·2/(5·24) = 0.9.
+        let near = spearman(&[(1.0, 2.0), (2.0, 1.0), (3.0, 3.0), (4.0, 4.0), (5.0, 5.0)]).unwrap();
+        assert!((near.rho - 0.9).abs() < 1e-12, "{near:?}");
+        // |ρ| ≥ 0.9 means Σd² ≤ 2 or ≥ 38: the identity and its 4 adjacent swaps, and their 5
+        // reversals, so 10 of the 120 orderings.
+        assert!((near.p - 10.0 / 120.0).abs() < 1e-12, "{near:?}");
+        // Ties share their mean rank: x = [1, 1, 2] ranks [1.5, 1.5, 3].
+        let tied = spearman(&[(1.0, 1.0), (1.0, 2.0), (2.0, 3.0)]).unwrap();
+        assert!(
+            (tied.rho - 0.866_025_403_784_438_6).abs() < 1e-12,
+            "{tied:?}"
+        );
+        // Too few pairs, or no spread on one side, give nothing.
+        assert!(spearman(&[(1.0, 1.0), (2.0, 2.0)]).is_none());
+        assert!(spearman(&[(1.0, 5.0), (2.0, 5.0), (3.0, 5.0)]).is_none());
+        // Beyond the exact limit the t approximation: a strong positive order is significant.
+        let many: Vec<(f64, f64)> = (0..20)
+            .map(|i| (i as f64, (i as f64) + if i % 3 == 0 { 2.5 } else { 0.0 }))
+            .collect();
+        let large = spearman(&many).unwrap();
+        assert!(large.rho > 0.9 && large.p < 1e-4, "{large:?}");
     }
 }
