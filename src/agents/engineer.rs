@@ -120,6 +120,14 @@ pub fn repair(request: &RepairRequest<'_>) -> Repair {
                 "a different head layout to run faster",
             )
         }),
+        // It learns too slowly: a different edit of the parent.
+        Outcome::Stopped {
+            verdict: QaVerdict::BehindPeers { .. },
+        } => edit(
+            &parent,
+            &MUTATIONS,
+            "the edit learned far more slowly than its peers; a different edit of the parent",
+        ),
         Outcome::Stopped {
             verdict: QaVerdict::SuspectedLeakage { loss, best_known },
         } => {

@@ -44,6 +44,19 @@ pub struct QaLimits {
     /// failure.
     #[serde(default = "max_pending_seconds")]
     pub max_pending_seconds: u64,
+    /// Stop a proposal (or a program screened at a rung) whose training loss stays above this
+    /// many times the worst loss its finished peers at the same rung had at the same point of
+    /// training: its learning curve says it will not catch up. Off unless set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub behind_factor: Option<f64>,
+    /// The fraction of its steps a run must have done before it is compared with its peers'
+    /// curves.
+    #[serde(default = "behind_after")]
+    pub behind_after: f64,
+}
+
+fn behind_after() -> f64 {
+    0.5
 }
 
 fn max_infrastructure_retries() -> u32 {
@@ -91,6 +104,8 @@ impl Default for QaLimits {
             max_infrastructure_retries: max_infrastructure_retries(),
             max_attempt_seconds: max_attempt_seconds(),
             max_pending_seconds: max_pending_seconds(),
+            behind_factor: None,
+            behind_after: behind_after(),
         }
     }
 }
@@ -138,6 +153,48 @@ pub struct QaContext {
     pub peer_wall_s: Vec<f64>,
     /// The best validation loss known at this stage.
     pub best_val_loss: Option<f64>,
+    /// Points of training (steps) with the highest training loss any finished peer had there,
+    /// when enough peers have finished and the curve rule applies to this run.
+    pub worst_peer_loss: Vec<(usize, f64)>,
+}
+
+/// The steps a run's curve is compared with its peers' at: when `behind_after` of training
+/// is done, and halfway from there to the end.
+pub fn curve_checkpoints(steps: usize, limits: &QaLimits) -> Vec<usize> {
+    let after = limits.behind_after.clamp(0.0, 1.0);
+    let first = (after * steps as f64).ceil() as usize;
+    let second = ((1.0 + after) / 2.0 * steps as f64).ceil() as usize;
+    let mut points = vec![first.max(1), second.max(1)];
+    points.dedup();
+    points
+}
+
+/// The highest training loss any of `curves` (each a finished peer's progress in its last
+/// trial) had at each checkpoint: the first point at or after it. Empty below `min_peers`.
+pub fn worst_at(
+    curves: &[&[ProgressPoint]],
+    checkpoints: &[usize],
+    min_peers: usize,
+) -> Vec<(usize, f64)> {
+    if curves.len() < min_peers.max(1) {
+        return Vec::new();
+    }
+    checkpoints
+        .iter()
+        .filter_map(|at| {
+            let worst = curves
+                .iter()
+                .filter_map(|curve| {
+                    let trial = curve.last()?.trial;
+                    curve
+                        .iter()
+                        .find(|p| p.trial == trial && p.step >= *at && p.loss.is_finite())
+                        .map(|p| p.loss)
+                })
+                .fold(f64::NEG_INFINITY, f64::max);
+            worst.is_finite().then_some((*at, worst))
+        })
+        .collect()
 }
 
 /// Why QA stopped a run.
@@ -159,6 +216,13 @@ pub enum QaVerdict {
     },
     /// The loss is implausibly far below the best known.
     SuspectedLeakage { loss: f64, best_known: f64 },
+    /// The learning curve is far behind every finished peer's at the same point of training.
+    BehindPeers {
+        step: usize,
+        loss: f64,
+        worst_peer_loss: f64,
+        peer_step: usize,
+    },
 }
 
 impl QaVerdict {
@@ -185,6 +249,14 @@ impl QaVerdict {
                     "at this pace the run takes {projected_s:.0} s, against a median of {peer_median_s:.0} s for its peers"
                 )
             }
+            QaVerdict::BehindPeers {
+                step,
+                loss,
+                worst_peer_loss,
+                peer_step,
+            } => format!(
+                "training loss {loss:.3} at step {step} is far above the worst finished peer's {worst_peer_loss:.3} at step {peer_step}: at this rung its learning curve will not catch up"
+            ),
             QaVerdict::SuspectedLeakage { loss, best_known } => format!(
                 "training loss {loss:.4} is implausibly far below the best known validation loss {best_known:.4}: the mixer probably reads future tokens"
             ),
@@ -237,6 +309,9 @@ pub fn judge(
             best_known: best,
         });
     }
+    if let Some(verdict) = behind_peers(history, context, limits) {
+        return Some(verdict);
+    }
     if context.peer_wall_s.len() >= limits.min_peers
         && latest.step > 0
         && let Some(peer_median_s) = super::stats::median(&context.peer_wall_s)
@@ -263,6 +338,42 @@ pub fn judge(
     }
     None
 }
+
+/// The curve rule: past the latest checkpoint it has reached, the run's last
+/// [`BEHIND_POINTS`] losses all lie above `behind_factor` times the worst peer's there. Only for
+/// runs of one trial (a sweep's later rates restart the curve).
+fn behind_peers(
+    history: &[ProgressPoint],
+    context: &QaContext,
+    limits: &QaLimits,
+) -> Option<QaVerdict> {
+    let factor = limits.behind_factor.filter(|f| f.is_finite() && *f > 0.0)?;
+    if context.trials > 1 {
+        return None;
+    }
+    let latest = history.last()?;
+    let (peer_step, worst) = context
+        .worst_peer_loss
+        .iter()
+        .rev()
+        .find(|(at, _)| *at <= latest.step)?;
+    let recent: Vec<&ProgressPoint> = history
+        .iter()
+        .rev()
+        .take_while(|p| p.step >= *peer_step && p.trial == latest.trial)
+        .take(BEHIND_POINTS)
+        .collect();
+    let behind = recent.len() == BEHIND_POINTS && recent.iter().all(|p| p.loss > factor * worst);
+    behind.then_some(QaVerdict::BehindPeers {
+        step: latest.step,
+        loss: latest.loss,
+        worst_peer_loss: *worst,
+        peer_step: *peer_step,
+    })
+}
+
+/// Consecutive progress points that must all be behind (one batch's loss is noisy).
+const BEHIND_POINTS: usize = 3;
 
 #[cfg(test)]
 mod tests {
@@ -297,6 +408,7 @@ mod tests {
             trials: 1,
             peer_wall_s: vec![10.0, 12.0, 11.0],
             best_val_loss: Some(2.0),
+            worst_peer_loss: Vec::new(),
         };
         assert_eq!(
             check(&[point(10, 4.0, 1.0), point(50, 2.5, 5.5)], &context),
@@ -334,6 +446,7 @@ mod tests {
             trials: 1,
             peer_wall_s: vec![10.0],
             best_val_loss: None,
+            worst_peer_loss: Vec::new(),
         };
         let slow_point = [point(10, 3.0, 5.0)]; // projects 50 s
         assert_eq!(check(&slow_point, &few), None);
@@ -359,6 +472,7 @@ mod tests {
             trials: 1,
             peer_wall_s: vec![10.0, 10.0, 10.0],
             best_val_loss: Some(2.0),
+            worst_peer_loss: Vec::new(),
         };
         assert!(matches!(
             check(&[point(1, 4.0, 0.1), point(20, 0.4, 1.0)], &context),
@@ -463,6 +577,7 @@ mod tests {
             trials: 3,
             peer_wall_s: vec![30.0, 30.0, 30.0],
             best_val_loss: None,
+            worst_peer_loss: Vec::new(),
         };
         // 0.1 s a step: each trial 10 s, the run 30 s, as its peers: not slow.
         let even = [in_trial(0, 100, 3.0, 10.0), in_trial(1, 50, 3.0, 5.0)];
@@ -490,6 +605,7 @@ mod tests {
             trials: 1,
             peer_wall_s: vec![10.0, 10.0, 10.0],
             best_val_loss: Some(2.0),
+            worst_peer_loss: Vec::new(),
         };
         let ratio_edge = [point(1, 4.0, 0.1), point(20, 0.5, 1.0)]; // 0.25 × 2
         assert_eq!(check(&ratio_edge, &leaky), None);
@@ -506,10 +622,77 @@ mod tests {
             trials: 1,
             peer_wall_s: vec![16.0, 16.0, 16.0],
             best_val_loss: None,
+            worst_peer_loss: Vec::new(),
         };
         let slow_edge = [point(64, 3.0, 24.0)]; // projects 48 s = 3 × 16, exactly
         assert_eq!(check(&slow_edge, &slow), None);
         // A point at step 0 projects nothing (no division by zero).
         assert_eq!(check(&[point(0, 3.0, 5.0)], &slow), None);
+    }
+
+    #[test]
+    fn a_curve_far_behind_every_finished_peer_is_stopped_once_past_the_checkpoint() {
+        let limits = QaLimits {
+            behind_factor: Some(1.5),
+            ..QaLimits::default()
+        };
+        // Three finished peers over 100 steps; checkpoints at 50 and 75.
+        let peer = |end: f64| -> Vec<ProgressPoint> {
+            (0..=10)
+                .map(|k| point(10 * k, 4.0 - (4.0 - end) * k as f64 / 10.0, k as f64))
+                .collect()
+        };
+        let peers = [peer(1.0), peer(0.5), peer(2.0)];
+        let curves: Vec<&[ProgressPoint]> = peers.iter().map(|c| c.as_slice()).collect();
+        let checkpoints = curve_checkpoints(100, &limits);
+        assert_eq!(checkpoints, [50, 75]);
+        // The worst peer (ending at 2.0) is at 3.0 at step 50, 2.4 at step 80 (the first
+        // point at or after 75).
+        let worst = worst_at(&curves, &checkpoints, 3);
+        assert_eq!(worst.len(), 2);
+        assert!(
+            (worst[0].1 - 3.0).abs() < 1e-9 && (worst[1].1 - 2.4).abs() < 1e-9,
+            "{worst:?}"
+        );
+        // Too few finished peers: no reference, no rule.
+        assert!(worst_at(&curves[..2], &checkpoints, 3).is_empty());
+        let context = QaContext {
+            steps: 100,
+            trials: 1,
+            worst_peer_loss: worst,
+            ..QaContext::default()
+        };
+        let flat = |until: usize| -> Vec<ProgressPoint> {
+            (0..=until / 5)
+                .map(|k| point(5 * k, 5.0, k as f64))
+                .collect()
+        };
+        // Behind, but before the first checkpoint: left alone.
+        assert_eq!(judge(&flat(45), &context, &limits), None);
+        // Three points past step 50 above 1.5 × 3.0: stopped.
+        match judge(&flat(60), &context, &limits) {
+            Some(QaVerdict::BehindPeers {
+                step,
+                peer_step,
+                worst_peer_loss,
+                ..
+            }) => {
+                assert_eq!((step, peer_step), (60, 50));
+                assert!((worst_peer_loss - 3.0).abs() < 1e-9);
+            }
+            other => panic!("expected a stop, got {other:?}"),
+        }
+        // Two points past it are not yet enough (one batch's loss is noisy).
+        assert_eq!(judge(&flat(55), &context, &limits), None);
+        // A curve within 1.5× of the worst peer goes on; so does any curve with the rule off
+        // or in a learning-rate sweep.
+        let close: Vec<ProgressPoint> = (0..=12).map(|k| point(5 * k, 4.4, k as f64)).collect();
+        assert_eq!(judge(&close, &context, &limits), None);
+        assert_eq!(judge(&flat(60), &context, &QaLimits::default()), None);
+        let sweep = QaContext {
+            trials: 2,
+            ..context.clone()
+        };
+        assert_eq!(judge(&flat(60), &sweep, &limits), None);
     }
 }
