@@ -490,6 +490,7 @@ impl<S: Store> Engine<S> {
         let mut experiment = Experiment::new(id, new.stage, new.parent, new.references);
         experiment.origin = new.origin;
         experiment.replica = new.replica;
+        experiment.rung = new.rung;
         if let Some(seed) = &new.seed {
             experiment.name = seed.clone();
         }
@@ -677,7 +678,7 @@ impl<S: Store> Engine<S> {
             program: attempt.program.clone(),
             config: Box::new(campaign::train_config(
                 &self.spec,
-                experiment.stage,
+                experiment.level(),
                 experiment.replica,
             )),
         })
@@ -793,7 +794,7 @@ impl<S: Store> Engine<S> {
     }
 
     fn analyse(&mut self, experiment: &Experiment) -> Event {
-        let finished = |e: &&Experiment| e.stage == experiment.stage && e.summary().is_some();
+        let finished = |e: &&Experiment| e.level() == experiment.level() && e.summary().is_some();
         let parent = experiment
             .parent
             .and_then(|id| self.experiments.iter().find(|e| e.id == id));
@@ -804,7 +805,7 @@ impl<S: Store> Engine<S> {
             .filter(|e| experiment.parent.is_some() && e.parent == experiment.parent)
             .collect();
         let baseline = self.experiments.iter().find(|e| {
-            e.stage == experiment.stage
+            e.level() == experiment.level()
                 && e.origin == Origin::Seed
                 && e.name == self.spec.baseline
                 && e.replica == experiment.replica

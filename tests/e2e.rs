@@ -411,6 +411,7 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         the_cel_rules_are_enforced_by_the_server()
     });
     timed("whole campaign", &whole_campaign);
+    timed("ladder", &a_ladder_campaign);
     timed(
         "two replicas, leader killed",
         &two_replicas_and_the_leader_killed,
@@ -676,6 +677,59 @@ fn whole_campaign(work: &Path, pace: Pace) {
         "{table}"
     );
     eprintln!("{table}");
+}
+
+/// A Campaign with a rung between exploration and verification: the operator creates the
+/// rung's Experiments (`stage: screening`, `rung: 1`) after exploration and verifies the rung's
+/// best.
+fn a_ladder_campaign(work: &Path, pace: Pace) {
+    namespace("e2e-ladder");
+    let _operator = operator(work, "e2e-ladder", "ladder", false);
+    let manifest = std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/tiny_ladder.yaml"))
+        .expect("fixture")
+        .replace(
+            "  seed: 3",
+            "  seed: 3\n  trainer: {device: cpu, image: archlab:e2e}",
+        );
+    kubectl_ok(&["apply", "-n", "e2e-ladder", "-f", "-"], Some(&manifest));
+    let status = wait_for_one_of(
+        "e2e-ladder",
+        "ladder",
+        &["Completed"],
+        pace.campaign(40, 100, 1),
+    );
+    let experiments = items("exp", "e2e-ladder");
+    let rung: Vec<&Value> = experiments
+        .iter()
+        .filter(|e| e["spec"]["stage"] == "screening")
+        .collect();
+    assert!(
+        (2..=4).contains(&rung.len()) && rung.iter().all(|e| e["spec"]["rung"] == 1),
+        "{} screening experiments: {status}",
+        rung.len()
+    );
+    let first_screening = rung
+        .iter()
+        .filter_map(|e| e["spec"]["id"].as_u64())
+        .min()
+        .unwrap_or(0);
+    assert!(
+        experiments
+            .iter()
+            .filter(|e| e["spec"]["stage"] == "exploration")
+            .all(|e| e["spec"]["id"].as_u64().unwrap_or(u64::MAX) < first_screening),
+        "the rung starts after exploration"
+    );
+    assert!(
+        experiments
+            .iter()
+            .all(|e| matches!(e["status"]["phase"].as_str(), Some("succeeded" | "failed"))),
+        "every experiment ended"
+    );
+    eprintln!(
+        "{}",
+        kubectl_ok(&["get", "camp,exp", "-n", "e2e-ladder"], None)
+    );
 }
 
 /// The instance named by the Lease, if any.

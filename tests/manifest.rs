@@ -180,7 +180,11 @@ fn sizes_past_the_crd_s_bounds_are_refused_with_the_field_path() {
 
 #[test]
 fn every_example_campaign_parses_and_llm_settings_are_checked() {
-    for example in ["examples/llm.yaml", "examples/bench/search.yaml"] {
+    for example in [
+        "examples/llm.yaml",
+        "examples/bench/search.yaml",
+        "examples/ladder.yaml",
+    ] {
         let path = format!("{}/{example}", env!("CARGO_MANIFEST_DIR"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
         parse_campaign(&text).unwrap_or_else(|e| panic!("{example}: {e}"));
@@ -415,4 +419,67 @@ fn checkpoints_name_a_writable_volume_of_the_trainer() {
         assert_eq!(error.path, "spec.trainer.checkpoints", "{error}");
         assert!(error.message.contains(words), "{name}: {error}");
     }
+}
+
+fn ladder() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/ladder.yaml"))
+        .expect("example exists")
+}
+
+#[test]
+fn a_ladder_narrows_as_it_climbs_and_its_mistakes_name_the_rung() {
+    let campaign = parse_campaign(&ladder()).unwrap_or_else(|e| panic!("{e}"));
+    let rungs = &campaign.spec.stages.rungs;
+    assert_eq!((rungs.len(), rungs[0].promote, rungs[0].seeds), (1, 6, 2));
+    assert_eq!(rungs[0].train.model.d_model, 48);
+    // A two-stage manifest has no rungs.
+    let quickstart = parse_campaign(&quickstart()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(quickstart.spec.stages.rungs.is_empty());
+    let cases: [(&str, &str, &str, &str); 6] = [
+        (
+            "promote: 6",
+            "promote: 0",
+            "spec.stages.rungs[0].promote",
+            "at least 1",
+        ),
+        (
+            "seeds: 2",
+            "seeds: 0",
+            "spec.stages.rungs[0].seeds",
+            "at least 1",
+        ),
+        (
+            "promote: 3",
+            "promote: 7",
+            "spec.stages.verification.promote",
+            "more than the 6 programs spec.stages.rungs[0] promotes",
+        ),
+        (
+            "seeds: 2",
+            "seeds: 4",
+            "spec.stages.verification.seeds",
+            "fewer than the 4 seeds of spec.stages.rungs[0]",
+        ),
+        (
+            "steps: 400",
+            "steps: 0",
+            "spec.stages.rungs[0].train.steps",
+            "",
+        ),
+        (
+            "behindFactor: 2.0",
+            "behindFactor: 0.5",
+            "spec.qa.behindFactor",
+            "at least 1",
+        ),
+    ];
+    for (from, to, path, message) in cases {
+        assert!(ladder().contains(from), "{from}");
+        let error = rejected(&ladder().replacen(from, to, 1));
+        assert_eq!(error.path, path, "{from} → {to}: {error}");
+        assert!(error.message.contains(message), "{from} → {to}: {error}");
+    }
+    let unknown =
+        rejected(&ladder().replace("        seeds: 2\n", "        seeds: 2\n        keep: 3\n"));
+    assert!(unknown.to_string().contains("keep"), "{unknown}");
 }

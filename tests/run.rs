@@ -241,6 +241,94 @@ fn a_campaign_runs_to_completion_and_the_report_shows_it() {
 }
 
 /// Processes whose command line mentions `needle` (Linux /proc).
+#[test]
+fn a_three_rung_campaign_climbs_its_ladder_and_reports_how_each_rung_predicted_the_next() {
+    let dir = temp_dir("ladder");
+    let manifest = write_manifest(&dir, include_str!("fixtures/tiny_ladder.yaml"));
+    let state = dir.join("state");
+    let output = run_quietly(&manifest, &state);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = report_json(&state);
+    check_memory(&report, 40);
+    let experiments = report["experiments"].as_array().unwrap();
+    let fitness_of = |id: u64| {
+        experiments
+            .iter()
+            .find(|e| e["id"] == id && e["stage"] == "exploration")
+            .and_then(|e| e["fitness"].as_f64())
+    };
+    // The rung: the baseline, and exploration's best three proposals above the baseline.
+    let rung: Vec<&Value> = experiments
+        .iter()
+        .filter(|e| e["stage"] == "screening")
+        .collect();
+    assert!(rung.iter().all(|e| e["rung"] == 1), "{rung:?}");
+    assert_eq!(
+        rung.iter().filter(|e| e["origin"] == "seed").count(),
+        1,
+        "the baseline at the rung"
+    );
+    let entered: Vec<u64> = rung
+        .iter()
+        .filter(|e| e["origin"] == "verification")
+        .map(|e| e["parent"].as_u64().unwrap())
+        .collect();
+    let mut above: Vec<(u64, f64)> = experiments
+        .iter()
+        .filter(|e| e["stage"] == "exploration" && e["origin"] == "proposal")
+        .filter_map(|e| Some((e["id"].as_u64()?, e["fitness"].as_f64()?)))
+        .filter(|(_, f)| *f > 0.0)
+        .collect();
+    above.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let best: Vec<u64> = above.iter().take(3).map(|(id, _)| *id).collect();
+    assert_eq!(entered, best, "exploration fitness: {above:?}");
+    // The program verified is the rung's best, not necessarily exploration's.
+    let ladder = &report["verification"]["ladder"];
+    let programs = ladder["rungs"][0]["programs"].as_array().unwrap();
+    let promoted: Vec<&Value> = programs.iter().filter(|p| p["promoted"] == true).collect();
+    let verified = report["verification"]["programs"].as_array().unwrap();
+    if let Some(top) = promoted.first() {
+        assert_eq!(promoted.len(), 1, "{programs:?}");
+        assert_eq!(
+            top["subject"]["id"], programs[0]["subject"]["id"],
+            "{programs:?}"
+        );
+        assert_eq!(verified.len(), 1);
+        assert_eq!(verified[0]["subject"], top["subject"]);
+        assert!(fitness_of(top["subject"]["id"].as_u64().unwrap()).is_some());
+    } else {
+        // Nothing beat the baseline at the rung: nothing was verified, and the run said why.
+        assert!(verified.is_empty());
+        assert!(stderr.contains("at rung 1"), "{stderr}");
+    }
+    // How each level predicted the next, over the programs that ran at both.
+    let predictions = ladder["predictions"].as_array().unwrap();
+    assert_eq!(predictions[0]["from"], "exploration");
+    assert_eq!(predictions[0]["to"], "rung 1");
+    assert_eq!(
+        predictions[0]["programs"],
+        entered.len() + 1,
+        "{predictions:?}"
+    );
+    let rho = predictions[0]["spearman"]["rho"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&rho), "{predictions:?}");
+    let text = archlab(&["report", "--state", state.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("LADDER"), "{text}");
+    assert!(
+        text.contains("exploration → rung 1: Spearman's ρ"),
+        "{text}"
+    );
+    eprintln!(
+        "{}",
+        text.lines()
+            .filter(|l| l.contains('→'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 fn processes_mentioning(needle: &str) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();

@@ -139,7 +139,26 @@ pub struct Constraints {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Stages {
     pub exploration: ExplorationStage,
+    /// Rungs between exploration and verification, smallest first (successive halving): each
+    /// retrains the best `promote` programs of the rung below, and the baseline, under its own
+    /// config and seeds. None by default: exploration, then verification.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = limits::RUNGS))]
+    pub rungs: Vec<RungStage>,
     pub verification: VerificationStage,
+}
+
+/// One rung of the ladder between exploration and verification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RungStage {
+    pub train: TrainConfig,
+    /// How many of the rung below's best programs (by mean fitness, above the baseline) are
+    /// retrained here.
+    pub promote: u32,
+    /// Training seeds per program at this rung.
+    #[serde(default = "one")]
+    pub seeds: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -72,6 +72,9 @@ pub struct ExperimentSpec {
     /// Training seed index at verification.
     #[serde(default)]
     pub replica: u32,
+    /// The rung of the ladder (1 for the first above exploration) when `stage` is `screening`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
     /// The campaign seed this experiment trains, for seeds (their identity: a status lost in a
     /// failed write must not lose which seed it was).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -232,6 +235,10 @@ pub(crate) fn free_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema
 /// `value` without its empty-string fields: server-side apply in Kubernetes 1.20 turns "" into
 /// null, which a reader would then have to tell from a real null (the outcome's text fields read
 /// a missing value as empty).
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 fn without_empty_strings(mut value: serde_json::Value) -> serde_json::Value {
     if let Some(object) = value.as_object_mut() {
         object.retain(|_, v| v.as_str() != Some(""));
@@ -277,6 +284,7 @@ pub fn to_resource_at(
             parent: record.parent,
             references: record.references.clone(),
             replica: record.replica,
+            rung: record.rung,
             seed: (record.origin == Origin::Seed && !record.name.is_empty())
                 .then(|| record.name.clone()),
         },
@@ -345,6 +353,7 @@ pub fn from_resource(resource: &Experiment) -> Result<lifecycle::Experiment, Str
         stage: spec.stage,
         origin: spec.origin,
         replica: spec.replica,
+        rung: spec.rung,
         operator: status.operator,
         parent: spec.parent,
         references: spec.references.clone(),

@@ -12,6 +12,8 @@ pub const OBJECT_NAME: usize = 253;
 pub const SEED_NAME: usize = 63;
 /// Seeds of one campaign.
 pub const SEEDS: usize = 64;
+/// Rungs of a campaign's ladder between exploration and verification.
+pub const RUNGS: usize = 6;
 /// A program's source, as archspec accepts it.
 pub const PROGRAM: usize = archspec::limits::MAX_SOURCE_BYTES;
 /// A library program's name.

@@ -131,24 +131,47 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
             format!("`{}` is not the name of a seed", spec.baseline),
         ));
     }
-    for (path, config) in [
-        (
-            "spec.stages.exploration.train",
-            &spec.stages.exploration.train,
-        ),
-        (
-            "spec.stages.verification.train",
-            &spec.stages.verification.train,
-        ),
-    ] {
+    let stages = &spec.stages;
+    if !stages.rungs.is_empty() && stages.verification.promote == 0 {
+        return Err(error(
+            "spec.stages.rungs",
+            "rungs lead to verification, which promotes nothing (`verification.promote: 0`)",
+        ));
+    }
+    let mut configs = vec![(
+        "spec.stages.exploration.train".to_string(),
+        &stages.exploration.train,
+    )];
+    for (index, rung) in stages.rungs.iter().enumerate() {
+        configs.push((format!("spec.stages.rungs[{index}].train"), &rung.train));
+    }
+    configs.push((
+        "spec.stages.verification.train".to_string(),
+        &stages.verification.train,
+    ));
+    for (path, config) in configs {
         config
             .validate()
             .map_err(|e| error(format!("{path}.{}", e.field), e.message))?;
     }
-    if spec.stages.verification.seeds < 3 {
+    check_ladder(stages)?;
+    if let Some(factor) = spec.qa.behind_factor
+        && !(factor.is_finite() && factor >= 1.0)
+    {
         return Err(error(
-            "spec.stages.verification.seeds",
-            "verification needs at least 3 seeds for an interval",
+            "spec.qa.behindFactor",
+            format!(
+                "must be a number of at least 1 (a multiple of the worst peer's loss), found {factor}"
+            ),
+        ));
+    }
+    if !(0.0..=1.0).contains(&spec.qa.behind_after) {
+        return Err(error(
+            "spec.qa.behindAfter",
+            format!(
+                "must be a fraction of training between 0 and 1, found {}",
+                spec.qa.behind_after
+            ),
         ));
     }
     if spec.budget.max_experiments == 0 {
@@ -387,4 +410,69 @@ fn is_quantity(text: &str) -> bool {
             .parse::<f64>()
             .is_ok_and(|n| n.is_finite() && n >= 0.0)
         && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+}
+
+/// The ladder narrows as it climbs (successive halving): each rung retrains at most as many
+/// programs as the rung below promoted to it, with at least as many seeds.
+fn check_ladder(stages: &super::campaign::Stages) -> Result<(), ManifestError> {
+    let verification = &stages.verification;
+    if verification.seeds < 3 {
+        return Err(error(
+            "spec.stages.verification.seeds",
+            "verification needs at least 3 seeds for an interval",
+        ));
+    }
+    let mut below: Option<(String, u32, u32)> = None;
+    for (index, rung) in stages.rungs.iter().enumerate() {
+        let path = format!("spec.stages.rungs[{index}]");
+        if rung.promote == 0 {
+            return Err(error(
+                format!("{path}.promote"),
+                "must be at least 1 (leave the rung out to skip it)",
+            ));
+        }
+        if rung.seeds == 0 {
+            return Err(error(format!("{path}.seeds"), "must be at least 1"));
+        }
+        narrower(&below, &path, rung.promote, rung.seeds)?;
+        below = Some((path, rung.promote, rung.seeds));
+    }
+    if verification.promote > 0 {
+        narrower(
+            &below,
+            "spec.stages.verification",
+            verification.promote,
+            verification.seeds,
+        )?;
+    }
+    Ok(())
+}
+
+/// A rung against the one below it: no more programs, no fewer seeds.
+fn narrower(
+    below: &Option<(String, u32, u32)>,
+    path: &str,
+    promote: u32,
+    seeds: u32,
+) -> Result<(), ManifestError> {
+    let Some((below, below_promote, below_seeds)) = below else {
+        return Ok(());
+    };
+    if promote > *below_promote {
+        return Err(error(
+            format!("{path}.promote"),
+            format!(
+                "{promote} is more than the {below_promote} programs {below} promotes to this rung"
+            ),
+        ));
+    }
+    if seeds < *below_seeds {
+        return Err(error(
+            format!("{path}.seeds"),
+            format!(
+                "{seeds} is fewer than the {below_seeds} seeds of {below}: seeds grow with the rung"
+            ),
+        ));
+    }
+    Ok(())
 }

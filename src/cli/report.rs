@@ -106,17 +106,30 @@ fn rules(spec: &serde_json::Value) -> verification::Rules {
             .and_then(|v| u32::try_from(v).ok())
             .unwrap_or(default)
     };
+    let scale = |train: &serde_json::Value| archspec::CheckConfig {
+        d_model: count(&train["model"]["d_model"], 64) as usize,
+        seq_len: count(&train["data"]["seq_len"], 64) as usize,
+        max_complexity: None,
+        ..archspec::CheckConfig::default()
+    };
+    let rungs = spec["stages"]["rungs"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     verification::Rules {
         baseline: spec["baseline"].as_str().unwrap_or_default().to_string(),
         required_runs: verification::required_runs(count(&verification["seeds"], 3)),
         promote: count(&verification["promote"], 2) as usize,
         weights: serde_json::from_value(spec["fitness"].clone()).unwrap_or_default(),
-        check: archspec::CheckConfig {
-            d_model: count(&verification["train"]["model"]["d_model"], 64) as usize,
-            seq_len: count(&verification["train"]["data"]["seq_len"], 64) as usize,
-            max_complexity: None,
-            ..archspec::CheckConfig::default()
-        },
+        check: scale(&verification["train"]),
+        ladder: rungs
+            .iter()
+            .map(|rung| crate::core::ladder::RungRule {
+                promote: count(&rung["promote"], 1) as usize,
+                seeds: count(&rung["seeds"], 1),
+                check: scale(&rung["train"]),
+            })
+            .collect(),
     }
 }
 

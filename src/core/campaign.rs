@@ -3,16 +3,18 @@
 //! same question after every change and get the same answer.
 //!
 //! Order: the baseline seed, then the other seeds, then proposals until the exploration share
-//! of the budget is spent, then (once every exploration has ended) the programs verification
-//! compares retrained at the verification scale under `verification.seeds` training seeds: the
-//! baseline first, then the best seed, and each promoted exploration after its parent
-//! ([`verification::subjects`]).
+//! of the budget is spent; then, once every exploration has ended, each rung of the ladder in
+//! turn (the baseline first, then the programs [`ladder::entrants`] sends up, under the rung's
+//! seeds); then the programs verification compares retrained at the verification scale under
+//! `verification.seeds` training seeds: the baseline first, then the best seed, and each
+//! promoted program after its parent ([`verification::subjects`]).
 
 use super::budget::{Exhausted, Usage};
 use super::fitness::{self, Scores};
-use super::lifecycle::{Context, Experiment, ExperimentId, Origin, Outcome, Phase, Stage};
+use super::ladder;
+use super::lifecycle::{Context, Experiment, ExperimentId, Level, Origin, Outcome, Phase, Stage};
 use super::novelty::Known;
-use super::qa::QaContext;
+use super::qa::{self, QaContext};
 use super::sampling::{Ranked, sample};
 use super::verification::{self, Subject};
 use crate::api::CampaignSpec;
@@ -20,10 +22,16 @@ use archspec::CheckConfig;
 use rand::Rng;
 use std::collections::BTreeMap;
 
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 /// An experiment the driver must create (and then feed its proposal).
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewExperiment {
     pub stage: Stage,
+    /// The screening rung (1-based) of a `Screening` experiment; 0 otherwise.
+    pub rung: u32,
     pub origin: Origin,
     pub parent: Option<ExperimentId>,
     pub references: Vec<ExperimentId>,
@@ -40,12 +48,19 @@ pub enum Ending {
     Completed,
     /// No exploration beat the baseline, so nothing was promoted.
     NothingToVerify,
+    /// No program beat the baseline at a rung of the ladder, so nothing went further.
+    NothingPromoted {
+        rung: u32,
+    },
     BudgetExhausted {
         limit: Exhausted,
     },
-    /// The baseline failed at a stage, so no fitness can be computed there.
+    /// The baseline failed at a stage (at `rung` of the ladder, for screening), so no fitness
+    /// can be computed there.
     BaselineFailed {
         stage: Stage,
+        #[serde(default, skip_serializing_if = "is_zero")]
+        rung: u32,
     },
 }
 
@@ -56,9 +71,19 @@ impl Ending {
             Ending::NothingToVerify => {
                 "no exploration beat the baseline; nothing was promoted to verification".into()
             }
+            Ending::NothingPromoted { rung } => {
+                format!("no program beat the baseline at rung {rung}; nothing was promoted further")
+            }
             Ending::BudgetExhausted { limit } => format!("budget exhausted: {}", limit.describe()),
-            Ending::BaselineFailed { stage } => {
-                format!("the baseline failed at {stage:?}; fitness cannot be computed")
+            Ending::BaselineFailed { stage, rung } => {
+                let level = Level {
+                    stage: *stage,
+                    rung: *rung,
+                };
+                format!(
+                    "the baseline failed at {}; fitness cannot be computed",
+                    level.describe()
+                )
             }
         }
     }
@@ -81,7 +106,8 @@ pub fn usage(experiments: &[Experiment], llm_tokens: u64) -> Usage {
     }
 }
 
-/// Runs reserved for verification, once per seed: the baseline, the best seed, and each
+/// Runs reserved above exploration: at each rung, the baseline and the programs promoted to
+/// it once per seed; at verification, once per seed, the baseline, the best seed, and each
 /// promoted program with its parent — the most that can be needed, since which seed is best
 /// and which parents are seeds is known only when exploration ends. What is not needed is not
 /// spent. Nothing is verified, and nothing reserved, when nothing is promoted.
@@ -90,7 +116,13 @@ pub fn verification_runs(spec: &CampaignSpec) -> u32 {
     if verification.promote == 0 {
         return 0;
     }
-    (2 * verification.promote + 2) * verification.seeds
+    let rungs: u32 = spec
+        .stages
+        .rungs
+        .iter()
+        .map(|rung| (rung.promote + 1) * rung.seeds)
+        .sum();
+    rungs + (2 * verification.promote + 2) * verification.seeds
 }
 
 /// What to do next. `rng` draws the parent and references of a new proposal.
@@ -122,12 +154,13 @@ pub fn next(
                 if position > 0 && usage.experiments >= spec.budget.max_experiments {
                     return exhausted(experiments, Exhausted::Experiments);
                 }
-                return Next::Create(seed(Stage::Exploration, name, 0));
+                return Next::Create(seed(Level::EXPLORATION, name, 0));
             }
             Some(baseline) if position == 0 && !baseline.phase.is_terminal() => return Next::Wait,
             Some(baseline) if position == 0 && baseline.phase == Phase::Failed => {
                 return Next::Done(Ending::BaselineFailed {
                     stage: Stage::Exploration,
+                    rung: 0,
                 });
             }
             Some(_) => {}
@@ -155,6 +188,7 @@ pub fn next(
         return match sample(&population, &seeds, &spec.search.sampling, rng) {
             Some(drawn) => Next::Create(NewExperiment {
                 stage: Stage::Exploration,
+                rung: 0,
                 origin: Origin::Proposal,
                 parent: Some(drawn.parent),
                 references: drawn.references,
@@ -165,70 +199,119 @@ pub fn next(
             // it ever, nothing could be built on, which is the baseline's failure.
             None => Next::Done(Ending::BaselineFailed {
                 stage: Stage::Exploration,
+                rung: 0,
             }),
         };
     }
     if exploration.iter().any(|e| !e.phase.is_terminal()) {
         return Next::Wait;
     }
-    let promoted = promoted(spec, experiments);
-    if promoted.is_empty() {
-        return Next::Done(Ending::NothingToVerify);
-    }
-    let verification: Vec<&Experiment> = experiments
-        .iter()
-        .filter(|e| e.stage == Stage::Verification)
+    let rules = verification::Rules::of(spec);
+    for index in 0..spec.stages.rungs.len() {
+        let level = Level::screening(index as u32 + 1);
+        let decided = ladder::entrants(&rules, experiments);
+        // Not reached: the rungs below this one have ended, so its entrants are decided.
+        let Some(entering) = decided.get(index) else {
+            return Next::Wait;
+        };
+        if entering.is_empty() {
+            return Next::Done(match index {
+                0 => Ending::NothingToVerify,
+                _ => Ending::NothingPromoted {
+                    rung: level.rung - 1,
+                },
+            });
+        }
+        let subjects: Vec<Subject> = std::iter::once(Subject::Seed {
+            name: spec.baseline.clone(),
+        })
+        .chain(entering.iter().map(|id| Subject::Explored { id: *id }))
         .collect();
+        let seeds = spec.stages.rungs[index].seeds;
+        if let Some(next) = retrain_level(spec, experiments, usage, level, seeds, &subjects) {
+            return next;
+        }
+    }
+    if ladder::promoted(&rules, experiments).is_empty() {
+        return Next::Done(match spec.stages.rungs.len() as u32 {
+            0 => Ending::NothingToVerify,
+            last => Ending::NothingPromoted { rung: last },
+        });
+    }
+    let subjects = verification::subjects(&rules, experiments);
     let seeds = spec.stages.verification.seeds;
-    let subjects = verification::subjects(&verification::Rules::of(spec), experiments);
+    retrain_level(
+        spec,
+        experiments,
+        usage,
+        Level::VERIFICATION,
+        seeds,
+        &subjects,
+    )
+    .unwrap_or(Next::Done(Ending::Completed))
+}
+
+/// The next run of `subjects` (the baseline first) at `level` under `seeds` training seeds;
+/// `None` once all have ended there. Nothing else starts before the baseline's runs have
+/// ended: every fitness at the level is relative to their mean.
+fn retrain_level(
+    spec: &CampaignSpec,
+    experiments: &[Experiment],
+    usage: &Usage,
+    level: Level,
+    seeds: u32,
+    subjects: &[Subject],
+) -> Option<Next> {
+    let at_level: Vec<&Experiment> = experiments.iter().filter(|e| e.level() == level).collect();
     let missing = |subject: &Subject| {
         (0..seeds).find(|replica| {
-            !verification
+            !at_level
                 .iter()
-                .any(|e| subject.owns(e) && e.replica == *replica)
+                .any(|e| subject.owns_at(e, level) && e.replica == *replica)
         })
     };
-    // The baseline first: every verification fitness is relative to its runs.
-    let Some((baseline, comparisons)) = subjects.split_first() else {
-        // Not reached: the baseline always leads the subjects.
-        return Next::Done(Ending::NothingToVerify);
-    };
+    // Not reached: the baseline always leads the subjects.
+    let (baseline, comparisons) = subjects.split_first()?;
     if let Some(replica) = missing(baseline) {
         if usage.experiments >= spec.budget.max_experiments {
-            return exhausted(experiments, Exhausted::Experiments);
+            return Some(exhausted(experiments, Exhausted::Experiments));
         }
-        return Next::Create(retrain(baseline, replica));
+        return Some(Next::Create(retrain(baseline, level, replica)));
     }
-    let baseline_runs: Vec<&&Experiment> =
-        verification.iter().filter(|e| baseline.owns(e)).collect();
+    let baseline_runs: Vec<&&Experiment> = at_level
+        .iter()
+        .filter(|e| baseline.owns_at(e, level))
+        .collect();
     if baseline_runs.iter().any(|e| !e.phase.is_terminal()) {
-        return Next::Wait;
+        return Some(Next::Wait);
     }
     if baseline_runs.iter().all(|e| e.phase == Phase::Failed) {
-        return Next::Done(Ending::BaselineFailed {
-            stage: Stage::Verification,
-        });
+        return Some(Next::Done(Ending::BaselineFailed {
+            stage: level.stage,
+            rung: level.rung,
+        }));
     }
     for subject in comparisons {
         if let Some(replica) = missing(subject) {
             if usage.experiments >= spec.budget.max_experiments {
-                return exhausted(experiments, Exhausted::Experiments);
+                return Some(exhausted(experiments, Exhausted::Experiments));
             }
-            return Next::Create(retrain(subject, replica));
+            return Some(Next::Create(retrain(subject, level, replica)));
         }
     }
-    if verification.iter().any(|e| !e.phase.is_terminal()) {
-        return Next::Wait;
+    if at_level.iter().any(|e| !e.phase.is_terminal()) {
+        return Some(Next::Wait);
     }
-    Next::Done(Ending::Completed)
+    None
 }
 
-/// One training seed of a program at the verification scale.
-fn retrain(subject: &Subject, replica: u32) -> NewExperiment {
+/// One training seed of a program at `level`.
+fn retrain(subject: &Subject, level: Level, replica: u32) -> NewExperiment {
     match subject {
-        Subject::Seed { name } => seed(Stage::Verification, name, replica),
+        Subject::Seed { name } => seed(level, name, replica),
         Subject::Explored { id } => NewExperiment {
-            stage: Stage::Verification,
+            stage: level.stage,
+            rung: level.rung,
             origin: Origin::Verification,
             parent: Some(*id),
             references: Vec::new(),
@@ -247,9 +330,10 @@ fn exhausted(experiments: &[Experiment], limit: Exhausted) -> Next {
     }
 }
 
-fn seed(stage: Stage, name: &str, replica: u32) -> NewExperiment {
+fn seed(level: Level, name: &str, replica: u32) -> NewExperiment {
     NewExperiment {
-        stage,
+        stage: level.stage,
+        rung: level.rung,
         origin: Origin::Seed,
         parent: None,
         references: Vec::new(),
@@ -273,7 +357,7 @@ fn find_seed<'a>(
 /// [`fitness::BASELINE`]), best first, at most `verification.promote`. Seeds are reference
 /// points, not discoveries, and are never promoted.
 pub fn promoted(spec: &CampaignSpec, experiments: &[Experiment]) -> Vec<ExperimentId> {
-    promoted_of(experiments, spec.stages.verification.promote as usize)
+    ladder::promoted(&verification::Rules::of(spec), experiments)
 }
 
 /// The best `promote` explorations that beat the baseline (see [`promoted`]).
@@ -299,11 +383,17 @@ pub fn promoted_of(experiments: &[Experiment], promote: usize) -> Vec<Experiment
         .collect()
 }
 
-/// The training config of a stage, with the replica's training seed.
-pub fn train_config(spec: &CampaignSpec, stage: Stage, replica: u32) -> trainer::TrainConfig {
-    let mut config = match stage {
-        Stage::Exploration => spec.stages.exploration.train.clone(),
-        Stage::Verification => spec.stages.verification.train.clone(),
+/// The training config of a rung of the ladder, with the replica's training seed.
+pub fn train_config(spec: &CampaignSpec, level: Level, replica: u32) -> trainer::TrainConfig {
+    let stages = &spec.stages;
+    let mut config = match level.stage {
+        Stage::Exploration => stages.exploration.train.clone(),
+        // A rung beyond the spec's is not reached: stages cannot change while a campaign runs.
+        Stage::Screening => (level.rung as usize)
+            .checked_sub(1)
+            .and_then(|index| stages.rungs.get(index))
+            .map_or_else(|| stages.verification.train.clone(), |r| r.train.clone()),
+        Stage::Verification => stages.verification.train.clone(),
     };
     config.seed = config
         .seed
@@ -345,7 +435,7 @@ fn spent_parents(exploration: &[&Experiment]) -> std::collections::HashSet<Exper
 /// The static-check settings for an experiment: the stage's width and length, and the
 /// campaign's complexity limit (seeds and their verification runs are exempt).
 pub fn check_config(spec: &CampaignSpec, experiment: &Experiment) -> CheckConfig {
-    let config = train_config(spec, experiment.stage, experiment.replica);
+    let config = train_config(spec, experiment.level(), experiment.replica);
     let max_complexity = match experiment.origin {
         Origin::Proposal => Some(spec.constraints.max_complexity.into()),
         Origin::Seed | Origin::Verification => None,
@@ -358,16 +448,18 @@ pub fn check_config(spec: &CampaignSpec, experiment: &Experiment) -> CheckConfig
     }
 }
 
-/// The baseline's scores at a stage: the exploration run, or the mean over the verification
-/// seeds. `None` until they have finished.
+/// The baseline's scores at a rung: the exploration run, or the mean over the rung's seeds.
+/// `None` until they have finished.
 pub fn baseline_scores(
     spec: &CampaignSpec,
     experiments: &[Experiment],
-    stage: Stage,
+    level: Level,
 ) -> Option<Scores> {
+    let baseline_at =
+        |e: &&Experiment| e.level() == level && e.origin == Origin::Seed && e.name == spec.baseline;
     let summaries: Vec<_> = experiments
         .iter()
-        .filter(|e| e.stage == stage && e.origin == Origin::Seed && e.name == spec.baseline)
+        .filter(baseline_at)
         .filter_map(Experiment::summary)
         .collect();
     if summaries.is_empty() {
@@ -383,7 +475,7 @@ pub fn baseline_scores(
     let cost = experiments
         .iter()
         .filter(|_| spec.fitness.cost.any())
-        .find(|e| e.stage == stage && e.origin == Origin::Seed && e.name == spec.baseline)
+        .find(baseline_at)
         .and_then(|e| {
             let program = e.program()?;
             fitness::Cost::of(program, &check_config(spec, e))
@@ -419,6 +511,10 @@ impl<'a> StepInputs<'a> {
     ) -> StepInputs<'a> {
         let check = check_config(spec, experiment);
         let proposal = experiment.origin == Origin::Proposal;
+        // Runs the learning-curve rule may stop: proposals, and programs screened at a rung
+        // (never seeds, nor verification runs, whose pairs every claim needs).
+        let screened = proposal
+            || (experiment.stage == Stage::Screening && experiment.origin == Origin::Verification);
         let mut known = Vec::new();
         if with_known && proposal {
             for other in experiments.iter().filter(|e| e.id != experiment.id) {
@@ -437,11 +533,12 @@ impl<'a> StepInputs<'a> {
                 }
             }
         }
+        // Peers run at the same rung, at the same scale.
         let peers: Vec<&Experiment> = experiments
             .iter()
-            .filter(|e| e.stage == experiment.stage && e.id != experiment.id)
+            .filter(|e| e.level() == experiment.level() && e.id != experiment.id)
             .collect();
-        let config = train_config(spec, experiment.stage, experiment.replica);
+        let config = train_config(spec, experiment.level(), experiment.replica);
         let qa_context = QaContext {
             steps: config.steps,
             trials: config.learning_rates().len(),
@@ -459,12 +556,24 @@ impl<'a> StepInputs<'a> {
                 .filter_map(|e| e.summary().map(|s| s.val_loss))
                 .filter(|v| v.is_finite())
                 .min_by(f64::total_cmp),
+            worst_peer_loss: if screened && spec.qa.behind_factor.is_some() {
+                let curves: Vec<&[qa::ProgressPoint]> = peers
+                    .iter()
+                    .filter(|e| e.phase == Phase::Succeeded)
+                    .filter_map(|e| e.current().map(|a| a.progress.as_slice()))
+                    .filter(|curve| !curve.is_empty())
+                    .collect();
+                let checkpoints = qa::curve_checkpoints(config.steps, &spec.qa);
+                qa::worst_at(&curves, &checkpoints, spec.qa.min_peers)
+            } else {
+                Vec::new()
+            },
         };
         StepInputs {
             check,
             known,
             qa_context,
-            baseline: baseline_scores(spec, experiments, experiment.stage),
+            baseline: baseline_scores(spec, experiments, experiment.level()),
             skip_novelty: !proposal,
             max_revisions: if proposal {
                 spec.search.max_revisions
@@ -668,7 +777,8 @@ mod tests {
         assert_eq!(
             plan(&spec, &[running]),
             Next::Done(Ending::BaselineFailed {
-                stage: Stage::Exploration
+                stage: Stage::Exploration,
+                rung: 0,
             })
         );
     }
@@ -769,6 +879,120 @@ mod tests {
     }
 
     #[test]
+    fn a_rung_retrains_the_best_explorations_and_sends_its_own_best_to_verification() {
+        let mut spec = spec();
+        let mut rung_train = spec.stages.exploration.train.clone();
+        rung_train.steps = 80;
+        spec.stages.rungs = vec![crate::api::campaign::RungStage {
+            train: rung_train,
+            promote: 2,
+            seeds: 1,
+        }];
+        spec.budget.max_experiments = 30;
+        // The rung's baseline and two programs once, then verification's 12.
+        assert_eq!(verification_runs(&spec), 3 + 12);
+        let mut experiments = vec![
+            finished(1, Origin::Seed, "linear_attention", Stage::Exploration, 0.0),
+            finished(2, Origin::Seed, "retnet", Stage::Exploration, -0.2),
+        ];
+        for id in 3..=15 {
+            let mut e = finished(
+                id,
+                Origin::Proposal,
+                "p",
+                Stage::Exploration,
+                id as f64 / 20.0,
+            );
+            e.parent = Some(1);
+            experiments.push(e);
+        }
+        let rung = Level::screening(1);
+        let add = |experiments: &mut Vec<Experiment>, new: NewExperiment, val_loss: f64| {
+            let id = experiments.len() as u64 + 1;
+            let mut e = finished(id, new.origin, "", new.stage, 0.0);
+            e.name = new.seed.unwrap_or_default();
+            e.parent = new.parent;
+            e.replica = new.replica;
+            e.rung = new.rung;
+            e.fitness = None;
+            if let Some(Outcome::Finished { summary }) = &mut e.attempts[0].outcome {
+                summary.val_loss = val_loss;
+            }
+            experiments.push(e);
+        };
+        let created = |experiments: &[Experiment]| match plan(&spec, experiments) {
+            Next::Create(new) => new,
+            other => panic!("expected a run, got {other:?}"),
+        };
+        // Exploration is spent: the rung's baseline first, at the rung's scale.
+        let first = created(&experiments);
+        assert_eq!(
+            (first.stage, first.rung, first.origin, first.seed.as_deref()),
+            (Stage::Screening, 1, Origin::Seed, Some("linear_attention"))
+        );
+        assert_eq!(train_config(&spec, rung, 0).steps, 80);
+        let mut running = experiments.clone();
+        add(&mut running, first.clone(), 2.0);
+        if let Some(e) = running.last_mut() {
+            e.phase = Phase::Training;
+        }
+        assert_eq!(plan(&spec, &running), Next::Wait);
+        add(&mut experiments, first, 2.0);
+        // Then exploration's best two, 15 and 14; the rung finds 14 the better.
+        let mut entered = Vec::new();
+        for val_loss in [1.5, 1.0] {
+            let new = created(&experiments);
+            assert_eq!(
+                (new.stage, new.rung, new.origin),
+                (Stage::Screening, 1, Origin::Verification)
+            );
+            entered.push(new.parent);
+            add(&mut experiments, new, val_loss);
+        }
+        assert_eq!(entered, [Some(15), Some(14)]);
+        let rules = verification::Rules::of(&spec);
+        assert_eq!(promoted(&spec, &experiments), vec![14]);
+        // Verification: the baseline under three seeds, then the rung's best (its parent is
+        // the baseline, the best seed too).
+        for replica in 0..3 {
+            let new = created(&experiments);
+            assert_eq!(
+                (new.stage, new.origin, new.replica),
+                (Stage::Verification, Origin::Seed, replica)
+            );
+            add(&mut experiments, new, 2.0);
+        }
+        for replica in 0..3 {
+            let new = created(&experiments);
+            assert_eq!(
+                (new.stage, new.origin, new.parent, new.replica),
+                (Stage::Verification, Origin::Verification, Some(14), replica)
+            );
+            add(&mut experiments, new, 1.1);
+        }
+        assert_eq!(plan(&spec, &experiments), Next::Done(Ending::Completed));
+        let verified = verification::summarise(&experiments, &rules);
+        assert_eq!(verified.programs.len(), 1);
+        assert_eq!(verified.ladder.rungs[0].programs.len(), 3);
+        assert_eq!(verified.ladder.predictions.len(), 2);
+
+        // Had neither program beaten the baseline at the rung, nothing would go further.
+        let mut worse: Vec<Experiment> = experiments[..18].to_vec();
+        for e in worse
+            .iter_mut()
+            .filter(|e| e.stage == Stage::Screening && e.origin == Origin::Verification)
+        {
+            if let Some(Outcome::Finished { summary }) = &mut e.attempts[0].outcome {
+                summary.val_loss = 2.5;
+            }
+        }
+        assert_eq!(
+            plan(&spec, &worse),
+            Next::Done(Ending::NothingPromoted { rung: 1 })
+        );
+    }
+
+    #[test]
     fn checks_use_the_stage_s_width_and_length_and_limit_only_proposals() {
         let mut spec = spec();
         spec.stages.verification.train.model.d_model = 24;
@@ -816,15 +1040,18 @@ mod tests {
                 e
             })
             .collect();
-        let scores = baseline_scores(&spec, &experiments, v).unwrap();
+        let scores = baseline_scores(&spec, &experiments, Level::VERIFICATION).unwrap();
         assert_eq!(scores.val_loss, 2.5);
         assert!((scores.accuracy["mqar"] - 0.4).abs() < 1e-12, "{scores:?}");
-        let exploration = baseline_scores(&spec, &experiments, Stage::Exploration).unwrap();
+        let exploration = baseline_scores(&spec, &experiments, Level::EXPLORATION).unwrap();
         assert_eq!(
             (exploration.val_loss, exploration.accuracy["mqar"]),
             (9.0, 0.9)
         );
-        assert_eq!(baseline_scores(&spec, &experiments[..1], v), None);
+        assert_eq!(
+            baseline_scores(&spec, &experiments[..1], Level::VERIFICATION),
+            None
+        );
     }
 
     #[test]
@@ -903,7 +1130,7 @@ mod tests {
         proposal.origin = Origin::Proposal;
         experiments.extend([seed_run, rerun, proposal]);
         // Ten times the peers' one second at a tenth of the steps.
-        let steps = train_config(&spec, Stage::Verification, 0).steps;
+        let steps = train_config(&spec, Level::VERIFICATION, 0).steps;
         let slow = [crate::core::qa::ProgressPoint {
             step: steps / 10,
             loss: 2.0,

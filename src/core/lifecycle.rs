@@ -19,11 +19,62 @@ use std::collections::BTreeMap;
 
 pub type ExperimentId = u64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+/// Where on the ladder of scales an experiment runs, in the order a program climbs it.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Stage {
     Exploration,
+    /// A rung between exploration and verification (`Experiment::rung` says which).
+    Screening,
     Verification,
+}
+
+/// One rung of the ladder: the stage, and for screening which of `stages.rungs` (1 for the
+/// first; 0 at exploration and verification).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Level {
+    pub stage: Stage,
+    pub rung: u32,
+}
+
+impl Level {
+    pub const EXPLORATION: Level = Level {
+        stage: Stage::Exploration,
+        rung: 0,
+    };
+    pub const VERIFICATION: Level = Level {
+        stage: Stage::Verification,
+        rung: 0,
+    };
+
+    /// The `rung`-th screening rung (1-based).
+    pub fn screening(rung: u32) -> Level {
+        Level {
+            stage: Stage::Screening,
+            rung,
+        }
+    }
+
+    /// "exploration", "rung 1", "verification".
+    pub fn describe(self) -> String {
+        match self.stage {
+            Stage::Exploration => "exploration".into(),
+            Stage::Screening => format!("rung {}", self.rung),
+            Stage::Verification => "verification".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -176,6 +227,10 @@ fn yes() -> bool {
     true
 }
 
+fn is_zero(value: &u32) -> bool {
+    *value == 0
+}
+
 /// Where an experiment's program came from.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
@@ -202,6 +257,9 @@ pub struct Experiment {
     /// share data order and initialisation, so baseline and candidates compare like for like.
     #[serde(default)]
     pub replica: u32,
+    /// Which screening rung (1-based) a `Screening` experiment runs at; 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rung: u32,
     /// How the Researcher made the program (a mutation kind, `crossover`, `llm`), when known.
     #[serde(default)]
     pub operator: Option<String>,
@@ -244,6 +302,7 @@ impl Experiment {
             stage,
             origin: Origin::Proposal,
             replica: 0,
+            rung: 0,
             operator: None,
             parent,
             references,
@@ -255,6 +314,18 @@ impl Experiment {
             problem_summary: None,
             retrieved: Vec::new(),
             infrastructure_failures: Vec::new(),
+        }
+    }
+
+    /// The rung of the ladder this experiment runs at.
+    pub fn level(&self) -> Level {
+        Level {
+            stage: self.stage,
+            rung: if self.stage == Stage::Screening {
+                self.rung
+            } else {
+                0
+            },
         }
     }
 

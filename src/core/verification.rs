@@ -22,7 +22,8 @@
 //! `required_runs` pairs (the campaign's `verification.seeds`, at least [`MIN_RUNS`]).
 
 use super::fitness::{FitnessWeights, Scores, fitness};
-use super::lifecycle::{Experiment, ExperimentId, Origin, Phase, Stage};
+use super::ladder::{self, RungRule};
+use super::lifecycle::{Experiment, ExperimentId, Level, Origin, Phase, Stage};
 use super::stats::{self, Better, MeanInterval, PairedTest, mean_interval};
 use crate::api::CampaignSpec;
 use serde::Serialize;
@@ -51,6 +52,8 @@ pub struct Rules {
     /// The verification scale's width and length, which the mixers' costs depend on (when a
     /// cost term counts).
     pub check: archspec::CheckConfig,
+    /// The rungs between exploration and verification, smallest first.
+    pub ladder: Vec<RungRule>,
 }
 
 impl Rules {
@@ -63,23 +66,49 @@ impl Rules {
             promote: 2,
             weights: FitnessWeights::default(),
             check: archspec::CheckConfig::default(),
+            ladder: Vec::new(),
         }
     }
 
     pub fn of(spec: &CampaignSpec) -> Rules {
-        let train = &spec.stages.verification.train;
         Rules {
             baseline: spec.baseline.clone(),
             required_runs: required_runs(spec.stages.verification.seeds),
             promote: spec.stages.verification.promote as usize,
             weights: spec.fitness.clone(),
-            check: archspec::CheckConfig {
-                d_model: train.model.d_model,
-                seq_len: train.data.seq_len,
-                max_complexity: None,
-                ..archspec::CheckConfig::default()
-            },
+            check: scale_of(&spec.stages.verification.train),
+            ladder: spec
+                .stages
+                .rungs
+                .iter()
+                .map(|rung| RungRule {
+                    promote: rung.promote as usize,
+                    seeds: rung.seeds,
+                    check: scale_of(&rung.train),
+                })
+                .collect(),
         }
+    }
+
+    /// The check settings at `level` above exploration (for the mixers' costs).
+    pub fn check_at(&self, level: Level) -> &archspec::CheckConfig {
+        match level.stage {
+            Stage::Screening => self
+                .ladder
+                .get((level.rung as usize).wrapping_sub(1))
+                .map_or(&self.check, |rung| &rung.check),
+            Stage::Exploration | Stage::Verification => &self.check,
+        }
+    }
+}
+
+/// A training config's width and length, as the checker sees a mixer there.
+fn scale_of(train: &trainer::TrainConfig) -> archspec::CheckConfig {
+    archspec::CheckConfig {
+        d_model: train.model.d_model,
+        seq_len: train.data.seq_len,
+        max_complexity: None,
+        ..archspec::CheckConfig::default()
     }
 }
 
@@ -125,7 +154,12 @@ impl Subject {
 
     /// Whether `run` is one of this subject's verification runs.
     pub fn owns(&self, run: &Experiment) -> bool {
-        run.stage == Stage::Verification
+        self.owns_at(run, Level::VERIFICATION)
+    }
+
+    /// Whether `run` retrains this subject at `level` (a screening rung or verification).
+    pub fn owns_at(&self, run: &Experiment, level: Level) -> bool {
+        run.level() == level
             && match self {
                 Subject::Seed { name } => run.origin == Origin::Seed && run.name == *name,
                 Subject::Explored { id } => {
@@ -198,7 +232,7 @@ pub fn subjects(rules: &Rules, experiments: &[Experiment]) -> Vec<Subject> {
     if let Some(seed) = best_seed(experiments) {
         add(Subject::of(seed));
     }
-    for source in super::campaign::promoted_of(experiments, rules.promote) {
+    for source in ladder::promoted(rules, experiments) {
         if let Some(parent) = parent_of(experiments, source) {
             add(parent);
         }
@@ -316,6 +350,9 @@ pub struct Verification {
     pub comparators: Vec<VerifiedProgram>,
     /// Standing claims against compute spent (a withdrawal lowers it).
     pub curve: Vec<CurvePoint>,
+    /// The rungs between exploration and verification, and how well each level predicted the
+    /// next.
+    pub ladder: ladder::LadderSummary,
 }
 
 impl Verification {
@@ -333,14 +370,14 @@ struct RunScores {
 }
 
 /// A subject's verification runs, by replica.
-struct Measured<'a> {
-    subject: Subject,
-    runs: Vec<&'a Experiment>,
+pub(super) struct Measured<'a> {
+    pub(super) subject: Subject,
+    pub(super) runs: Vec<&'a Experiment>,
     finished: BTreeMap<u32, RunScores>,
 }
 
 impl Measured<'_> {
-    fn complete(&self) -> bool {
+    pub(super) fn complete(&self) -> bool {
         !self.runs.is_empty() && self.runs.iter().all(|e| e.phase.is_terminal())
     }
 
@@ -351,6 +388,16 @@ impl Measured<'_> {
     fn values(&self, metric: impl Fn(&RunScores) -> Option<f64>) -> Vec<f64> {
         self.finished.values().filter_map(metric).collect()
     }
+
+    /// Mean and interval of the finished runs' fitness.
+    pub(super) fn fitness(&self) -> Option<MeanInterval> {
+        mean_interval(&self.values(|r| r.fitness))
+    }
+
+    /// Mean and interval of the finished runs' validation loss.
+    pub(super) fn val_loss(&self) -> Option<MeanInterval> {
+        mean_interval(&self.values(|r| Some(r.val_loss)))
+    }
 }
 
 fn measure<'a>(
@@ -359,8 +406,23 @@ fn measure<'a>(
     baseline: Option<&Scores>,
     rules: &Rules,
 ) -> Measured<'a> {
+    measure_at(subject, experiments, Level::VERIFICATION, baseline, rules)
+}
+
+/// A subject's runs at `level`, each scored against `baseline` (no judge).
+pub(super) fn measure_at<'a>(
+    subject: Subject,
+    experiments: &'a [Experiment],
+    level: Level,
+    baseline: Option<&Scores>,
+    rules: &Rules,
+) -> Measured<'a> {
     let weights = &rules.weights;
-    let runs: Vec<&Experiment> = experiments.iter().filter(|e| subject.owns(e)).collect();
+    let check = rules.check_at(level);
+    let runs: Vec<&Experiment> = experiments
+        .iter()
+        .filter(|e| subject.owns_at(e, level))
+        .collect();
     let finished = runs
         .iter()
         .filter(|e| e.phase == Phase::Succeeded)
@@ -370,7 +432,7 @@ fn measure<'a>(
                 val_loss: summary.val_loss,
                 accuracy: summary.accuracy.clone(),
                 judge: None,
-                cost: cost_of(e, rules),
+                cost: cost_of(e, rules, check),
             };
             Some((
                 e.replica,
@@ -391,14 +453,18 @@ fn measure<'a>(
 }
 
 /// The mixer's cost of a run, when a cost term counts.
-fn cost_of(run: &Experiment, rules: &Rules) -> Option<super::fitness::Cost> {
+fn cost_of(
+    run: &Experiment,
+    rules: &Rules,
+    check: &archspec::CheckConfig,
+) -> Option<super::fitness::Cost> {
     if !rules.weights.cost.any() {
         return None;
     }
-    super::fitness::Cost::of(run.program()?, &rules.check)
+    super::fitness::Cost::of(run.program()?, check)
 }
 
-fn mean_scores(measured: &Measured<'_>, rules: &Rules) -> Option<Scores> {
+pub(super) fn mean_scores(measured: &Measured<'_>, rules: &Rules) -> Option<Scores> {
     let n = measured.finished.len();
     if n == 0 {
         return None;
@@ -410,7 +476,10 @@ fn mean_scores(measured: &Measured<'_>, rules: &Rules) -> Option<Scores> {
             .map(|(task, m)| (task, m.mean))
             .collect(),
         judge: None,
-        cost: measured.runs.first().and_then(|run| cost_of(run, rules)),
+        cost: measured
+            .runs
+            .first()
+            .and_then(|run| cost_of(run, rules, rules.check_at(run.level()))),
     })
 }
 
@@ -556,8 +625,12 @@ pub fn summarise(experiments: &[Experiment], rules: &Rules) -> Verification {
             (s, m)
         })
         .collect();
+    let ladder = ladder::summarise(rules, experiments);
     let Some(baseline_runs) = measured.get(&baseline_subject) else {
-        return Verification::default();
+        return Verification {
+            ladder,
+            ..Verification::default()
+        };
     };
     let baseline = mean_interval(&baseline_runs.values(|r| Some(r.val_loss)));
     let baseline_shortfall = required_runs.saturating_sub(baseline.map_or(0, |b| b.runs));
@@ -570,7 +643,7 @@ pub fn summarise(experiments: &[Experiment], rules: &Rules) -> Verification {
             fitness_sd: stats::standard_deviation(&baseline_runs.values(|r| r.fitness))?,
         })
     });
-    let promoted = super::campaign::promoted_of(experiments, rules.promote);
+    let promoted = ladder::promoted(rules, experiments);
     let best_seed = best_seed(experiments).map(Subject::of);
     let complete = |subject: &Subject| measured.get(subject).is_some_and(Measured::complete);
 
@@ -751,6 +824,7 @@ pub fn summarise(experiments: &[Experiment], rules: &Rules) -> Verification {
         programs,
         comparators,
         curve,
+        ladder,
     }
 }
 

@@ -330,6 +330,14 @@ fn summary<S: crate::memory::Store>(
             }
         ));
     }
+    for prediction in &verified.ladder.predictions {
+        if let Some(rank) = prediction.spearman {
+            lines.push(format!(
+                "{} → {}: Spearman's ρ {:+.2} over {} programs",
+                prediction.from, prediction.to, rank.rho, rank.n
+            ));
+        }
+    }
     for (role, stats) in engine.agent_stats() {
         lines.push(format!(
             "llm {role}: {} requests, {} errors, {} retries, {} downgrades, {} tokens",

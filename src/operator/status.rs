@@ -171,6 +171,7 @@ fn ending_reason(ending: &Ending) -> &'static str {
     match ending {
         Ending::Completed => "StagesCompleted",
         Ending::NothingToVerify => "NothingToVerify",
+        Ending::NothingPromoted { .. } => "NothingPromoted",
         Ending::BudgetExhausted { .. } => "BudgetExhausted",
         Ending::BaselineFailed { .. } => "BaselineFailed",
     }
@@ -294,6 +295,7 @@ mod tests {
         let budget = budget();
         let ending = Ending::BaselineFailed {
             stage: Stage::Exploration,
+            rung: 0,
         };
         let experiments = [experiment(1, Phase::Failed, None)];
         let mut v = view(&experiments, &budget);

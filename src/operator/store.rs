@@ -184,7 +184,7 @@ impl Store for KubeStore {
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let mut resource = experiment::to_resource_at(campaign, record, &previous, &now);
         if let (Some(spec), Some(status)) = (&self.spec, resource.status.as_mut()) {
-            let config = crate::core::campaign::train_config(spec, record.stage, record.replica);
+            let config = crate::core::campaign::train_config(spec, record.level(), record.replica);
             status.training =
                 experiment::training_status(record, config.steps, config.learning_rates().len());
         }

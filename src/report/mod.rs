@@ -31,6 +31,9 @@ pub struct ExperimentRow {
     pub parent: Option<ExperimentId>,
     pub references: Vec<ExperimentId>,
     pub stage: Stage,
+    /// The screening rung (1-based) of a `screening` run; absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rung: Option<u32>,
     pub origin: Origin,
     pub replica: u32,
     pub phase: Phase,
@@ -192,6 +195,7 @@ impl Report {
                     parent: e.parent,
                     references: e.references.clone(),
                     stage: e.stage,
+                    rung: (e.stage == Stage::Screening).then_some(e.rung),
                     origin: e.origin,
                     replica: e.replica,
                     phase: e.phase,

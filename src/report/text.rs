@@ -113,6 +113,7 @@ pub fn render(report: &Report) -> String {
 /// shows these as text under its own tables).
 pub fn details(report: &Report, with_claims: bool) -> String {
     let mut out = String::new();
+    render_ladder(report, &mut out);
     render_verification(report, &mut out);
     if with_claims {
         render_claims(report, &mut out);
@@ -238,6 +239,69 @@ fn shortfall_note(shortfall: usize, required: usize) -> String {
             super::count(shortfall as u64, "run", "runs")
         )
     }
+}
+
+/// The rungs between exploration and verification, and how well each level's fitness ranked
+/// the programs the next one retrained.
+fn render_ladder(report: &Report, out: &mut String) {
+    let ladder = &report.verification.ladder;
+    if ladder.rungs.is_empty() && ladder.predictions.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "LADDER (each rung retrains the best programs of the one below, and the baseline; fitness against the baseline's mean at the rung)"
+    );
+    for rung in &ladder.rungs {
+        let _ = writeln!(
+            out,
+            "  rung {} ({} per program{}): {}",
+            rung.rung,
+            super::count(rung.seeds, "seed", "seeds"),
+            if rung.complete { "" } else { ", still running" },
+            super::count(rung.programs.len() as u64, "program", "programs"),
+        );
+        for program in &rung.programs {
+            let fitness = program.fitness.map_or_else(
+                || "-".to_string(),
+                |f| format!("{:+.3} ± {:.3}", f.mean, f.half_width),
+            );
+            let val_loss = program.val_loss.map_or_else(
+                || "-".to_string(),
+                |v| format!("{:.3} ± {:.3}", v.mean, v.half_width),
+            );
+            let _ = writeln!(
+                out,
+                "    {:<28} fitness {:<18} val loss {:<16} ({} of {} runs){}",
+                truncate(&program.name, 28),
+                fitness,
+                val_loss,
+                program.runs,
+                program.tried,
+                if program.promoted {
+                    "  ↑ promoted"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
+    for prediction in &ladder.predictions {
+        let verdict = match &prediction.spearman {
+            Some(rank) => format!(
+                "Spearman's ρ {:+.2} over {} (p {})",
+                rank.rho,
+                super::count(rank.n as u64, "program", "programs"),
+                pvalue(rank.p)
+            ),
+            None => format!(
+                "no rank correlation ({} at both; it needs 3 with different fitness)",
+                super::count(prediction.programs as u64, "program", "programs")
+            ),
+        };
+        let _ = writeln!(out, "  {} → {}: {verdict}", prediction.from, prediction.to);
+    }
+    out.push('\n');
 }
 
 /// The baseline, the campaign's noise floor and the comparators retrained beside the claims.
