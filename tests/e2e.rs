@@ -1104,6 +1104,34 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path, pace: Pace) {
             .all(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}") as &str)),
         "every request carried the key from the Secret"
     );
+    // An endpoint that quotes the credentials it refused in its 401: the operator records the
+    // agents' failures (Experiments, conditions, Events) with the body redacted.
+    let echo = common::llm_server::serve(Box::new(|seen, _| {
+        common::llm_server::status(
+            401,
+            &format!(
+                r#"{{"error": {{"message": "invalid credentials: {}"}}}}"#,
+                seen.authorization.clone().unwrap_or_default()
+            ),
+        )
+    }));
+    let echoing = manifest
+        .replace("name: thinking", "name: echo")
+        .replace(&server.url, &echo.url)
+        .replace(
+            "maxRetries: 1",
+            "maxRetries: 1\n      fallbackToEvolutionary: false",
+        );
+    kubectl_ok(&["apply", "-n", "e2e-llm", "-f", "-"], Some(&echoing));
+    wait_for_phase("e2e-llm", "echo", "Completed", pace.campaign(18, 40, 2));
+    assert!(
+        echo.seen
+            .lock()
+            .expect("requests")
+            .iter()
+            .any(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}") as &str)),
+        "the key was sent to the echoing endpoint"
+    );
     let everything = kubectl_ok(
         &[
             "get",
@@ -1118,6 +1146,10 @@ fn the_llm_key_from_a_secret_stays_secret(work: &Path, pace: Pace) {
     assert!(
         everything.contains("thinking-e00001"),
         "the objects were read"
+    );
+    assert!(
+        everything.contains("invalid credentials: Bearer [redacted]"),
+        "the 401's body was recorded, redacted"
     );
     assert!(!everything.contains(SECRET), "the key is in an object");
     let log = std::fs::read_to_string(work.join("llm.log")).expect("operator log");

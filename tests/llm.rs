@@ -701,6 +701,61 @@ fn garbage_from_the_endpoint_ends_in_recorded_failures_or_a_fallback() {
     assert!(succeeded > 0, "{report}");
 }
 
+#[test]
+fn an_endpoint_that_echoes_the_key_in_its_401_leaks_it_nowhere() {
+    // A proxy that quotes the credentials it refused, in its message and in a field.
+    let server = serve(Box::new(|seen: &Seen, _| {
+        let authorization = seen.authorization.clone().unwrap_or_default();
+        let key = authorization.trim_start_matches("Bearer ").to_string();
+        status(
+            401,
+            &json!({"error": {"message": format!("invalid credentials: {authorization}"),
+                "key": key, "type": "invalid_request_error"}})
+            .to_string(),
+        )
+    }));
+    let dir = temp_dir("echo");
+    let manifest = llm_manifest(
+        &dir,
+        &server.url,
+        "      fallbackToEvolutionary: false
+",
+    );
+    let state = dir.join("state");
+    let (success, log) = run_campaign(&manifest, &state);
+    assert!(success, "the campaign goes on: {log}");
+    assert!(!log.contains(SECRET), "the key is in the log");
+    let seen = server.seen.lock().unwrap().clone();
+    assert!(
+        seen.iter()
+            .all(|s| s.authorization.as_deref() == Some(&format!("Bearer {SECRET}") as &str)),
+        "the key was sent, so the endpoint could echo it"
+    );
+    let (report, text) = report_of(&state, &dir.join("r.html"));
+    assert!(!text.contains(SECRET), "the key is in the report");
+    let reasons: Vec<String> = report["experiments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["origin"] == "proposal")
+        .map(|e| {
+            e["attempts"][0]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    assert!(!reasons.is_empty(), "{report}");
+    for reason in &reasons {
+        assert!(reason.contains("401"), "{reason}");
+        assert!(
+            reason.contains("invalid credentials: Bearer [redacted]"),
+            "the body is quoted, redacted: {reason}"
+        );
+    }
+    assert_no_secret_under(&dir);
+}
+
 /// A toy embedding: letter counts, so texts sharing words score high.
 fn letters(text: &str) -> Vec<f64> {
     let mut counts = vec![0.0; 26];

@@ -2,7 +2,8 @@
 //! with exponential backoff and jitter on 429, 5xx, timeouts and refused connections
 //! (`Retry-After` wins), replies checked for what real endpoints get wrong (empty content,
 //! missing usage, extra fields), and requests, errors, tokens and latency counted per role.
-//! The API key is only ever put in the `Authorization` header.
+//! The API key is only ever put in the `Authorization` header, and every body quoted in an
+//! error is redacted of it (and of anything shaped like a credential) first.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -223,26 +224,26 @@ impl Client {
         {
             return Exchange::Fatal(LlmError::UnsupportedFormat {
                 status: status.as_u16(),
-                body: snippet(&text),
+                body: self.snippet(&text),
             });
         }
         if status.as_u16() == 429 || status.is_server_error() {
             return Exchange::Retry {
-                reason: format!("HTTP {}: {}", status.as_u16(), snippet(&text)),
+                reason: format!("HTTP {}: {}", status.as_u16(), self.snippet(&text)),
                 wait: retry_after,
             };
         }
         if !status.is_success() {
             return Exchange::Fatal(LlmError::Rejected {
                 status: status.as_u16(),
-                body: snippet(&text),
+                body: self.snippet(&text),
             });
         }
         match serde_json::from_str(&text) {
             Ok(value) => Exchange::Ok(value),
             Err(error) => Exchange::Fatal(LlmError::BadReply(format!(
                 "not JSON ({error}): {}",
-                snippet(&text)
+                self.snippet(&text)
             ))),
         }
     }
@@ -321,14 +322,17 @@ impl Client {
             ),
             None => ((prompt_chars / 4) as u64, (content.len() / 4) as u64),
         };
+        let no_message = reply
+            .pointer("/choices/0/message")
+            .is_none()
+            .then(|| self.snippet(&reply.to_string()));
         let stats = self.stats.entry(role).or_default();
         stats.prompt_tokens += prompt_tokens;
         stats.completion_tokens += completion_tokens;
-        if reply.pointer("/choices/0/message").is_none() {
+        if let Some(quoted) = no_message {
             stats.errors += 1;
             return Err(LlmError::BadReply(format!(
-                "no choices[0].message in {}",
-                snippet(&reply.to_string())
+                "no choices[0].message in {quoted}"
             )));
         }
         if content.trim().is_empty() {
@@ -402,7 +406,16 @@ pub fn names_response_format(body: &str) -> bool {
     .any(|phrase| body.contains(phrase))
 }
 
-/// The first 300 characters of a body, for error messages.
+impl Client {
+    /// The first 300 characters of a body, for error messages, redacted of the key and of
+    /// credential-shaped words before it is cut (a key cut in half would leak its start).
+    fn snippet(&self, text: &str) -> String {
+        let key = self.key.as_ref().map(|ApiKey(key)| key.as_str());
+        snippet(&super::redact::redact(text, key))
+    }
+}
+
+/// The first 300 characters of `text`.
 fn snippet(text: &str) -> String {
     let trimmed = text.trim();
     match trimmed.char_indices().nth(300) {

@@ -4,6 +4,7 @@
 //! every later call goes to the evolutionary agents and the reason is reported.
 
 pub mod client;
+pub mod redact;
 pub mod structured;
 
 use super::{
