@@ -990,6 +990,18 @@ fn unschedulable_pods(work: &Path, _: Pace) {
             "the scheduler's reason: {message}"
         );
     }
+    // Every run given up on was deleted before its rerun: none is left to start training,
+    // unwatched, once a node with GPUs appears.
+    let left: Vec<String> = items("pods", "e2e-unschedulable")
+        .iter()
+        .map(|p| {
+            p["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert!(left.is_empty(), "pods given up on remain: {left:?}");
     let events = kubectl_ok(&["get", "events", "-n", "e2e-unschedulable"], None);
     assert!(events.contains("TrainerUnschedulable"), "{events}");
     let described = kubectl_ok(

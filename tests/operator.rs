@@ -675,10 +675,24 @@ fn memory_reads_back_what_it_wrote_and_numbers_the_next_experiment() {
 
 /// A scripted API server answering what every pod test needs (the Experiment, pod applies,
 /// Events, deletions) and handing the rest to `pods`.
+/// The pod a request addresses by name (`/api/v1/namespaces/lab/pods/<name>[?…]`), not a
+/// subresource such as its log.
+fn addressed_pod(uri: &str) -> Option<&str> {
+    let rest = uri.strip_prefix("/api/v1/namespaces/lab/pods/")?;
+    let end = rest.find(['?', '/']).unwrap_or(rest.len());
+    (!rest[end..].starts_with('/')).then_some(&rest[..end])
+}
+
+/// A mock API server for a body's requests: the Experiment exists; the pods in `existing` exist
+/// from the start and every other pod from its apply on (before it, reading it finds nothing);
+/// what else `pods` answers.
 fn pod_api(
     runtime: &tokio::runtime::Runtime,
+    existing: &[&str],
     mut pods: Responder,
 ) -> (kube::Client, Arc<Mutex<Vec<Recorded>>>) {
+    let mut present: std::collections::BTreeSet<String> =
+        existing.iter().map(|name| name.to_string()).collect();
     api_server(
         runtime,
         Box::new(
@@ -690,9 +704,14 @@ fn pod_api(
                 {
                     (200, json_bytes(&experiment_object()))
                 }
-                // Applying a pod that exists with the same spec changes nothing.
                 ("PATCH", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => {
+                    if let Some(name) = addressed_pod(uri) {
+                        present.insert(name.to_string());
+                    }
                     (200, json_bytes(&request.body))
+                }
+                ("GET", uri) if addressed_pod(uri).is_some_and(|name| !present.contains(name)) => {
+                    not_found()
                 }
                 ("POST" | "PATCH", uri) if uri.contains("/events") => {
                     (201, json_bytes(&request.body))
@@ -809,6 +828,7 @@ fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() 
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (client, log) = pod_api(
         &runtime,
+        &[],
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => (
@@ -847,7 +867,8 @@ fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() 
         matches!(events.last(), Some(Event::Finished(s)) if s.val_loss == 1.25),
         "{events:?}"
     );
-    // Applying the same start again sends the identical pod: nothing new is created.
+    // The same start again adopts the pod it created: it is read, never applied again (the
+    // Campaign's trainer spec may have changed meanwhile; a new image would restart it).
     runtime.block_on(body.execute(start_command()));
     std::thread::sleep(Duration::from_millis(200));
     let log = log.lock().expect("log").clone();
@@ -855,11 +876,7 @@ fn a_start_applies_one_owned_hardened_pod_and_its_result_finishes_the_attempt() 
         .iter()
         .filter(|r| r.method == "PATCH" && r.uri.starts_with("/api/v1/namespaces/lab/pods/"))
         .collect();
-    assert_eq!(applies.len(), 2, "{log:#?}");
-    assert_eq!(
-        applies[0].raw, applies[1].raw,
-        "a repeated start is the same apply"
-    );
+    assert_eq!(applies.len(), 1, "{log:#?}");
     assert!(
         log.iter()
             .all(|r| r.method != "POST" || r.uri.contains("/events")),
@@ -930,6 +947,7 @@ fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
     let counter = looks.clone();
     let (client, log) = pod_api(
         &runtime,
+        &["quick-e00012-a2"],
         Box::new(
             move |request| match (request.method.as_str(), request.uri.as_str()) {
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => {
@@ -994,7 +1012,8 @@ fn a_restarted_operator_adopts_the_running_pod_and_follows_it_to_the_end() {
         log.iter()
             .filter(|r| r.method == "PATCH" && r.uri.contains("/pods/"))
             .count(),
-        1
+        0,
+        "an adopted pod is never applied again: its spec stays as it was created"
     );
 }
 
@@ -1003,6 +1022,7 @@ fn a_stop_deletes_the_attempts_pods_and_a_vanished_pod_is_an_infrastructure_fail
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (client, log) = pod_api(
         &runtime,
+        &[],
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
                 // Someone deleted the pod: it is gone.
@@ -1053,6 +1073,7 @@ fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (client, log) = pod_api(
         &runtime,
+        &[],
         Box::new(
             |request| match (request.method.as_str(), request.uri.as_str()) {
                 ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1") => (
@@ -1103,6 +1124,160 @@ fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
         apply.uri
     );
     assert_eq!(apply.body["metadata"]["labels"]["archlab.dev/retry"], "1");
+}
+
+fn pod_list(items: Vec<Value>) -> (u16, Vec<u8>) {
+    (
+        200,
+        json_bytes(&json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": items})),
+    )
+}
+
+#[test]
+fn a_rerun_deletes_the_unfinished_pod_it_replaces_and_waits_until_it_is_gone() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    // The first run's pod is stuck pulling; it takes one more look to go after the delete.
+    let lists_after_delete = Arc::new(Mutex::new(None::<u32>));
+    let state = lists_after_delete.clone();
+    let stuck = pod_object(
+        "quick-e00012-a2",
+        "Pending",
+        json!({"waiting": {"reason": "ImagePullBackOff"}}),
+    );
+    let (client, log) = pod_api(
+        &runtime,
+        &[],
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.starts_with("/api/v1/namespaces/lab/pods?") => {
+                    let mut after = state.lock().expect("state");
+                    match *after {
+                        None => pod_list(vec![stuck.clone()]),
+                        Some(0) => {
+                            *after = Some(1);
+                            pod_list(vec![stuck.clone()])
+                        }
+                        Some(_) => pod_list(vec![]),
+                    }
+                }
+                ("DELETE", uri) if uri.starts_with("/api/v1/namespaces/lab/pods?") => {
+                    *state.lock().expect("state") = Some(0);
+                    pod_list(vec![])
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1") => (
+                    200,
+                    json_bytes(&pod_object(
+                        "quick-e00012-a2-r1",
+                        "Succeeded",
+                        json!({"terminated": {"exitCode": 0, "reason": "Completed", "message": RESULT}}),
+                    )),
+                ),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (mut body, inbox) = new_body(&client, body_config());
+    let Command::Start {
+        experiment,
+        name,
+        attempt,
+        program,
+        config,
+        ..
+    } = start_command()
+    else {
+        unreachable!("start_command is a start");
+    };
+    runtime.block_on(body.execute(Command::Start {
+        experiment,
+        name,
+        attempt,
+        retry: 1,
+        program,
+        config,
+    }));
+    let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
+    assert!(
+        matches!(events.last(), Some(Event::Finished(_))),
+        "{events:?}"
+    );
+    let log = log.lock().expect("log").clone();
+    let position = |method: &str, prefix: &str| {
+        log.iter()
+            .position(|r| r.method == method && r.uri.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {method} {prefix}: {log:#?}"))
+    };
+    let delete = position("DELETE", "/api/v1/namespaces/lab/pods?");
+    let apply = position("PATCH", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1?");
+    let last_look = log
+        .iter()
+        .rposition(|r| r.method == "GET" && r.uri.starts_with("/api/v1/namespaces/lab/pods?"))
+        .expect("a list");
+    assert!(
+        delete < last_look && last_look < apply,
+        "deleted, seen gone, then the rerun applied: {log:#?}"
+    );
+    let selector = &log[delete].uri;
+    assert!(
+        selector.contains("archlab.dev%2Fattempt%3D2%2Carchlab.dev%2Fretry%21%3D1"),
+        "only this attempt's other runs: {selector}"
+    );
+    assert!(
+        selector.contains("status.phase%21%3DSucceeded%2Cstatus.phase%21%3DFailed"),
+        "ended pods stay for their logs: {selector}"
+    );
+}
+
+#[test]
+fn a_pod_given_up_on_is_deleted_and_gone_before_its_ending_is_reported() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let deleted = Arc::new(Mutex::new(false));
+    let flag = deleted.clone();
+    let (client, log) = pod_api(
+        &runtime,
+        &[],
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("DELETE", uri)
+                    if uri.starts_with("/api/v1/namespaces/lab/pods/quick-e00012-a2") =>
+                {
+                    *flag.lock().expect("flag") = true;
+                    (
+                        200,
+                        json_bytes(&pod_object("quick-e00012-a2", "Pending", json!({}))),
+                    )
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2")
+                    if *flag.lock().expect("flag") =>
+                {
+                    not_found()
+                }
+                ("GET", "/api/v1/namespaces/lab/pods/quick-e00012-a2") => (
+                    200,
+                    json_bytes(&pod_object(
+                        "quick-e00012-a2",
+                        "Pending",
+                        json!({"waiting": {"reason": "ImagePullBackOff", "message": "manifest unknown"}}),
+                    )),
+                ),
+                _ => not_found(),
+            },
+        ),
+    );
+    let (mut body, inbox) = new_body(&client, body_config());
+    runtime.block_on(body.execute(start_command()));
+    let events = observe_until(&inbox, |e| matches!(e, Event::InfrastructureFailed { .. }));
+    assert!(
+        matches!(events.last(), Some(Event::InfrastructureFailed { reason }) if reason.contains("could not be pulled")),
+        "{events:?}"
+    );
+    assert!(*deleted.lock().expect("flag"), "the stuck pod was deleted");
+    let log = log.lock().expect("log").clone();
+    let delete = log.iter().find(|r| r.method == "DELETE").expect("a delete");
+    assert_eq!(
+        delete.body["preconditions"]["uid"], "pod-uid",
+        "only the pod that was given up on"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -44,6 +44,11 @@ pub struct QaLimits {
     /// failure.
     #[serde(default = "max_pending_seconds")]
     pub max_pending_seconds: u64,
+    /// Seconds a trainer pod may be held by a scheduling gate (a queue such as Kueue waiting
+    /// for quota) before that counts as an infrastructure failure. Queued time is never
+    /// charged to the program, and it is not the wait for a node.
+    #[serde(default = "max_queued_seconds")]
+    pub max_queued_seconds: u64,
     /// Stop a proposal (or a program screened at a rung) whose training loss stays above this
     /// many times the worst loss its finished peers at the same rung had at the same point of
     /// training: its learning curve says it will not catch up. Off unless set.
@@ -67,6 +72,9 @@ fn max_attempt_seconds() -> u64 {
 }
 fn max_pending_seconds() -> u64 {
     600
+}
+fn max_queued_seconds() -> u64 {
+    24 * 3600
 }
 
 fn slow_factor() -> f64 {
@@ -104,6 +112,7 @@ impl Default for QaLimits {
             max_infrastructure_retries: max_infrastructure_retries(),
             max_attempt_seconds: max_attempt_seconds(),
             max_pending_seconds: max_pending_seconds(),
+            max_queued_seconds: max_queued_seconds(),
             behind_factor: None,
             behind_after: behind_after(),
         }

@@ -5,7 +5,9 @@
 
 use super::actor::ToEngine;
 use super::outcome::{self, PodOutcome};
-use super::pod::{self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, MANAGER, TrainerRun};
+use super::pod::{
+    self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, LABEL_RETRY, MANAGER, TrainerRun,
+};
 use crate::api::experiment::{Experiment, resource_name};
 use crate::api::trainer::TrainerSpec;
 use crate::core::lifecycle::{Event, ExperimentId};
@@ -29,6 +31,10 @@ use tokio::task::JoinHandle;
 const LOG_TAIL_LINES: usize = 40;
 /// Tries to create a pod before the attempt counts as lost to the infrastructure.
 const APPLY_TRIES: u32 = 3;
+/// How long a replaced pod may take to go (its grace period and the kubelet's confirmation)
+/// before its attempt runs again anyway, with a warning: a pod on a lost node can stay
+/// terminating until the node is removed.
+const REPLACED_POD_WAIT: Duration = Duration::from_secs(120);
 
 /// What every pod of one campaign shares.
 #[derive(Clone)]
@@ -105,6 +111,9 @@ impl Body {
                     config: &config,
                 };
                 let name = pod::pod_name(&experiment_name, attempt, retry);
+                if retry > 0 {
+                    self.remove_replaced(experiment, attempt, retry).await;
+                }
                 match self.apply(&run).await {
                     Ok(reference) => {
                         if !self.monitors.contains_key(&name) {
@@ -178,12 +187,65 @@ impl Body {
         }
     }
 
+    /// Deletes the pods of earlier runs of this attempt (a rerun after the infrastructure lost
+    /// one) that have not ended, and waits until they are gone, so a pod stuck pending or pulling can never start
+    /// training unwatched once capacity appears. The monitor deletes the pod it gave up on;
+    /// this also covers a pod left by a replica that stopped before it could.
+    async fn remove_replaced(&self, experiment: ExperimentId, attempt: u32, retry: u32) {
+        let selector = format!(
+            "{LABEL_CAMPAIGN}={},{LABEL_EXPERIMENT}={experiment},{LABEL_ATTEMPT}={attempt},{LABEL_RETRY}!={retry}",
+            pod::label_value(&self.config.campaign)
+        );
+        // Ended pods stay (until their Experiment goes) for `kubectl logs` and `describe`.
+        let params = ListParams::default()
+            .labels(&selector)
+            .fields("status.phase!=Succeeded,status.phase!=Failed");
+        let deadline = tokio::time::Instant::now() + REPLACED_POD_WAIT;
+        let mut deleted = false;
+        loop {
+            let remaining = match self.pods.list_metadata(&params).await {
+                Ok(list) => list.items.len(),
+                Err(error) => {
+                    tracing::warn!(%error, experiment, attempt, "listing the pods a rerun replaces");
+                    return;
+                }
+            };
+            if remaining == 0 {
+                return;
+            }
+            if !deleted {
+                if let Err(error) = self
+                    .pods
+                    .delete_collection(&DeleteParams::background(), &params)
+                    .await
+                {
+                    tracing::warn!(%error, experiment, attempt, "deleting the pods a rerun replaces");
+                }
+                deleted = true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                tracing::warn!(
+                    experiment,
+                    attempt,
+                    remaining,
+                    "pods this rerun replaces are still terminating; starting the rerun anyway"
+                );
+                return;
+            }
+            tokio::time::sleep(self.config.poll).await;
+        }
+    }
+
     /// Applies the pod of `run`, owned by its Experiment; returns the Experiment's reference
-    /// for events. A refusal after a few tries is returned as the reason.
+    /// for events. A pod that already exists is adopted as it is, never re-applied: the
+    /// Campaign's trainer spec may have changed since it was created, and changing a running
+    /// pod's image would restart its trainer. A refusal after a few tries is returned as the
+    /// reason.
     async fn apply(&self, run: &TrainerRun<'_>) -> Result<ObjectReference, String> {
         if !self.config.fence.load(std::sync::atomic::Ordering::SeqCst) {
             return Err("this replica is no longer the leader".into());
         }
+        let name = pod::pod_name(run.experiment_name, run.attempt, run.retry);
         let mut last_error = String::new();
         for try_number in 0..APPLY_TRIES {
             if try_number > 0 {
@@ -196,6 +258,14 @@ impl Body {
                     continue;
                 }
             };
+            match self.pods.get_metadata_opt(&name).await {
+                Ok(Some(_)) => return Ok(resource.object_ref(&())),
+                Ok(None) => {}
+                Err(error) => {
+                    last_error = format!("reading the trainer pod {name}: {error}");
+                    continue;
+                }
+            }
             let owner = OwnerReference {
                 api_version: Experiment::api_version(&()).into_owned(),
                 kind: Experiment::kind(&()).into_owned(),
@@ -212,7 +282,6 @@ impl Body {
                 owner,
             )
             .map_err(|e| format!("building the trainer pod: {e}"))?;
-            let name = pod::pod_name(run.experiment_name, run.attempt, run.retry);
             match self
                 .pods
                 .patch(
@@ -245,6 +314,7 @@ async fn monitor(
     let tail = Arc::new(Mutex::new(VecDeque::new()));
     let mut follower: Option<JoinHandle<()>> = None;
     let mut announced = false;
+    let mut last_seen: Option<Pod> = None;
     let ending = loop {
         let pod = match pods.get_opt(&name).await {
             Ok(pod) => pod,
@@ -257,8 +327,9 @@ async fn monitor(
         let Some(pod) = pod else {
             break PodOutcome::Deleted;
         };
-        let ended = outcome::classify(&pod, Timestamp::now(), config.qa.max_pending_seconds);
+        let ended = outcome::classify(&pod, Timestamp::now(), &config.qa);
         if ended != PodOutcome::Running {
+            last_seen = Some(pod);
             break ended;
         }
         if follower.is_none() && container_started(&pod) {
@@ -300,7 +371,7 @@ async fn monitor(
         // The pod ended between two looks: read its whole log once.
         None if ending != PodOutcome::Deleted => {
             let params = LogParams {
-                container: Some("trainer".into()),
+                container: Some(outcome::TRAINER_CONTAINER.into()),
                 ..LogParams::default()
             };
             if let Ok(log) = pods.logs(&name, &params).await {
@@ -310,6 +381,12 @@ async fn monitor(
             }
         }
         None => {}
+    }
+    // A pod given up on before it reached a terminal phase (stuck pulling, queued, past its
+    // deadline, held running by a sidecar, being drained) goes before the engine hears of
+    // its ending, so no rerun ever runs beside it.
+    if let Some(pod) = last_seen.filter(outcome::still_active) {
+        remove_pod(&pods, &name, pod.metadata.uid.as_deref(), config.poll).await;
     }
     let log_tail = tail
         .lock()
@@ -330,13 +407,38 @@ async fn monitor(
     });
 }
 
-/// Whether the trainer container has started (its log can be read).
+/// Deletes the pod `name` (only the one with `uid`: a rerun may reuse no name, but a stale
+/// monitor must never delete a newer pod) and waits, bounded, until it is gone.
+async fn remove_pod(pods: &Api<Pod>, name: &str, uid: Option<&str>, poll: Duration) {
+    let params = DeleteParams {
+        preconditions: uid.map(|uid| kube::api::Preconditions {
+            uid: Some(uid.to_string()),
+            resource_version: None,
+        }),
+        ..DeleteParams::background()
+    };
+    if let Err(error) = pods.delete(name, &params).await {
+        tracing::debug!(%error, pod = %name, "deleting a trainer pod given up on");
+    }
+    let deadline = tokio::time::Instant::now() + REPLACED_POD_WAIT;
+    while tokio::time::Instant::now() < deadline {
+        match pods.get_metadata_opt(name).await {
+            Ok(None) => return,
+            Ok(Some(meta)) if meta.metadata.uid.as_deref() != uid => return,
+            _ => tokio::time::sleep(poll).await,
+        }
+    }
+    tracing::warn!(pod = %name, "a trainer pod given up on is still terminating");
+}
+
+/// Whether the trainer container has started (its log can be read); sidecars do not count.
 fn container_started(pod: &Pod) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .into_iter()
         .flatten()
+        .filter(|c| c.name == outcome::TRAINER_CONTAINER)
         .any(|c| {
             c.state
                 .as_ref()
@@ -352,7 +454,7 @@ async fn follow_log(
     observations: Sender<ToEngine>,
 ) {
     let params = LogParams {
-        container: Some("trainer".into()),
+        container: Some(outcome::TRAINER_CONTAINER.into()),
         follow: true,
         ..LogParams::default()
     };
@@ -402,16 +504,9 @@ fn describe(outcome: &PodOutcome, event: &Event, pod: &str) -> (EventType, &'sta
         _ => String::new(),
     };
     let reason = match outcome {
-        PodOutcome::Succeeded { .. } if matches!(event, Event::Finished(_)) => "TrainerSucceeded",
-        PodOutcome::Succeeded { .. } | PodOutcome::Failed { .. } => "TrainerFailed",
-        PodOutcome::OomKilled { .. } => "TrainerOOMKilled",
-        PodOutcome::DeadlineExceeded => "TrainerDeadlineExceeded",
-        PodOutcome::Evicted { .. } => "TrainerEvicted",
-        PodOutcome::NodeLost { .. } => "TrainerNodeLost",
-        PodOutcome::Unschedulable { .. } => "TrainerUnschedulable",
-        PodOutcome::ImagePullFailed { .. } => "TrainerImagePullFailed",
-        PodOutcome::Deleted => "TrainerDeleted",
-        PodOutcome::Running => "TrainerRunning",
+        // Exited 0 without a usable result: the program failed.
+        PodOutcome::Succeeded { .. } if !matches!(event, Event::Finished(_)) => "TrainerFailed",
+        other => other.event_reason(),
     };
     let type_ = if reason == "TrainerSucceeded" {
         EventType::Normal

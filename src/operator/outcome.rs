@@ -1,13 +1,22 @@
 //! Every way a trainer pod can end, read from its status, and the lifecycle event each one is.
 //! Pure: tested on pod objects without a cluster. The program is charged only for what the
 //! program did (a crash, running out of memory, its deadline); what the cluster did to the pod
-//! (eviction, a lost node, no node to run on, an image that cannot be pulled, a deletion by
-//! someone) is an infrastructure failure, which the core retries without a revision.
+//! (a deletion, a drain or preemption, eviction, a lost node, no node to run on, a queue that
+//! never admits it, an image that cannot be pulled, a container the runtime could not start)
+//! is an infrastructure failure, which the core retries without a revision.
+//!
+//! The ending is read from the `trainer` container, not the pod's phase: an injected sidecar
+//! keeps a finished pod `Running`, and a drained pod's trainer exits non-zero because it was
+//! killed, not because the program failed.
 
 use crate::core::lifecycle::Event;
+use crate::core::qa::QaLimits;
 use crate::core::trainer_output;
-use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
+use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
+
+/// The trainer's container in a trainer pod.
+pub const TRAINER_CONTAINER: &str = "trainer";
 
 /// What a pod's status says about its run.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,9 +36,16 @@ pub enum PodOutcome {
     OomKilled {
         limit: Option<String>,
     },
-    /// `activeDeadlineSeconds` passed.
+    /// `activeDeadlineSeconds` passed, or the trainer has run longer than that since the pod's
+    /// `status.startTime` without the kubelet stopping it.
     DeadlineExceeded,
     Evicted {
+        message: String,
+    },
+    /// The cluster is taking the pod away (`DisruptionTarget`: a drain, preemption, taint
+    /// eviction, node shutdown, garbage collection).
+    Disrupted {
+        reason: String,
         message: String,
     },
     NodeLost {
@@ -39,7 +55,17 @@ pub enum PodOutcome {
     Unschedulable {
         message: String,
     },
+    /// Held by a scheduling gate (a queue such as Kueue) for longer than `qa.maxQueuedSeconds`.
+    QueuedTooLong {
+        gates: Vec<String>,
+    },
     ImagePullFailed {
+        reason: String,
+        message: String,
+    },
+    /// The container runtime could not create or start the trainer (`StartError`, exit 128:
+    /// for example no NVIDIA runtime on the node; a missing Secret; `CrashLoopBackOff`).
+    StartFailed {
         reason: String,
         message: String,
     },
@@ -47,142 +73,243 @@ pub enum PodOutcome {
     Deleted,
 }
 
-/// Container waiting reasons that mean the image will not come.
-const IMAGE_PULL_REASONS: [&str; 5] = [
+impl PodOutcome {
+    /// The reason of the Kubernetes Event and the metric's `class` label for this ending.
+    pub fn event_reason(&self) -> &'static str {
+        match self {
+            PodOutcome::Running => "TrainerRunning",
+            PodOutcome::Succeeded { .. } => "TrainerSucceeded",
+            PodOutcome::Failed { .. } => "TrainerFailed",
+            PodOutcome::OomKilled { .. } => "TrainerOOMKilled",
+            PodOutcome::DeadlineExceeded => "TrainerDeadlineExceeded",
+            PodOutcome::Evicted { .. } => "TrainerEvicted",
+            PodOutcome::Disrupted { .. } => "TrainerDisrupted",
+            PodOutcome::NodeLost { .. } => "TrainerNodeLost",
+            PodOutcome::Unschedulable { .. } => "TrainerUnschedulable",
+            PodOutcome::QueuedTooLong { .. } => "TrainerQueuedTooLong",
+            PodOutcome::ImagePullFailed { .. } => "TrainerImagePullFailed",
+            PodOutcome::StartFailed { .. } => "TrainerStartFailed",
+            PodOutcome::Deleted => "TrainerDeleted",
+        }
+    }
+}
+
+/// Container waiting reasons that mean the image will not come. (`ErrImagePull` is the first
+/// failure, which the kubelet retries itself.)
+const IMAGE_PULL_REASONS: [&str; 4] = [
     "ImagePullBackOff",
-    "ErrImagePull",
     "InvalidImageName",
     "ErrImageNeverPull",
     "RegistryUnavailable",
 ];
 
-/// Classifies `pod` at time `now`; `max_pending_seconds` bounds the wait for a node.
-pub fn classify(pod: &Pod, now: Timestamp, max_pending_seconds: u64) -> PodOutcome {
-    let Some(status) = &pod.status else {
-        return deleted_or_running(pod);
-    };
-    let phase = status.phase.as_deref().unwrap_or("Pending");
-    let reason = status.reason.clone().unwrap_or_default();
-    let message = status.message.clone().unwrap_or_default();
+/// Container waiting reasons that mean the runtime cannot create or start the container.
+const START_FAILURE_REASONS: [&str; 5] = [
+    "CreateContainerError",
+    "CreateContainerConfigError",
+    "RunContainerError",
+    "CrashLoopBackOff",
+    "PreCreateHookError",
+];
+
+/// Terminated reasons that mean the trainer's process never ran.
+const NEVER_RAN_REASONS: [&str; 2] = ["StartError", "ContainerCannotRun"];
+
+/// The exit code a runtime reports when it could not start the process.
+const START_FAILURE_EXIT_CODE: i32 = 128;
+
+/// Pod-level reasons of a failed pod that are the cluster's doing.
+const EVICTION_REASONS: [&str; 3] = ["Evicted", "Preempting", "Terminated"];
+const NODE_LOSS_REASONS: [&str; 3] = ["NodeLost", "UnexpectedAdmissionError", "NodeShutdown"];
+
+/// Seconds past `qa.maxAttemptSeconds` (from `status.startTime`) before the operator calls the
+/// deadline itself: the kubelet enforces `activeDeadlineSeconds` first where it runs.
+const DEADLINE_GRACE_SECONDS: i64 = 60;
+
+/// Classifies `pod` at time `now` under the bounds of `qa` (the waits for a node and for a
+/// queue, the attempt's deadline). The order matters: a complete result wins; then what the
+/// cluster did to the pod; then what the trainer container did; then how long it has waited.
+pub fn classify(pod: &Pod, now: Timestamp, qa: &QaLimits) -> PodOutcome {
     let terminated = trainer_terminated(pod);
-    match phase {
-        "Succeeded" => {
-            return PodOutcome::Succeeded {
-                message: terminated
-                    .and_then(|t| t.message.clone())
-                    .unwrap_or_default(),
-            };
-        }
-        "Failed" => {
-            if reason == "DeadlineExceeded" {
-                return PodOutcome::DeadlineExceeded;
-            }
-            if reason == "Evicted" || reason == "Preempting" || reason == "Terminated" {
-                return PodOutcome::Evicted {
-                    message: non_empty(message, "the pod was evicted"),
-                };
-            }
-            if reason == "NodeLost"
-                || reason == "UnexpectedAdmissionError"
-                || reason == "NodeShutdown"
-            {
-                return PodOutcome::NodeLost {
-                    message: non_empty(message, "the node running the pod was lost"),
-                };
-            }
-            if let Some(t) = terminated {
-                if t.reason.as_deref() == Some("OOMKilled") {
-                    return PodOutcome::OomKilled {
-                        limit: memory_limit(pod),
-                    };
-                }
-                return PodOutcome::Failed {
-                    exit_code: t.exit_code,
-                    reason: t.reason.clone().unwrap_or_default(),
-                    message: t.message.clone().unwrap_or_default(),
-                };
-            }
-            return PodOutcome::NodeLost {
-                message: non_empty(message, "the pod failed before its trainer ran"),
-            };
-        }
-        _ => {}
-    }
-    if phase == "Unknown" || reason == "NodeLost" {
-        return PodOutcome::NodeLost {
-            message: non_empty(message, "the node running the pod stopped reporting"),
-        };
-    }
+    // A trainer that exited 0 has finished, whatever its sidecars or a later deletion do.
     if let Some(t) = terminated
-        && t.reason.as_deref() == Some("OOMKilled")
+        && t.exit_code == 0
+        && !never_ran(t)
     {
-        return PodOutcome::OomKilled {
-            limit: memory_limit(pod),
+        return PodOutcome::Succeeded {
+            message: t.message.clone().unwrap_or_default(),
         };
     }
-    // Waiting containers: an image that will not come.
-    for container in status.container_statuses.iter().flatten() {
-        if let Some(waiting) = container.state.as_ref().and_then(|s| s.waiting.as_ref()) {
-            let why = waiting.reason.clone().unwrap_or_default();
-            if IMAGE_PULL_REASONS.contains(&why.as_str()) && why != "ErrImagePull" {
-                return PodOutcome::ImagePullFailed {
-                    reason: why,
-                    message: waiting.message.clone().unwrap_or_default(),
-                };
-            }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodOutcome::Deleted;
+    }
+    let Some(status) = &pod.status else {
+        return PodOutcome::Running;
+    };
+    if let Some(disruption) = status
+        .conditions
+        .iter()
+        .flatten()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+    {
+        return PodOutcome::Disrupted {
+            reason: disruption.reason.clone().unwrap_or_default(),
+            message: non_empty(
+                disruption.message.clone().unwrap_or_default(),
+                "the cluster is removing the pod",
+            ),
+        };
+    }
+    let phase = status.phase.as_deref().unwrap_or("Pending");
+    let reason = status.reason.as_deref().unwrap_or_default();
+    let message = status.message.clone().unwrap_or_default();
+    if reason == "DeadlineExceeded" {
+        return PodOutcome::DeadlineExceeded;
+    }
+    if EVICTION_REASONS.contains(&reason) && phase == "Failed" {
+        return PodOutcome::Evicted {
+            message: non_empty(message, "the pod was evicted"),
+        };
+    }
+    if NODE_LOSS_REASONS.contains(&reason) || phase == "Unknown" {
+        return PodOutcome::NodeLost {
+            message: non_empty(message, "the node running the pod was lost"),
+        };
+    }
+    if let Some(t) = terminated {
+        if never_ran(t) {
+            return PodOutcome::StartFailed {
+                reason: t.reason.clone().unwrap_or_else(|| "StartError".into()),
+                message: t.message.clone().unwrap_or_default(),
+            };
+        }
+        if t.reason.as_deref() == Some("OOMKilled") {
+            return PodOutcome::OomKilled {
+                limit: memory_limit(pod),
+            };
+        }
+        return PodOutcome::Failed {
+            exit_code: t.exit_code,
+            reason: t.reason.clone().unwrap_or_default(),
+            message: t.message.clone().unwrap_or_default(),
+        };
+    }
+    if phase == "Succeeded" {
+        // No trainer status to read (a node agent that reports only the phase).
+        return PodOutcome::Succeeded {
+            message: String::new(),
+        };
+    }
+    if phase == "Failed" {
+        return PodOutcome::NodeLost {
+            message: non_empty(message, "the pod ended before its trainer ran"),
+        };
+    }
+    if let Some(waiting) = trainer_state(pod).and_then(|s| s.waiting.as_ref()) {
+        let why = waiting.reason.clone().unwrap_or_default();
+        let message = waiting.message.clone().unwrap_or_default();
+        if IMAGE_PULL_REASONS.contains(&why.as_str()) {
+            return PodOutcome::ImagePullFailed {
+                reason: why,
+                message,
+            };
+        }
+        if START_FAILURE_REASONS.contains(&why.as_str()) {
+            return PodOutcome::StartFailed {
+                reason: why,
+                message,
+            };
         }
     }
-    // Not scheduled for too long.
-    let unschedulable = status.conditions.iter().flatten().find(|c| {
-        c.type_ == "PodScheduled"
-            && c.status == "False"
-            && c.reason.as_deref() == Some("Unschedulable")
-    });
-    if let Some(condition) = unschedulable {
+    // Past its deadline without the kubelet stopping it (a node agent that does not enforce
+    // `activeDeadlineSeconds`): the deadline counts from when the pod started, not from when
+    // it was created, so time spent queued or unscheduled is not charged to the program.
+    if let Some(started) = status.start_time.as_ref().map(|t| t.0)
+        && seconds_between(started, now)
+            > i64::try_from(qa.max_attempt_seconds)
+                .unwrap_or(i64::MAX)
+                .saturating_add(DEADLINE_GRACE_SECONDS)
+    {
+        return PodOutcome::DeadlineExceeded;
+    }
+    let gates: Vec<String> = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.scheduling_gates.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|g| g.name.clone())
+        .collect();
+    let scheduled_condition = |why: &str| {
+        status.conditions.iter().flatten().find(|c| {
+            c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some(why)
+        })
+    };
+    let waited_since = |condition: Option<&k8s_openapi::api::core::v1::PodCondition>| {
         let since = condition
-            .last_transition_time
-            .as_ref()
+            .and_then(|c| c.last_transition_time.as_ref())
             .map(|t| t.0)
             .or_else(|| pod.metadata.creation_timestamp.as_ref().map(|t| t.0));
-        let waited = since.map_or(0, |since| (now.as_second() - since.as_second()).max(0));
-        if waited as u64 > max_pending_seconds {
-            return PodOutcome::Unschedulable {
-                message: non_empty(
-                    condition.message.clone().unwrap_or_default(),
-                    "no node can run the pod",
-                ),
-            };
+        since.map_or(0, |since| seconds_between(since, now))
+    };
+    // Held by a queue: bounded by its own limit, never counted as unschedulable.
+    if !gates.is_empty() || scheduled_condition("SchedulingGated").is_some() {
+        if waited_since(scheduled_condition("SchedulingGated")) as u64 > qa.max_queued_seconds {
+            return PodOutcome::QueuedTooLong { gates };
         }
+        return PodOutcome::Running;
     }
-    deleted_or_running(pod)
+    if let Some(condition) = scheduled_condition("Unschedulable")
+        && waited_since(Some(condition)) as u64 > qa.max_pending_seconds
+    {
+        return PodOutcome::Unschedulable {
+            message: non_empty(
+                condition.message.clone().unwrap_or_default(),
+                "no node can run the pod",
+            ),
+        };
+    }
+    PodOutcome::Running
 }
 
-fn deleted_or_running(pod: &Pod) -> PodOutcome {
-    if pod.metadata.deletion_timestamp.is_some() {
-        PodOutcome::Deleted
-    } else {
-        PodOutcome::Running
-    }
+/// Whether the pod object still holds a container or a sandbox that could run: a pod whose
+/// outcome was decided before it reached a terminal phase (a stuck image pull, a queue, a
+/// sidecar that keeps it running) must be deleted before its attempt runs again.
+pub fn still_active(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
-fn trainer_terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+fn seconds_between(since: Timestamp, now: Timestamp) -> i64 {
+    (now.as_second() - since.as_second()).max(0)
+}
+
+fn never_ran(terminated: &ContainerStateTerminated) -> bool {
+    NEVER_RAN_REASONS.contains(&terminated.reason.as_deref().unwrap_or_default())
+        || terminated.exit_code == START_FAILURE_EXIT_CODE && terminated.started_at.is_none()
+}
+
+fn trainer_state(pod: &Pod) -> Option<&ContainerState> {
     pod.status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find(|c| c.name == "trainer")?
+        .find(|c| c.name == TRAINER_CONTAINER)?
         .state
-        .as_ref()?
-        .terminated
         .as_ref()
+}
+
+fn trainer_terminated(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    trainer_state(pod)?.terminated.as_ref()
 }
 
 fn memory_limit(pod: &Pod) -> Option<String> {
     pod.spec
         .as_ref()?
         .containers
-        .first()?
+        .iter()
+        .find(|c| c.name == TRAINER_CONTAINER)?
         .resources
         .as_ref()?
         .limits
@@ -251,7 +378,23 @@ pub fn to_event(outcome: &PodOutcome, log_tail: &str, max_attempt_seconds: u64) 
         PodOutcome::Evicted { message } => {
             infrastructure(format!("the pod was evicted: {message}"))
         }
+        PodOutcome::Disrupted { reason, message } => infrastructure(if reason.is_empty() {
+            format!("the cluster took the pod away: {message}")
+        } else {
+            format!("the cluster took the pod away ({reason}): {message}")
+        }),
         PodOutcome::NodeLost { message } => infrastructure(format!("the node was lost: {message}")),
+        PodOutcome::QueuedTooLong { gates } => infrastructure(if gates.is_empty() {
+            "the pod stayed queued longer than qa.maxQueuedSeconds".into()
+        } else {
+            format!(
+                "the pod stayed queued longer than qa.maxQueuedSeconds (scheduling gates: {})",
+                gates.join(", ")
+            )
+        }),
+        PodOutcome::StartFailed { reason, message } => infrastructure(format!(
+            "the container runtime could not start the trainer ({reason}): {message}"
+        )),
         PodOutcome::Unschedulable { message } => {
             infrastructure(format!("no node could run the pod: {message}"))
         }
@@ -309,8 +452,22 @@ mod tests {
         }]}))
     }
 
+    fn limits() -> QaLimits {
+        QaLimits {
+            max_pending_seconds: 600,
+            max_attempt_seconds: 7200,
+            max_queued_seconds: 3600,
+            ..QaLimits::default()
+        }
+    }
+
     fn event(pod: &Pod, log: &str) -> Option<Event> {
-        to_event(&classify(pod, now(), 600), log, 7200)
+        to_event(&classify(pod, now(), &limits()), log, 7200)
+    }
+
+    fn container_status(name: &str, state: serde_json::Value) -> serde_json::Value {
+        json!({"name": name, "image": "archlab", "imageID": "", "ready": false,
+            "restartCount": 0, "state": state})
     }
 
     fn infrastructure_reason(event: Option<Event>) -> String {
@@ -470,5 +627,165 @@ mod tests {
         ] {
             assert_eq!(event(&pod(status), ""), None);
         }
+    }
+
+    #[test]
+    fn a_drained_or_preempted_pod_is_the_clusters_doing_even_when_its_trainer_exited_non_zero() {
+        // A drain: the kubelet killed the trainer (143) after marking the pod a disruption target.
+        let drained = pod(
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting"}],
+            "containerStatuses": [container_status("trainer",
+                json!({"terminated": {"exitCode": 143, "reason": "Error"}}))]}),
+        );
+        let reason = infrastructure_reason(event(&drained, ""));
+        assert_eq!(
+            reason,
+            "the cluster took the pod away (EvictionByEvictionAPI): Eviction API: evicting"
+        );
+        // Karpenter or a scale-down deletes the pod: the trainer is killed before the phase says
+        // anything.
+        let mut deleted = terminated("Failed", 137, "Error", "");
+        deleted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert!(infrastructure_reason(event(&deleted, "")).contains("deleted"));
+        // A condition that is not true says nothing.
+        let not_yet = pod(
+            json!({"phase": "Running", "conditions": [{"type": "DisruptionTarget",
+            "status": "False"}]}),
+        );
+        assert_eq!(event(&not_yet, ""), None);
+    }
+
+    #[test]
+    fn a_complete_result_survives_a_later_deletion() {
+        let mut finished = terminated("Succeeded", 0, "Completed", RESULT);
+        finished.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert!(matches!(event(&finished, ""), Some(Event::Finished(_))));
+    }
+
+    #[test]
+    fn a_trainer_the_runtime_could_not_start_is_an_infrastructure_failure() {
+        // containerd without the NVIDIA runtime: StartError, exit 128.
+        let start_error = terminated(
+            "Failed",
+            128,
+            "StartError",
+            "failed to create containerd task: nvidia-container-cli: initialization error",
+        );
+        let reason = infrastructure_reason(event(&start_error, ""));
+        assert!(
+            reason.starts_with("the container runtime could not start the trainer (StartError)"),
+            "{reason}"
+        );
+        assert!(reason.contains("nvidia-container-cli"), "{reason}");
+        // Exit 128 from a process that did run is the program's own exit code.
+        let ran = pod(
+            json!({"phase": "Failed", "containerStatuses": [container_status("trainer",
+            json!({"terminated": {"exitCode": 128, "reason": "Error",
+                "startedAt": ago(30)}}))]}),
+        );
+        assert_eq!(
+            crash_message(event(&ran, "")),
+            "the trainer exited with code 128"
+        );
+        for reason in [
+            "CreateContainerConfigError",
+            "CreateContainerError",
+            "CrashLoopBackOff",
+        ] {
+            let waiting = pod(json!({"phase": "Pending", "containerStatuses": [
+                container_status("trainer", json!({"waiting": {"reason": reason,
+                    "message": "secret \"data\" not found"}}))]}));
+            let got = infrastructure_reason(event(&waiting, ""));
+            assert!(got.contains(reason), "{got}");
+        }
+    }
+
+    #[test]
+    fn a_sidecar_neither_hides_a_finished_trainer_nor_counts_as_the_trainer() {
+        // An injected proxy keeps the pod Running after the trainer exited 0.
+        let with_sidecar = pod(json!({"phase": "Running", "containerStatuses": [
+            container_status("istio-proxy", json!({"running": {"startedAt": ago(60)}})),
+            container_status("trainer", json!({"terminated": {"exitCode": 0,
+                "reason": "Completed", "message": RESULT}}))]}));
+        assert!(matches!(event(&with_sidecar, ""), Some(Event::Finished(_))));
+        assert!(
+            still_active(&with_sidecar),
+            "the pod must be deleted, or the sidecar holds its node"
+        );
+        // A sidecar that failed to pull is not the trainer's image.
+        let sidecar_pulling = pod(json!({"phase": "Pending", "containerStatuses": [
+            container_status("istio-proxy", json!({"waiting": {"reason": "ImagePullBackOff"}})),
+            container_status("trainer", json!({"waiting": {"reason": "PodInitializing"}}))]}));
+        assert_eq!(event(&sidecar_pulling, ""), None);
+        assert!(!still_active(&terminated(
+            "Succeeded",
+            0,
+            "Completed",
+            RESULT
+        )));
+    }
+
+    #[test]
+    fn the_memory_limit_is_the_trainers_whichever_container_comes_first() {
+        let value = json!({
+            "metadata": {"name": "camp-e00001-a1"},
+            "spec": {"containers": [
+                {"name": "istio-proxy", "image": "proxy", "resources": {"limits": {"memory": "128Mi"}}},
+                {"name": "trainer", "image": "archlab", "resources": {"limits": {"memory": "40Gi"}}}]},
+            "status": {"phase": "Failed", "containerStatuses": [container_status("trainer",
+                json!({"terminated": {"exitCode": 137, "reason": "OOMKilled"}}))]},
+        });
+        let pod: Pod = serde_json::from_value(value).unwrap_or_else(|e| panic!("{e}"));
+        let message = crash_message(event(&pod, ""));
+        assert!(message.contains("40Gi"), "{message}");
+    }
+
+    #[test]
+    fn a_pod_held_by_a_scheduling_gate_is_queued_with_its_own_bound_never_unschedulable() {
+        let gated = |seconds| {
+            let value = json!({
+                "metadata": {"name": "camp-e00001-a1", "creationTimestamp": ago(seconds)},
+                "spec": {"containers": [{"name": "trainer", "image": "archlab"}],
+                    "schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]},
+                "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled",
+                    "status": "False", "reason": "SchedulingGated",
+                    "message": "Scheduling is blocked due to non-empty scheduling gates",
+                    "lastTransitionTime": ago(seconds)}]},
+            });
+            serde_json::from_value::<Pod>(value).unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Past the wait for a node (600 s) but within the queue's bound (3600 s).
+        assert_eq!(event(&gated(1200), ""), None);
+        let reason = infrastructure_reason(event(&gated(3601), ""));
+        assert_eq!(
+            reason,
+            "the pod stayed queued longer than qa.maxQueuedSeconds (scheduling gates: kueue.x-k8s.io/admission)"
+        );
+    }
+
+    #[test]
+    fn the_deadline_counts_from_the_pods_start_not_its_creation() {
+        let running = |started_ago| {
+            let value = json!({
+                "metadata": {"name": "camp-e00001-a1", "creationTimestamp": ago(20_000)},
+                "spec": {"containers": [{"name": "trainer", "image": "archlab"}]},
+                "status": {"phase": "Running", "startTime": ago(started_ago),
+                    "containerStatuses": [container_status("trainer",
+                        json!({"running": {"startedAt": ago(started_ago)}}))]},
+            });
+            serde_json::from_value::<Pod>(value).unwrap_or_else(|e| panic!("{e}"))
+        };
+        // Created long ago (queued, then scheduled), started recently: no deadline yet.
+        assert_eq!(event(&running(10), ""), None);
+        assert_eq!(event(&running(7200 + 60), ""), None, "the kubelet's grace");
+        let message = crash_message(event(&running(7200 + 61), ""));
+        assert!(
+            message.contains("7200 s (qa.maxAttemptSeconds)"),
+            "{message}"
+        );
     }
 }

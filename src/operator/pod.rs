@@ -88,7 +88,7 @@ pub fn trainer_pod(
         args.extend(["--checkpoint-dir".into(), dir]);
     }
     let container = Container {
-        name: "trainer".into(),
+        name: super::outcome::TRAINER_CONTAINER.into(),
         image: Some(trainer.image().to_string()),
         image_pull_policy: trainer.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["archlab".into()]),
