@@ -306,6 +306,131 @@ fn wait_for_one_of(namespace: &str, name: &str, phases: &[&str], limit: Duration
     }
 }
 
+/// Waits until the Campaign object satisfies `ready`, which names what is awaited; the object.
+fn wait_for_campaign(
+    namespace: &str,
+    name: &str,
+    what: &str,
+    limit: Duration,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    eprintln!("waiting up to {limit:.0?} for campaign {namespace}/{name}: {what}");
+    let deadline = Instant::now() + limit;
+    loop {
+        let output = kubectl(&["get", "camp", name, "-n", namespace, "-o", "json"], None);
+        let value: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if ready(&value) {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "campaign {namespace}/{name}: not {what} within {limit:.0?}: {}",
+            value["status"]
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+fn condition<'a>(campaign: &'a Value, type_: &str) -> &'a Value {
+    campaign["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// An edit the running campaign refuses (a lowered compute budget: the API server lets it
+/// through, the engine does not) stays refused when the operator
+/// restarts: the new engine opens with `status.acceptedSpec`, not with the edited spec, and
+/// `observedGeneration` follows every generation judged, accepted or not (so Argo CD and Flux
+/// see the Campaign as reconciled).
+fn a_refused_edit_survives_a_restart(work: &Path, pace: Pace) {
+    namespace("e2e-edits");
+    // Long enough trainers that the campaign still runs when edited and restarted.
+    let steps = 1000;
+    let first = operator(work, "e2e-edits", "edits-1", false);
+    kubectl_ok(
+        &["apply", "-n", "e2e-edits", "-f", "-"],
+        Some(&campaign("edits", steps).replace(
+            "budget: {maxExperiments: 18}",
+            "budget: {maxExperiments: 18, maxComputeHours: 10}",
+        )),
+    );
+    let started = wait_for_campaign(
+        "e2e-edits",
+        "edits",
+        "running generation 1",
+        pace.campaign(1, steps, 1),
+        |c| c["status"]["acceptedGeneration"] == 1 && c["status"]["phase"] == "Running",
+    );
+    assert_eq!(
+        started["status"]["acceptedSpec"]["budget"]["maxComputeHours"], 10.0,
+        "{}",
+        started["status"]
+    );
+    kubectl_ok(
+        &[
+            "patch",
+            "camp",
+            "edits",
+            "-n",
+            "e2e-edits",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"budget":{"maxComputeHours":0.0001}}}"#,
+        ],
+        None,
+    );
+    let judged = |c: &Value| {
+        c["metadata"]["generation"] == 2
+            && c["status"]["observedGeneration"] == 2
+            && condition(c, "SpecAccepted")["status"] == "False"
+    };
+    let refused = wait_for_campaign(
+        "e2e-edits",
+        "edits",
+        "generation 2 judged and refused",
+        Duration::from_secs(60),
+        judged,
+    );
+    assert!(
+        refused["status"]["phase"] == "Running",
+        "edited while it ran: {}",
+        refused["status"]
+    );
+    drop(first);
+    let _second = operator(work, "e2e-edits", "edits-2", false);
+    let ended = wait_for_end("e2e-edits", "edits", pace.campaign(18, steps, 2));
+    let campaign: Value = serde_json::from_str(&kubectl_ok(
+        &["get", "camp", "edits", "-n", "e2e-edits", "-o", "json"],
+        None,
+    ))
+    .expect("JSON");
+    assert_eq!(ended["phase"], "Completed", "{ended}");
+    // Adopting the refused 0.36 s of compute would have ended it at once, out of budget.
+    assert_eq!(
+        condition(&campaign, "Completed")["reason"],
+        "StagesCompleted",
+        "the restarted operator ran the accepted budget: {ended}"
+    );
+    let experiments = items("exp", "e2e-edits");
+    assert!(
+        [12, 15, 18].contains(&experiments.len()),
+        "{} experiments",
+        experiments.len()
+    );
+    assert!(judged(&campaign), "{}", campaign["status"]);
+    let message = condition(&campaign, "SpecAccepted")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(message.contains("cannot go down"), "{message}");
+    assert_eq!(campaign["status"]["acceptedGeneration"], 1);
+    assert_eq!(
+        campaign["status"]["acceptedSpec"]["budget"]["maxComputeHours"],
+        10.0
+    );
+    assert_eq!(campaign["spec"]["budget"]["maxComputeHours"], 0.0001);
+}
+
 /// Each Experiment's phase and training progress, for a wait that failed.
 fn experiment_phases(namespace: &str) -> String {
     items("exp", namespace)
@@ -415,6 +540,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     timed(
         "two replicas, leader killed",
         &two_replicas_and_the_leader_killed,
+    );
+    timed(
+        "refused edit, operator restarted",
+        &a_refused_edit_survives_a_restart,
     );
     timed("pod failures", &pod_failures);
     timed("unschedulable pod", &unschedulable_pods);

@@ -424,4 +424,14 @@ pub struct CampaignStatus {
     #[serde(default)]
     #[schemars(schema_with = "crate::api::experiment::free_object")]
     pub agents: Option<serde_json::Value>,
+    /// The spec the engine runs: the one it first opened with and every edit it accepted since
+    /// (a raised budget). A restarted operator opens the campaign with it, so an edit refused
+    /// while the campaign ran stays refused. Only the operator writes it (status subresource).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "crate::api::experiment::free_object")]
+    pub accepted_spec: Option<serde_json::Value>,
+    /// The generation whose spec (or budget) the engine last accepted; `observedGeneration` is
+    /// the last one it judged, accepted or refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_generation: Option<i64>,
 }

@@ -40,7 +40,14 @@ pub enum ToEngine {
 }
 
 pub struct ActorSetup {
+    /// The Campaign with the spec the engine runs (its accepted spec; see
+    /// [`super::controller::running_campaign`]).
     pub campaign: Campaign,
+    /// The generation that spec was accepted at.
+    pub accepted_generation: Option<i64>,
+    /// The Campaign's current spec and generation when they differ from the accepted one: an
+    /// edit made while no engine ran, judged before anything else.
+    pub pending_edit: Option<(Box<CampaignSpec>, Option<i64>)>,
     pub namespace: String,
     pub api_key: Option<ApiKey>,
     pub client: Client,
@@ -113,8 +120,15 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         last: setup.campaign.status.clone(),
         written: None,
     };
-    let mut generation = setup.campaign.metadata.generation;
-    let mut refused: Option<String> = None;
+    let mut edits = Edits {
+        judged: setup.accepted_generation,
+        accepted: setup.accepted_generation,
+        refused: None,
+    };
+    let mut ending: Option<Ending> = None;
+    if let Some((spec, generation)) = &setup.pending_edit {
+        edits.judge(&mut engine.spec, &mut ending, spec, *generation, &name);
+    }
     let send = |commands: Vec<Command>| {
         for command in commands {
             // The body is gone only when the operator shuts down.
@@ -122,7 +136,6 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         }
     };
     send(engine.resume_with(Resume::Adopt)?);
-    let mut ending: Option<Ending> = None;
     loop {
         engine.write_due()?;
         let training = engine
@@ -138,13 +151,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         }
         // Claims are recomputed from memory once a turn, for the status and the metrics alike.
         let discoveries = engine.verification().discoveries();
-        status.write(
-            &engine,
-            discoveries,
-            ending.as_ref(),
-            refused.as_deref(),
-            generation,
-        )?;
+        status.write(&engine, discoveries, ending.as_ref(), &edits)?;
         setup.metrics.observe_campaign(
             &setup.namespace,
             &name,
@@ -187,21 +194,52 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
                 attempt,
                 event,
             } => send(engine.observe(experiment, attempt, event)?),
-            ToEngine::Spec {
-                spec,
-                generation: edited,
-            } => match spec_change::judge(&engine.spec, &spec) {
-                SpecChange::Unchanged => refused = None,
-                SpecChange::BudgetRaised => {
-                    tracing::info!(campaign = %name, "budget raised; the campaign continues");
-                    engine.spec.budget = spec.budget.clone();
-                    generation = edited;
-                    refused = None;
-                    ending = None;
-                }
-                SpecChange::Refused { reason } => refused = Some(reason),
-            },
+            ToEngine::Spec { spec, generation } => {
+                edits.judge(&mut engine.spec, &mut ending, &spec, generation, &name)
+            }
             ToEngine::Stop => return Ok(engine.write_all()?),
+        }
+    }
+}
+
+/// What the engine made of the edits of its Campaign's spec.
+struct Edits {
+    /// The last generation judged, accepted or refused (`observedGeneration`).
+    judged: Option<i64>,
+    /// The last generation whose spec the engine took.
+    accepted: Option<i64>,
+    /// Why the current spec was refused, while it is.
+    refused: Option<String>,
+}
+
+impl Edits {
+    /// Judges `edited` (generation `generation`) against the spec the engine runs, and takes
+    /// what the core's rule accepts: a raised budget, which also reopens an ended campaign.
+    fn judge(
+        &mut self,
+        running: &mut CampaignSpec,
+        ending: &mut Option<Ending>,
+        edited: &CampaignSpec,
+        generation: Option<i64>,
+        campaign: &str,
+    ) {
+        self.judged = generation;
+        match spec_change::judge(running, edited) {
+            SpecChange::Unchanged => {
+                self.accepted = generation;
+                self.refused = None;
+            }
+            SpecChange::BudgetRaised => {
+                tracing::info!(%campaign, "budget raised; the campaign continues");
+                running.budget = edited.budget.clone();
+                self.accepted = generation;
+                self.refused = None;
+                *ending = None;
+            }
+            SpecChange::Refused { reason } => {
+                tracing::info!(%campaign, %reason, "an edit of the spec was refused");
+                self.refused = Some(reason);
+            }
         }
     }
 }
@@ -222,8 +260,7 @@ impl StatusWriter {
         engine: &Engine<S>,
         discoveries: u32,
         ending: Option<&Ending>,
-        refused: Option<&str>,
-        generation: Option<i64>,
+        edits: &Edits,
     ) -> Result<()> {
         let fallbacks = [engine.agents_fallback(), engine.retrieval_fallback()]
             .into_iter()
@@ -237,9 +274,10 @@ impl StatusWriter {
             llm_tokens: engine.usage().llm_tokens,
             ending,
             error: None,
-            refused_edit: refused,
+            refused_edit: edits.refused.as_deref(),
             fallbacks,
-            generation,
+            generation: edits.judged,
+            accepted: Some((&engine.spec, edits.accepted)),
         };
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         let status = campaign_status(self.last.as_ref(), &view, &now);

@@ -232,7 +232,8 @@ async fn reconcile_campaign(
         }
         Some(_) => {}
         None => {
-            let api_key = match read_api_key(&ctx.client, &namespace, &campaign).await {
+            let running = running_campaign(&campaign);
+            let api_key = match read_api_key(&ctx.client, &namespace, &running.campaign).await {
                 Ok(key) => key,
                 Err(message) => {
                     set_condition(
@@ -256,7 +257,7 @@ async fn reconcile_campaign(
                     return Ok(Action::requeue(RESYNC));
                 }
             };
-            start(&ctx, &campaign, &namespace, api_key, recorder);
+            start(&ctx, running, &campaign, &namespace, api_key, recorder);
         }
     }
     Ok(Action::requeue(RESYNC))
@@ -271,13 +272,63 @@ pub fn error_policy(
     Action::requeue(Duration::from_secs(10))
 }
 
+/// The Campaign as its engine must run it, with the spec it accepted before.
+pub struct RunningCampaign {
+    /// The Campaign with its accepted spec in place of the current one.
+    pub campaign: Campaign,
+    pub accepted_generation: Option<i64>,
+}
+
+/// The Campaign with the spec its engine accepted, as recorded in `status.acceptedSpec`: an
+/// engine always opens with it, so an edit refused while the campaign ran is not adopted by
+/// a restart or a failover. A Campaign never run yet (or whose record no longer reads, which
+/// is logged) runs its current spec.
+pub fn running_campaign(campaign: &Campaign) -> RunningCampaign {
+    let status = campaign.status.as_ref();
+    let recorded = status
+        .and_then(|s| s.accepted_spec.clone())
+        .and_then(|value| {
+            serde_json::from_value::<crate::api::CampaignSpec>(value)
+                .map_err(|error| {
+                    tracing::warn!(
+                        campaign = %campaign.name_any(),
+                        %error,
+                        "status.acceptedSpec does not read; the engine opens with the current spec"
+                    );
+                })
+                .ok()
+        });
+    match recorded {
+        Some(spec) => {
+            let mut running = campaign.clone();
+            running.spec = spec;
+            RunningCampaign {
+                campaign: running,
+                accepted_generation: status.and_then(|s| s.accepted_generation),
+            }
+        }
+        None => RunningCampaign {
+            campaign: campaign.clone(),
+            accepted_generation: campaign.metadata.generation,
+        },
+    }
+}
+
+/// Starts the engine of `running` (the accepted spec); `current` is the Campaign as it is now,
+/// whose spec the engine judges first when it differs.
 fn start(
     ctx: &Context,
-    campaign: &Campaign,
+    running: RunningCampaign,
+    current: &Campaign,
     namespace: &str,
     api_key: Option<ApiKey>,
     recorder: Recorder,
 ) {
+    let RunningCampaign {
+        campaign,
+        accepted_generation,
+    } = running;
+    let campaign = &campaign;
     let (commands, command_inbox) = tokio::sync::mpsc::unbounded_channel();
     let (inbox, engine_inbox) = std::sync::mpsc::channel();
     let body = Body::new(
@@ -295,8 +346,12 @@ fn start(
         inbox.clone(),
     );
     ctx.runtime.spawn(body.run(command_inbox));
+    let pending_edit = (current.spec != campaign.spec)
+        .then(|| (Box::new(current.spec.clone()), current.metadata.generation));
     let setup = ActorSetup {
         campaign: campaign.clone(),
+        accepted_generation,
+        pending_edit,
         namespace: namespace.to_string(),
         api_key,
         client: ctx.client.clone(),
@@ -318,7 +373,7 @@ fn start(
                     uid: campaign.metadata.uid.clone(),
                     inbox,
                     thread,
-                    generation: campaign.metadata.generation,
+                    generation: current.metadata.generation,
                 },
             );
         }
@@ -453,5 +508,53 @@ async fn publish(
     };
     if let Err(error) = recorder.publish(&event, reference).await {
         tracing::debug!(%error, reason, "publishing an event");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::campaign::CampaignStatus;
+
+    fn campaign(generation: i64) -> Campaign {
+        let mut campaign =
+            crate::api::parse_campaign(include_str!("../../tests/fixtures/tiny_campaign.yaml"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        campaign.metadata.generation = Some(generation);
+        campaign
+    }
+
+    #[test]
+    fn an_engine_opens_with_the_accepted_spec_not_a_refused_edit() {
+        let accepted = campaign(1).spec;
+        let mut edited = campaign(2);
+        edited.spec.budget.max_compute_hours = Some(0.0001);
+        edited.status = Some(CampaignStatus {
+            accepted_spec: serde_json::to_value(&accepted).ok(),
+            accepted_generation: Some(1),
+            observed_generation: Some(2),
+            ..CampaignStatus::default()
+        });
+        let running = running_campaign(&edited);
+        assert_eq!(running.campaign.spec, accepted);
+        assert_eq!(running.accepted_generation, Some(1));
+        assert_eq!(running.campaign.metadata.generation, Some(2));
+    }
+
+    #[test]
+    fn a_campaign_without_a_readable_record_runs_its_current_spec() {
+        let fresh = campaign(1);
+        let running = running_campaign(&fresh);
+        assert_eq!(running.campaign.spec, fresh.spec);
+        assert_eq!(running.accepted_generation, Some(1));
+        let mut garbled = campaign(3);
+        garbled.status = Some(CampaignStatus {
+            accepted_spec: Some(serde_json::json!({"seeds": "not a list"})),
+            accepted_generation: Some(1),
+            ..CampaignStatus::default()
+        });
+        let running = running_campaign(&garbled);
+        assert_eq!(running.campaign.spec, garbled.spec);
+        assert_eq!(running.accepted_generation, Some(3));
     }
 }

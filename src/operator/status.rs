@@ -21,8 +21,10 @@ pub struct CampaignView<'a> {
     pub refused_edit: Option<&'a str>,
     /// Why the agents or retrieval fell back, once they have.
     pub fallbacks: Vec<String>,
-    /// The generation of the spec the engine runs.
+    /// The last generation the engine judged (accepted or refused).
     pub generation: Option<i64>,
+    /// The spec the engine runs and the generation it was last accepted at.
+    pub accepted: Option<(&'a crate::api::CampaignSpec, Option<i64>)>,
 }
 
 /// The new status; conditions keep their transition time while their status stays the same.
@@ -164,6 +166,10 @@ pub fn campaign_status(
         verified_discoveries: verified,
         llm_tokens: view.llm_tokens,
         agents: previous.and_then(|p| p.agents.clone()),
+        accepted_spec: view
+            .accepted
+            .and_then(|(spec, _)| serde_json::to_value(spec).ok()),
+        accepted_generation: view.accepted.and_then(|(_, generation)| generation),
     }
 }
 
@@ -201,6 +207,7 @@ mod tests {
             refused_edit: None,
             fallbacks: Vec::new(),
             generation: Some(3),
+            accepted: None,
         }
     }
 
