@@ -253,9 +253,16 @@ struct OperatorArgs {
     no_leader_election: bool,
     /// YAML file of what trainer pods get when a Campaign leaves it out: `image`,
     /// `imagePullPolicy`, `gpuResource`, `gpusPerTrainer`, `nodeSelector`, `tolerations`,
-    /// `priorityClassName`, `imagePullSecrets` (the Helm chart writes it from its values).
+    /// `priorityClassName`, `imagePullSecrets`, `serviceAccountName` (the Helm chart writes it from its values).
     #[arg(long, value_name = "FILE")]
     trainer_defaults: Option<PathBuf>,
+    /// The cluster administrator's policy: a directory holding the keys of the Helm chart's
+    /// policy ConfigMap (`images`, `serviceAccounts`, `llmEndpoints`, `maxGpusPerCampaign`, …),
+    /// one file each, as Kubernetes mounts a ConfigMap. A Campaign asking for more than it
+    /// allows gets `SpecAccepted=False` (`PolicyViolation`, naming the field) and no pod.
+    /// Without it every Campaign may choose its trainer's image, account and endpoint.
+    #[arg(long, value_name = "DIR")]
+    policy_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -508,6 +515,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 trainer_defaults: match &args.trainer_defaults {
                     Some(path) => read_trainer_defaults(path)?,
                     None => Default::default(),
+                },
+                policy: match &args.policy_dir {
+                    Some(dir) => Some(
+                        archlab::api::policy::Policy::from_dir(dir)
+                            .context("reading the policy (--policy-dir)")?,
+                    ),
+                    None => None,
                 },
             })?;
             Ok(ExitCode::SUCCESS)

@@ -108,15 +108,19 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
         kinds(&objects),
         [
             "ConfigMap",
+            "ConfigMap",
             "Deployment",
             "Role",
             "Role",
             "RoleBinding",
             "RoleBinding",
             "Service",
-            "ServiceAccount"
+            "ServiceAccount",
+            "ServiceAccount",
+            "ValidatingAdmissionPolicy",
+            "ValidatingAdmissionPolicyBinding"
         ],
-        "optional parts are off by default"
+        "optional parts are off by default; the policy is on"
     );
     let deployment = find(&objects, "Deployment", "archlab").expect("the operator Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
@@ -166,6 +170,69 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
         "no Secret access without llm.secretName: {local}"
     );
     assert!(!kinds(&objects).iter().any(|k| k.starts_with("Cluster")));
+
+    // Trainer pods run under an account of their own, bound to nothing, token never mounted.
+    let trainer = find(&objects, "ServiceAccount", "archlab-trainer").expect("the trainer account");
+    assert_eq!(trainer["automountServiceAccountToken"], false);
+    assert!(
+        objects
+            .iter()
+            .filter(|o| o["kind"].as_str().is_some_and(|k| k.ends_with("Binding")))
+            .all(|b| !b["subjects"].to_string().contains("archlab-trainer")),
+        "the trainer account has no permissions"
+    );
+    let config = find(&objects, "ConfigMap", "archlab-trainer-defaults").expect("ConfigMap");
+    let defaults: archlab::api::trainer::TrainerDefaults = serde_yaml::from_str(
+        config["data"]["trainer-defaults.yaml"]
+            .as_str()
+            .expect("text"),
+    )
+    .expect("defaults");
+    assert_eq!(
+        defaults.service_account_name.as_deref(),
+        Some("archlab-trainer")
+    );
+
+    // The policy ConfigMap is what `archlab operator --policy-dir` reads, mounted.
+    let policy = read_policy(&objects);
+    assert_eq!(policy.images, ["ghcr.io/archlab/archlab"]);
+    assert_eq!(policy.trainer_service_account, "archlab-trainer");
+    assert_eq!(policy.operator_service_account, "archlab");
+    assert!(policy.service_accounts.is_empty());
+    assert!(
+        policy.llm_endpoints.is_empty(),
+        "no endpoint until one is listed"
+    );
+    assert!(!policy.allow_service_account_token);
+    assert_eq!(policy.max_gpus_per_campaign, Some(8));
+    let binding = find(
+        &objects,
+        "ValidatingAdmissionPolicyBinding",
+        "archlab.research.archlab.dev",
+    )
+    .expect("the binding");
+    assert_eq!(binding["spec"]["paramRef"]["name"], "archlab-policy");
+    assert_eq!(
+        binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "research",
+        "a namespaced release polices its own namespace"
+    );
+    let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
+    assert!(args.contains("--policy-dir=/etc/archlab-policy"), "{args}");
+}
+
+/// The rendered policy ConfigMap, written out as Kubernetes mounts it and read by the operator.
+fn read_policy(objects: &[Value]) -> archlab::api::policy::Policy {
+    let config = find(objects, "ConfigMap", "archlab-policy").expect("the policy ConfigMap");
+    let dir = std::env::temp_dir().join(format!("archlab-chart-policy-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("dir");
+    for (key, value) in config["data"].as_object().expect("data") {
+        std::fs::write(dir.join(key), value.as_str().expect("a string")).expect("write");
+    }
+    let policy = archlab::api::policy::Policy::from_dir(&dir).unwrap_or_else(|e| panic!("{e}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    policy
 }
 
 #[test]
@@ -194,9 +261,11 @@ fn every_optional_part_renders_and_the_trainer_defaults_reach_the_operator() {
         "kube-prometheus-stack"
     );
 
-    // The one Secret, by name.
+    // The one Secret, by name, in the Campaign's namespace: any namespace, so the ClusterRole.
     let local = find(&objects, "Role", "archlab-local").expect("the lease Role");
-    let secret_rule = local["rules"]
+    assert!(!local.to_string().contains("secrets"), "{local}");
+    let cluster = find(&objects, "ClusterRole", "archlab").expect("the ClusterRole");
+    let secret_rule = cluster["rules"]
         .as_array()
         .and_then(|rules| {
             rules
@@ -238,6 +307,33 @@ fn every_optional_part_renders_and_the_trainer_defaults_reach_the_operator() {
     assert_eq!(defaults.tolerations.len(), 1);
     let pod = defaults.apply(&archlab::api::trainer::TrainerSpec::default());
     assert_eq!(pod.effective_resources().limits["nvidia.com/gpu"], "2");
+    assert_eq!(
+        pod.service_account_name.as_deref(),
+        Some("default"),
+        "all namespaces: each namespace's default account (the chart's exists in one)"
+    );
+    let policy = read_policy(&objects);
+    assert_eq!(
+        policy.images,
+        ["registry.example/archlab", "registry.example/"]
+    );
+    assert_eq!(policy.service_accounts, ["dataset-reader"]);
+    assert_eq!(
+        policy.priority_classes,
+        ["research-interactive", "research-batch"]
+    );
+    assert_eq!(policy.toleration_keys, ["nvidia.com/gpu"]);
+    assert_eq!(policy.llm_endpoints, ["http://vllm.research.svc:8000/v1"]);
+    assert_eq!(policy.gpus_per_trainer, 2);
+    assert_eq!(policy.max_gpus_per_campaign, Some(16));
+    let binding = objects
+        .iter()
+        .find(|o| o["kind"] == "ValidatingAdmissionPolicyBinding")
+        .expect("the binding");
+    assert!(
+        binding["spec"]["matchResources"].is_null(),
+        "every namespace: {binding}"
+    );
 
     // The default values give the released trainer image.
     let objects = render(&helm, &[]);

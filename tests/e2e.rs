@@ -1336,6 +1336,10 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
         .args(["uninstall", "archlab", "-n", "e2e-helm"])
         .output();
     namespace("e2e-helm");
+    // A Campaign from before the policy: it asks for the operator's own account.
+    let legacy =
+        campaign("legacy", 40).replace(", image: archlab:e2e}", ", serviceAccountName: archlab}");
+    kubectl_ok(&["apply", "-n", "e2e-helm", "-f", "-"], Some(&legacy));
     let install = Command::new(&helm)
         .args([
             "install",
@@ -1348,6 +1352,10 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
             "replicaCount=0",
             "--set",
             "llm.secretName=llm",
+            "--set",
+            "llm.endpoints={http://llm.e2e.svc:8000/v1}",
+            "--set",
+            "policy.volumeSources={persistentVolumeClaim}",
         ])
         .output()
         .expect("helm runs");
@@ -1368,7 +1376,7 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
         .filter(|d| !d.contains("apiVersion: monitoring.coreos.com/v1") && d.contains("kind:"))
         .map(str::to_string)
         .collect();
-    assert_eq!(documents.len(), 9, "{documents:?}");
+    assert_eq!(documents.len(), 12, "{documents:?}");
     let applied = kubectl(
         &["apply", "--dry-run=server", "-n", "e2e-helm", "-f", "-"],
         Some(&documents.join("\n---\n")),
@@ -1385,6 +1393,94 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
     assert!(
         accepted.contains("networkpolicy.networking.k8s.io"),
         "{accepted}"
+    );
+
+    // The API server refuses what the policy forbids, with the policy's message. The policy
+    // takes effect once the server has read it: the first refusal may take a moment.
+    let refusals = [
+        (
+            campaign("borrower", 40).replace(", image: archlab:e2e}", ", serviceAccountName: archlab}"),
+            "spec.trainer.serviceAccountName: archlab is not allowed by the archlab policy (allowed: archlab-trainer)",
+        ),
+        (
+            campaign("miner", 40).replace("image: archlab:e2e}", "image: 'evil.example/miner:1'}"),
+            "spec.trainer.image: evil.example/miner:1 is not allowed by the archlab policy (allowed: ghcr.io/archlab/archlab)",
+        ),
+        (
+            campaign("exfiltrator", 40).replace(", image: archlab:e2e", "").replace(
+                "  parallelism: 2\n",
+                "  parallelism: 2\n  agents:\n    backend: llm\n    llm: {baseUrl: 'http://evil.example/v1', model: m, apiKeySecretRef: {name: llm, key: apiKey}}\n",
+            ),
+            "spec.agents.llm.baseUrl: http://evil.example/v1 is not allowed by the archlab policy (allowed: http://llm.e2e.svc:8000/v1)",
+        ),
+        (
+            campaign("tokened", 40).replace(", image: archlab:e2e}", ", mountServiceAccountToken: true}"),
+            "spec.trainer.mountServiceAccountToken: the archlab policy does not allow trainer pods a service-account token",
+        ),
+        (
+            campaign("vip", 40).replace(", image: archlab:e2e}", ", priorityClassName: system-cluster-critical}"),
+            "spec.trainer.priorityClassName: system-cluster-critical is not allowed by the archlab policy (allowed: none)",
+        ),
+        (
+            campaign("everywhere", 40).replace(", image: archlab:e2e}", ", tolerations: [{operator: Exists}]}"),
+            "spec.trainer.tolerations: the archlab policy allows tolerating only the taint keys none",
+        ),
+        (
+            campaign("scratch", 40).replace(
+                ", image: archlab:e2e}",
+                ", volumes: [{name: s, mountPath: /s, readOnly: false, emptyDir: {}}]}",
+            ),
+            "spec.trainer.volumes: the archlab policy allows only persistentVolumeClaim volumes",
+        ),
+        (
+            // Nine trainers of one GPU (the chart's default for a cuda trainer).
+            campaign("greedy", 40)
+                .replace("{device: cpu, image: archlab:e2e}", "{}")
+                .replace("  parallelism: 2\n", "  parallelism: 9\n"),
+            "spec.parallelism: the archlab policy allows 8 GPUs per Campaign at once",
+        ),
+    ];
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (manifest, expected) in &refusals {
+        loop {
+            let output = kubectl(&["apply", "-n", "e2e-helm", "-f", "-"], Some(manifest));
+            let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+            if !output.status.success() {
+                assert!(
+                    stderr.contains(expected),
+                    "expected `{expected}` in: {stderr}"
+                );
+                eprintln!("refused by the admission policy: {stderr}");
+                break;
+            }
+            // Accepted before the policy was active: take it back and try again.
+            let name = manifest
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("name: "))
+                .unwrap_or_default()
+                .to_string();
+            let _ = kubectl(
+                &["delete", "camp", &name, "-n", "e2e-helm", "--wait=true"],
+                None,
+            );
+            assert!(
+                Instant::now() < deadline,
+                "the admission policy never refused: {expected}"
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    // What the policy allows passes it: an endpoint path below the allowed one, 8 GPUs.
+    let allowed = campaign("allowed", 40)
+        .replace("{device: cpu, image: archlab:e2e}", "{}")
+        .replace(
+            "  parallelism: 2\n",
+            "  parallelism: 8\n  agents:\n    backend: llm\n    llm: {baseUrl: 'http://llm.e2e.svc:8000/v1/', model: m}\n",
+        );
+    kubectl_ok(
+        &["apply", "--dry-run=server", "-n", "e2e-helm", "-f", "-"],
+        Some(&allowed),
     );
 
     // The operator as the chart's ServiceAccount.
@@ -1436,11 +1532,32 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
     );
     let defaults_path = work.join("trainer-defaults.yaml");
     std::fs::write(&defaults_path, defaults).expect("write defaults");
+    // The policy ConfigMap as the chart mounts it: a file per key.
+    let policy: Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "get",
+            "configmap",
+            "archlab-policy",
+            "-n",
+            "e2e-helm",
+            "-o",
+            "json",
+        ],
+        None,
+    ))
+    .expect("JSON");
+    let policy_dir = work.join("policy");
+    std::fs::create_dir_all(&policy_dir).expect("policy dir");
+    for (key, value) in policy["data"].as_object().expect("data") {
+        std::fs::write(policy_dir.join(key), value.as_str().unwrap_or_default()).expect("write");
+    }
     let mut command = operator_command(work, "e2e-helm", "charted", true);
     command
         .env("KUBECONFIG", &impersonating)
         .arg("--trainer-defaults")
-        .arg(&defaults_path);
+        .arg(&defaults_path)
+        .arg("--policy-dir")
+        .arg(&policy_dir);
     let _operator = Running(command.spawn().expect("the operator starts"));
     let charted = campaign("charted", 40).replace(", image: archlab:e2e", "");
     kubectl_ok(&["apply", "-n", "e2e-helm", "-f", "-"], Some(&charted));
@@ -1461,6 +1578,37 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
             .iter()
             .all(|i| i == archlab::api::trainer::DEFAULT_IMAGE),
         "the chart's trainer image: {images:?}"
+    );
+    // No pod ever ran under the operator's account: every one under the trainer account,
+    // without a token; the Campaign from before the policy got none at all.
+    for pod in items("pods", "e2e-helm") {
+        assert_eq!(
+            pod["spec"]["serviceAccountName"], "archlab-trainer",
+            "{pod}"
+        );
+        assert_eq!(pod["spec"]["automountServiceAccountToken"], false, "{pod}");
+        assert_ne!(pod["metadata"]["labels"]["archlab.dev/campaign"], "legacy");
+    }
+    let legacy = wait_for_campaign(
+        "e2e-helm",
+        "legacy",
+        "refused by the operator's policy",
+        Duration::from_secs(30),
+        |c| condition(c, "SpecAccepted")["reason"] == "PolicyViolation",
+    );
+    let message = condition(&legacy, "SpecAccepted")["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains(
+            "spec.trainer.serviceAccountName: archlab is not allowed by the archlab policy"
+        ),
+        "{message}"
+    );
+    assert!(
+        items("exp", "e2e-helm")
+            .iter()
+            .all(|e| e["spec"]["campaign"] != "legacy")
     );
 
     // The real scrape passes promtool's lint.

@@ -260,6 +260,10 @@ pub struct TrainerDefaults {
     pub priority_class_name: Option<String>,
     #[serde(default)]
     pub image_pull_secrets: Vec<String>,
+    /// The account trainer pods run under when a Campaign names none (the Helm chart's trainer
+    /// account: no permissions, its token never mounted). Absent: the namespace's `default`.
+    #[serde(default)]
+    pub service_account_name: Option<String>,
 }
 
 fn gpu_resource() -> String {
@@ -281,6 +285,7 @@ impl Default for TrainerDefaults {
             tolerations: Vec::new(),
             priority_class_name: None,
             image_pull_secrets: Vec::new(),
+            service_account_name: None,
         }
     }
 }
@@ -316,6 +321,9 @@ impl TrainerDefaults {
         if spec.image_pull_secrets.is_empty() {
             spec.image_pull_secrets = self.image_pull_secrets.clone();
         }
+        if spec.service_account_name.is_none() {
+            spec.service_account_name = self.service_account_name.clone();
+        }
         spec
     }
 }
@@ -332,9 +340,15 @@ mod tests {
             gpus_per_trainer: 2,
             node_selector: BTreeMap::from([("pool".into(), "gpu".into())]),
             priority_class_name: Some("batch".into()),
+            service_account_name: Some("archlab-trainer".into()),
             ..TrainerDefaults::default()
         };
         let filled = defaults.apply(&TrainerSpec::default());
+        assert_eq!(
+            filled.service_account_name.as_deref(),
+            Some("archlab-trainer")
+        );
+        assert!(!filled.mount_service_account_token);
         assert_eq!(filled.image(), "registry.local/archlab:gpu");
         assert_eq!(
             filled.effective_resources().limits,

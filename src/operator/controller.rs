@@ -41,6 +41,8 @@ pub struct Context {
     pub fence: Arc<std::sync::atomic::AtomicBool>,
     /// What trainer pods get when a Campaign leaves it out.
     pub trainer_defaults: crate::api::trainer::TrainerDefaults,
+    /// What a Campaign may ask of the cluster.
+    pub policy: Option<crate::api::policy::Policy>,
     engines: Mutex<BTreeMap<(String, String), EngineThread>>,
 }
 
@@ -70,12 +72,18 @@ impl Context {
             metrics,
             fence,
             trainer_defaults: Default::default(),
+            policy: None,
             engines: Mutex::new(BTreeMap::new()),
         }
     }
 
     pub fn with_trainer_defaults(mut self, defaults: crate::api::trainer::TrainerDefaults) -> Self {
         self.trainer_defaults = defaults;
+        self
+    }
+
+    pub fn with_policy(mut self, policy: Option<crate::api::policy::Policy>) -> Self {
+        self.policy = policy;
         self
     }
 
@@ -168,6 +176,45 @@ async fn reconcile_campaign(
         )
         .await;
         return Ok(Action::await_change());
+    }
+    // The administrator's policy, on the spec an engine would run: a Campaign created before
+    // the policy (or where admission policies do not run) starts no pod; pods already running
+    // finish, unwatched, and a later engine adopts them if the policy allows it again.
+    if let Some(policy) = &ctx.policy {
+        let violations = policy.violations(&running_campaign(&campaign).campaign.spec);
+        if !violations.is_empty() {
+            stop(&ctx, &key);
+            let message = violations.join("; ");
+            let already = campaign.status.as_ref().is_some_and(|s| {
+                s.conditions.iter().any(|c| {
+                    c.type_ == "SpecAccepted"
+                        && c.reason == "PolicyViolation"
+                        && c.message == message
+                })
+            });
+            set_condition(
+                &api,
+                &campaign,
+                None,
+                "SpecAccepted",
+                false,
+                "PolicyViolation",
+                &message,
+            )
+            .await?;
+            if !already {
+                publish(
+                    &recorder,
+                    &reference,
+                    EventType::Warning,
+                    "PolicyViolation",
+                    message,
+                )
+                .await;
+            }
+            // Looked at again: an engine stopping now may still write its last status.
+            return Ok(Action::requeue(RESYNC));
+        }
     }
     // An engine that stopped on an error is restarted from the cluster's records.
     let stopped = {

@@ -48,6 +48,8 @@ pub struct OperatorOptions {
     pub lease: Option<LeaseOptions>,
     /// What trainer pods get when a Campaign leaves it out.
     pub trainer_defaults: crate::api::trainer::TrainerDefaults,
+    /// What a Campaign may ask of the cluster (none: anything the CRD allows).
+    pub policy: Option<crate::api::policy::Policy>,
 }
 
 pub struct LeaseOptions {
@@ -91,7 +93,8 @@ async fn serve(options: OperatorOptions) -> Result<()> {
             metrics.clone(),
             leader.clone(),
         )
-        .with_trainer_defaults(options.trainer_defaults.clone()),
+        .with_trainer_defaults(options.trainer_defaults.clone())
+        .with_policy(options.policy.clone()),
     );
     let scope = options
         .namespace

@@ -37,3 +37,18 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- define "archlab.job" -}}
 {{- default (printf "%s-metrics" (include "archlab.fullname" .)) .Values.prometheusRule.job -}}
 {{- end -}}
+
+{{/* The account trainer pods run under when a Campaign names none. The chart's own exists only
+in the release's namespace, so with watch.allNamespaces it is each namespace's `default`. */}}
+{{- define "archlab.trainerServiceAccountName" -}}
+{{- if .Values.watch.allNamespaces -}}
+default
+{{- else -}}
+{{- default (printf "%s-trainer" (include "archlab.fullname" .)) .Values.trainer.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The trainer image repository the chart itself uses, always allowed by the policy. */}}
+{{- define "archlab.policyImages" -}}
+{{- without (uniq (prepend .Values.policy.images .Values.trainer.image.repository)) "" | join "," -}}
+{{- end -}}
