@@ -307,6 +307,16 @@ fn every_optional_part_renders_and_the_trainer_defaults_reach_the_operator() {
     assert_eq!(defaults.tolerations.len(), 1);
     let pod = defaults.apply(&archlab::api::trainer::TrainerSpec::default());
     assert_eq!(pod.effective_resources().limits["nvidia.com/gpu"], "2");
+    assert_eq!(pod.effective_resources().requests["cpu"], "8");
+    assert_eq!(pod.effective_resources().requests["memory"], "64Gi");
+    assert_eq!(pod.runtime_class_name.as_deref(), Some("nvidia"));
+    assert_eq!(pod.pod_labels["team"], "research");
+    assert_eq!(pod.pod_annotations["karpenter.sh/do-not-disrupt"], "true");
+    assert_eq!(pod.effective_resources().requests["cpu"], "8");
+    assert_eq!(pod.effective_resources().requests["memory"], "64Gi");
+    assert_eq!(pod.runtime_class_name.as_deref(), Some("nvidia"));
+    assert_eq!(pod.pod_labels["team"], "research");
+    assert_eq!(pod.pod_annotations["karpenter.sh/do-not-disrupt"], "true");
     assert_eq!(
         pod.service_account_name.as_deref(),
         Some("default"),
@@ -323,6 +333,8 @@ fn every_optional_part_renders_and_the_trainer_defaults_reach_the_operator() {
         ["research-interactive", "research-batch"]
     );
     assert_eq!(policy.toleration_keys, ["nvidia.com/gpu"]);
+    assert_eq!(policy.runtime_classes, ["nvidia"]);
+    assert_eq!(policy.runtime_classes, ["nvidia"]);
     assert_eq!(policy.llm_endpoints, ["http://vllm.research.svc:8000/v1"]);
     assert_eq!(policy.gpus_per_trainer, 2);
     assert_eq!(policy.max_gpus_per_campaign, Some(16));

@@ -1422,6 +1422,10 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
             "spec.trainer.priorityClassName: system-cluster-critical is not allowed by the archlab policy (allowed: none)",
         ),
         (
+            campaign("kata", 40).replace(", image: archlab:e2e}", ", runtimeClassName: kata}"),
+            "spec.trainer.runtimeClassName: kata is not allowed by the archlab policy (allowed: none)",
+        ),
+        (
             campaign("everywhere", 40).replace(", image: archlab:e2e}", ", tolerations: [{operator: Exists}]}"),
             "spec.trainer.tolerations: the archlab policy allows tolerating only the taint keys none",
         ),
@@ -1531,7 +1535,56 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
         None,
     );
     let defaults_path = work.join("trainer-defaults.yaml");
-    std::fs::write(&defaults_path, defaults).expect("write defaults");
+    std::fs::write(&defaults_path, &defaults).expect("write defaults");
+    // The default trainer pod (a cuda trainer that names no resources), as the operator builds
+    // it from the chart's defaults: the server gives it a QoS class above BestEffort.
+    let chart_defaults: archlab::api::trainer::TrainerDefaults =
+        serde_yaml::from_str(&defaults).expect("the chart's trainer defaults");
+    let config = archlab::api::parse_campaign(&campaign("qos", 40))
+        .expect("fixture")
+        .spec
+        .stages
+        .exploration
+        .train;
+    let default_pod = archlab::operator::pod::trainer_pod(
+        &archlab::operator::pod::TrainerRun {
+            campaign: "qos",
+            experiment_name: "qos-e00001",
+            experiment_id: 1,
+            attempt: 1,
+            retry: 0,
+            program: "mixer m(d_model) {\n  return x |> linear(d_model)\n}\n",
+            config: &config,
+        },
+        &chart_defaults.apply(&archlab::api::trainer::TrainerSpec::default()),
+        3600,
+        "e2e-helm",
+        Default::default(),
+    )
+    .expect("the default pod");
+    let mut default_pod = serde_json::to_value(&default_pod).expect("JSON");
+    default_pod["apiVersion"] = "v1".into();
+    default_pod["kind"] = "Pod".into();
+    if let Some(meta) = default_pod["metadata"].as_object_mut() {
+        meta.remove("ownerReferences");
+    }
+    let created: Value = serde_json::from_str(&kubectl_ok(
+        &[
+            "create",
+            "--dry-run=server",
+            "-n",
+            "e2e-helm",
+            "-o",
+            "json",
+            "-f",
+            "-",
+        ],
+        Some(&default_pod.to_string()),
+    ))
+    .expect("JSON");
+    assert_eq!(created["status"]["qosClass"], "Burstable", "{created}");
+    assert_eq!(created["spec"]["serviceAccountName"], "archlab-trainer");
+
     // The policy ConfigMap as the chart mounts it: a file per key.
     let policy: Value = serde_json::from_str(&kubectl_ok(
         &[
@@ -1586,6 +1639,7 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
             pod["spec"]["serviceAccountName"], "archlab-trainer",
             "{pod}"
         );
+        assert_ne!(pod["status"]["qosClass"], "BestEffort", "{pod}");
         assert_eq!(pod["spec"]["automountServiceAccountToken"], false, "{pod}");
         assert_ne!(pod["metadata"]["labels"]["archlab.dev/campaign"], "legacy");
     }

@@ -300,6 +300,24 @@ fn trainer_mistakes_are_refused_before_any_pod_is_made() {
             "spec.search.maxRevisions",
             "at most 10",
         ),
+        (
+            "    device: cuda",
+            "    env: [{name: HF_HOME, value: /data}, {name: 2BAD, value: x}]\n    device: cuda",
+            "spec.trainer.env[1].name",
+            "letters, digits",
+        ),
+        (
+            "    device: cuda",
+            "    env: [{name: ARCHLAB_PROGRAM, value: x}]\n    device: cuda",
+            "spec.trainer.env[0].name",
+            "the operator sets them",
+        ),
+        (
+            "    device: cuda",
+            "    podLabels: {archlab.dev/experiment: \"1\"}\n    device: cuda",
+            "spec.trainer.podLabels.archlab.dev/experiment",
+            "the operator sets this label",
+        ),
     ];
     for (from, to, path, hint) in cases {
         let example = gpu_example();

@@ -46,6 +46,13 @@ pub const TOLERATIONS: usize = 64;
 pub const TOLERATION_WORD: usize = 32;
 /// Volumes of the trainer pods.
 pub const VOLUMES: usize = 16;
+/// Extra labels, annotations and environment variables of the trainer pods.
+pub const POD_LABELS: usize = 32;
+pub const POD_ANNOTATIONS: usize = 32;
+/// An annotation's value (Kubernetes bounds all of a pod's annotations at 256 KiB together).
+pub const ANNOTATION_VALUE: usize = 4096;
+pub const ENV_VARS: usize = 32;
+pub const ENV_VAR_VALUE: usize = 4096;
 /// Resource names per `requests` / `limits`.
 pub const RESOURCES: usize = 32;
 /// A resource name (`nvidia.com/gpu`) and a quantity (`500m`).

@@ -279,6 +279,46 @@ fn validate_trainer(trainer: &super::trainer::TrainerSpec) -> Result<(), Manifes
         }
     }
     validate_volumes(&trainer.volumes)?;
+    for (index, variable) in trainer.env.iter().enumerate() {
+        let valid = variable
+            .name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && variable
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            return Err(error(
+                format!("spec.trainer.env[{index}].name"),
+                format!(
+                    "expected a variable name of letters, digits and `_`, found `{}`",
+                    variable.name
+                ),
+            ));
+        }
+        if variable.name.starts_with("ARCHLAB_") {
+            return Err(error(
+                format!("spec.trainer.env[{index}].name"),
+                format!(
+                    "`{}`: ARCHLAB_ variables carry the program and config; the operator sets them",
+                    variable.name
+                ),
+            ));
+        }
+    }
+    for key in trainer.pod_labels.keys() {
+        if key.starts_with("archlab.dev/")
+            || key == "app.kubernetes.io/managed-by"
+            || key == "kueue.x-k8s.io/queue-name"
+        {
+            return Err(error(
+                format!("spec.trainer.podLabels.{key}"),
+                "the operator sets this label (name a Kueue queue with spec.trainer.queueName)",
+            ));
+        }
+    }
     if let Some(name) = &trainer.checkpoints {
         match trainer.volumes.iter().find(|v| &v.name == name) {
             None => {

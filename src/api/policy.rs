@@ -1,5 +1,5 @@
 //! What a Campaign may ask of the cluster, as the cluster administrator allows it: images,
-//! service accounts, priority classes, tolerations, volume sources, the service-account token,
+//! service accounts, priority and runtime classes, tolerations, volume sources, the service-account token,
 //! LLM endpoints and GPUs in total. One source feeds both enforcers: the Helm chart writes the
 //! policy as a ConfigMap whose keys are comma-separated lists; the chart's
 //! `ValidatingAdmissionPolicy` reads that ConfigMap as its parameter (so `kubectl apply`
@@ -18,12 +18,13 @@ use super::trainer::TrainerDevice;
 use std::path::{Path, PathBuf};
 
 /// The ConfigMap keys, each a file of the mounted ConfigMap.
-pub const KEYS: [&str; 12] = [
+pub const KEYS: [&str; 13] = [
     "images",
     "trainerServiceAccount",
     "operatorServiceAccount",
     "serviceAccounts",
     "priorityClasses",
+    "runtimeClasses",
     "tolerationKeys",
     "volumeSources",
     "allowServiceAccountToken",
@@ -49,6 +50,8 @@ pub struct Policy {
     /// Other accounts a Campaign may name.
     pub service_accounts: Vec<String>,
     pub priority_classes: Vec<String>,
+    /// RuntimeClasses a Campaign may name (`nvidia` on k3s and RKE2).
+    pub runtime_classes: Vec<String>,
     /// Taint keys a Campaign may tolerate; a toleration without a key (all taints) never.
     pub toleration_keys: Vec<String>,
     /// `persistentVolumeClaim`, `configMap`, `emptyDir`.
@@ -134,6 +137,7 @@ impl Policy {
             operator_service_account: read("operatorServiceAccount")?,
             service_accounts: list("serviceAccounts")?,
             priority_classes: list("priorityClasses")?,
+            runtime_classes: list("runtimeClasses")?,
             toleration_keys: list("tolerationKeys")?,
             volume_sources,
             allow_service_account_token: allow_token,
@@ -193,6 +197,14 @@ impl Policy {
             found.push(format!(
                 "spec.trainer.priorityClassName: {class} is not allowed by the archlab policy (allowed: {})",
                 listed(&self.priority_classes)
+            ));
+        }
+        if let Some(class) = &trainer.runtime_class_name
+            && !self.runtime_classes.contains(class)
+        {
+            found.push(format!(
+                "spec.trainer.runtimeClassName: {class} is not allowed by the archlab policy (allowed: {})",
+                listed(&self.runtime_classes)
             ));
         }
         for (index, toleration) in trainer.tolerations.iter().enumerate() {
@@ -314,6 +326,7 @@ mod tests {
             operator_service_account: "archlab".into(),
             service_accounts: vec!["data-reader".into(), "archlab".into()],
             priority_classes: vec!["batch".into()],
+            runtime_classes: vec!["nvidia".into()],
             toleration_keys: vec!["nvidia.com/gpu".into()],
             volume_sources: vec!["persistentVolumeClaim".into(), "emptyDir".into()],
             allow_service_account_token: false,
@@ -341,7 +354,7 @@ mod tests {
     #[test]
     fn a_campaign_within_the_policy_passes() {
         assert_eq!(violations("{}", ""), Vec::<String>::new());
-        let within = "{image: 'ghcr.io/archlab/archlab:0.2.0', serviceAccountName: data-reader, priorityClassName: batch, tolerations: [{key: nvidia.com/gpu, operator: Exists}], volumes: [{name: d, mountPath: /d, persistentVolumeClaim: {claimName: data}}]}";
+        let within = "{image: 'ghcr.io/archlab/archlab:0.2.0', serviceAccountName: data-reader, priorityClassName: batch, runtimeClassName: nvidia, tolerations: [{key: nvidia.com/gpu, operator: Exists}], volumes: [{name: d, mountPath: /d, persistentVolumeClaim: {claimName: data}}]}";
         assert_eq!(violations(within, ""), Vec::<String>::new());
         assert_eq!(
             violations("{image: 'registry.lab/team/archlab@sha256:abc'}", ""),
@@ -424,17 +437,21 @@ mod tests {
     #[test]
     fn priority_classes_tolerations_and_volume_sources_are_allow_lists() {
         let found = violations(
-            "{priorityClassName: system-cluster-critical, tolerations: [{operator: Exists}], volumes: [{name: c, mountPath: /c, configMap: {name: c}}]}",
+            "{priorityClassName: system-cluster-critical, runtimeClassName: kata, tolerations: [{operator: Exists}], volumes: [{name: c, mountPath: /c, configMap: {name: c}}]}",
             "",
         );
-        assert_eq!(found.len(), 3, "{found:?}");
+        assert_eq!(found.len(), 4, "{found:?}");
         assert!(found[0].starts_with("spec.trainer.priorityClassName: system-cluster-critical"));
         assert!(
-            found[1].contains("tolerations[0]: tolerating every taint"),
+            found[1].starts_with("spec.trainer.runtimeClassName: kata is not allowed"),
             "{found:?}"
         );
         assert!(
-            found[2].starts_with("spec.trainer.volumes[0]: configMap volumes"),
+            found[2].contains("tolerations[0]: tolerating every taint"),
+            "{found:?}"
+        );
+        assert!(
+            found[3].starts_with("spec.trainer.volumes[0]: configMap volumes"),
             "{found:?}"
         );
     }
@@ -453,6 +470,7 @@ mod tests {
             ("operatorServiceAccount", "archlab"),
             ("serviceAccounts", "data-reader,archlab"),
             ("priorityClasses", "batch"),
+            ("runtimeClasses", "nvidia"),
             ("tolerationKeys", "nvidia.com/gpu"),
             ("volumeSources", "persistentVolumeClaim,emptyDir"),
             ("allowServiceAccountToken", "false"),

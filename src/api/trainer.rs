@@ -63,6 +63,41 @@ pub struct TrainerSpec {
     #[serde(default)]
     #[schemars(length(max = limits::VOLUMES))]
     pub volumes: Vec<TrainerVolume>,
+    /// The RuntimeClass of the pods (k3s and RKE2 run GPUs under `nvidia`). Absent: the
+    /// operator's default.
+    #[serde(default)]
+    #[schemars(length(max = limits::OBJECT_NAME))]
+    pub runtime_class_name: Option<String>,
+    /// `Burstable` (the default: CPU and memory requested, so never the first evicted) or
+    /// `Guaranteed` (limits equal to the requests).
+    #[serde(default)]
+    pub qos_class: QosClass,
+    /// Extra labels of the pods, beside the operator's own (`archlab.dev/…`), which they
+    /// cannot replace.
+    #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = limits::POD_LABELS,
+        "additionalProperties" = {"type": "string", "maxLength": limits::LABEL_VALUE}
+    ))]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Extra annotations of the pods (Karpenter's `karpenter.sh/do-not-disrupt`, Istio's
+    /// `sidecar.istio.io/inject`, …).
+    #[serde(default)]
+    #[schemars(extend(
+        "maxProperties" = limits::POD_ANNOTATIONS,
+        "additionalProperties" = {"type": "string", "maxLength": limits::ANNOTATION_VALUE}
+    ))]
+    pub pod_annotations: BTreeMap<String, String>,
+    /// Extra environment variables of the trainer (literal values: no Secret references).
+    #[serde(default)]
+    #[schemars(length(max = limits::ENV_VARS))]
+    pub env: Vec<EnvVar>,
+    /// A Kueue LocalQueue in the Campaign's namespace: the pods carry
+    /// `kueue.x-k8s.io/queue-name` and wait, gated, for Kueue to admit them (bounded by
+    /// `qa.maxQueuedSeconds`, never charged to the program).
+    #[serde(default)]
+    #[schemars(length(max = limits::LABEL_VALUE))]
+    pub queue_name: Option<String>,
     /// The name of a writable volume (`readOnly: false`) of `volumes` for checkpoints: each
     /// attempt saves under `<mountPath>/<campaign>/<experiment>/a<attempt>`, so a pod evicted
     /// and started again (`…-a2-r1`) resumes from its predecessor's last save.
@@ -81,6 +116,25 @@ impl TrainerSpec {
             volume.mount_path.trim_end_matches('/')
         ))
     }
+}
+
+/// An environment variable of the trainer container.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvVar {
+    #[schemars(length(max = limits::ENV_VAR_NAME))]
+    pub name: String,
+    #[serde(default)]
+    #[schemars(length(max = limits::ENV_VAR_VALUE))]
+    pub value: String,
+}
+
+/// The pods' quality-of-service class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+pub enum QosClass {
+    #[default]
+    Burstable,
+    Guaranteed,
 }
 
 /// One volume of the trainer pods and where the trainer container mounts it; exactly one of
@@ -264,6 +318,27 @@ pub struct TrainerDefaults {
     /// account: no permissions, its token never mounted). Absent: the namespace's `default`.
     #[serde(default)]
     pub service_account_name: Option<String>,
+    /// CPU and memory every trainer requests unless its Campaign's `resources` say: a pod
+    /// without them is BestEffort, the first the kubelet evicts.
+    #[serde(default = "cpu_request")]
+    pub cpu_request: String,
+    #[serde(default = "memory_request")]
+    pub memory_request: String,
+    #[serde(default)]
+    pub runtime_class_name: Option<String>,
+    /// Labels and annotations every trainer pod carries (a Campaign's own add to them).
+    #[serde(default)]
+    pub pod_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+fn cpu_request() -> String {
+    "1".into()
+}
+
+fn memory_request() -> String {
+    "4Gi".into()
 }
 
 fn gpu_resource() -> String {
@@ -286,6 +361,11 @@ impl Default for TrainerDefaults {
             priority_class_name: None,
             image_pull_secrets: Vec::new(),
             service_account_name: None,
+            cpu_request: cpu_request(),
+            memory_request: memory_request(),
+            runtime_class_name: None,
+            pod_labels: BTreeMap::new(),
+            pod_annotations: BTreeMap::new(),
         }
     }
 }
@@ -324,6 +404,37 @@ impl TrainerDefaults {
         if spec.service_account_name.is_none() {
             spec.service_account_name = self.service_account_name.clone();
         }
+        if spec.runtime_class_name.is_none() {
+            spec.runtime_class_name = self.runtime_class_name.clone();
+        }
+        for (key, value) in &self.pod_labels {
+            spec.pod_labels
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+        for (key, value) in &self.pod_annotations {
+            spec.pod_annotations
+                .entry(key.clone())
+                .or_insert_with(|| value.clone());
+        }
+        // Never BestEffort: CPU and memory requested whatever else the Campaign asks for.
+        let mut resources = spec.effective_resources();
+        resources
+            .requests
+            .entry("cpu".into())
+            .or_insert_with(|| self.cpu_request.clone());
+        resources
+            .requests
+            .entry("memory".into())
+            .or_insert_with(|| self.memory_request.clone());
+        if spec.qos_class == QosClass::Guaranteed {
+            for name in ["cpu", "memory"] {
+                if let Some(request) = resources.requests.get(name).cloned() {
+                    resources.limits.insert(name.into(), request);
+                }
+            }
+        }
+        spec.resources = Some(resources);
         spec
     }
 }
@@ -372,5 +483,32 @@ mod tests {
             "CPU trainers get no GPU"
         );
         assert_eq!(TrainerSpec::default().image(), DEFAULT_IMAGE);
+    }
+
+    #[test]
+    fn every_trainer_requests_cpu_and_memory_and_guaranteed_sets_limits_to_them() {
+        let defaults = TrainerDefaults::default();
+        let gpu = defaults
+            .apply(&TrainerSpec::default())
+            .effective_resources();
+        assert_eq!(gpu.requests["cpu"], "1");
+        assert_eq!(gpu.requests["memory"], "4Gi");
+        assert_eq!(gpu.limits["nvidia.com/gpu"], "1");
+        assert!(!gpu.limits.contains_key("cpu"), "Burstable by default");
+        // The Campaign's own requests stay; what it leaves out is filled.
+        let own = TrainerSpec {
+            resources: Some(Resources {
+                requests: BTreeMap::from([("memory".into(), "64Gi".into())]),
+                limits: BTreeMap::from([("nvidia.com/gpu".into(), "8".into())]),
+            }),
+            qos_class: QosClass::Guaranteed,
+            ..TrainerSpec::default()
+        };
+        let filled = defaults.apply(&own).effective_resources();
+        assert_eq!(filled.requests["memory"], "64Gi");
+        assert_eq!(filled.requests["cpu"], "1");
+        assert_eq!(filled.limits["memory"], "64Gi");
+        assert_eq!(filled.limits["cpu"], "1");
+        assert_eq!(filled.limits["nvidia.com/gpu"], "8");
     }
 }

@@ -18,6 +18,8 @@ pub const LABEL_ATTEMPT: &str = "archlab.dev/attempt";
 pub const LABEL_RETRY: &str = "archlab.dev/retry";
 pub const LABEL_MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 pub const MANAGER: &str = "archlab";
+/// The label that puts a pod in a Kueue LocalQueue.
+pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 
 /// The environment variables that carry the program and the config into the pod: they live
 /// and die with it (no ConfigMap to clean up).
@@ -58,7 +60,13 @@ pub fn trainer_pod(
     owner: OwnerReference,
 ) -> Result<Pod, serde_json::Error> {
     let config = serde_json::to_string(run.config)?;
-    let labels = BTreeMap::from([
+    // The Campaign's labels first, the operator's own over them: a pod must stay findable by
+    // the labels the body selects on.
+    let mut labels = trainer.pod_labels.clone();
+    if let Some(queue) = &trainer.queue_name {
+        labels.insert(KUEUE_QUEUE_LABEL.to_string(), queue.clone());
+    }
+    labels.extend([
         (LABEL_CAMPAIGN.to_string(), label_value(run.campaign)),
         (LABEL_EXPERIMENT.to_string(), run.experiment_id.to_string()),
         (LABEL_ATTEMPT.to_string(), run.attempt.to_string()),
@@ -93,18 +101,30 @@ pub fn trainer_pod(
         image_pull_policy: trainer.image_pull_policy.map(|p| p.as_str().to_string()),
         command: Some(vec!["archlab".into()]),
         args: Some(args),
-        env: Some(vec![
-            EnvVar {
-                name: PROGRAM_ENV.into(),
-                value: Some(run.program.to_string()),
-                ..EnvVar::default()
-            },
-            EnvVar {
-                name: CONFIG_ENV.into(),
-                value: Some(config),
-                ..EnvVar::default()
-            },
-        ]),
+        env: Some(
+            trainer
+                .env
+                .iter()
+                .filter(|e| e.name != PROGRAM_ENV && e.name != CONFIG_ENV)
+                .map(|e| EnvVar {
+                    name: e.name.clone(),
+                    value: Some(e.value.clone()),
+                    ..EnvVar::default()
+                })
+                .chain([
+                    EnvVar {
+                        name: PROGRAM_ENV.into(),
+                        value: Some(run.program.to_string()),
+                        ..EnvVar::default()
+                    },
+                    EnvVar {
+                        name: CONFIG_ENV.into(),
+                        value: Some(config),
+                        ..EnvVar::default()
+                    },
+                ])
+                .collect(),
+        ),
         resources: Some(ResourceRequirements {
             requests: quantities(&resources.requests),
             limits: quantities(&resources.limits),
@@ -144,6 +164,8 @@ pub fn trainer_pod(
             name: Some(pod_name(run.experiment_name, run.attempt, run.retry)),
             namespace: Some(namespace.to_string()),
             labels: Some(labels),
+            annotations: (!trainer.pod_annotations.is_empty())
+                .then(|| trainer.pod_annotations.clone()),
             owner_references: Some(vec![owner]),
             ..ObjectMeta::default()
         },
@@ -153,6 +175,7 @@ pub fn trainer_pod(
             automount_service_account_token: Some(trainer.mount_service_account_token),
             service_account_name: trainer.service_account_name.clone(),
             priority_class_name: trainer.priority_class_name.clone(),
+            runtime_class_name: trainer.runtime_class_name.clone(),
             node_selector: (!trainer.node_selector.is_empty())
                 .then(|| trainer.node_selector.clone()),
             tolerations: (!trainer.tolerations.is_empty()).then(|| {
@@ -366,5 +389,65 @@ mod tests {
         let plain = plain.spec.unwrap_or_default();
         assert_eq!(plain.volumes.map(|v| v.len()), Some(1));
         assert_eq!(plain.security_context.and_then(|s| s.fs_group), None);
+    }
+
+    #[test]
+    fn cluster_hooks_reach_the_pod_and_never_replace_the_operators_own() {
+        let config = config();
+        let run = TrainerRun {
+            campaign: "c",
+            experiment_name: "c-e00001",
+            experiment_id: 1,
+            attempt: 1,
+            retry: 0,
+            program: "mixer m(d_model) { return x }",
+            config: &config,
+        };
+        let trainer = TrainerSpec {
+            runtime_class_name: Some("nvidia".into()),
+            queue_name: Some("team-a".into()),
+            pod_labels: BTreeMap::from([
+                ("team".into(), "a".into()),
+                (LABEL_EXPERIMENT.into(), "999".into()),
+            ]),
+            pod_annotations: BTreeMap::from([(
+                "karpenter.sh/do-not-disrupt".into(),
+                "true".into(),
+            )]),
+            env: vec![
+                crate::api::trainer::EnvVar {
+                    name: "HF_HOME".into(),
+                    value: "/data/hf".into(),
+                },
+                crate::api::trainer::EnvVar {
+                    name: PROGRAM_ENV.into(),
+                    value: "mixer evil(d_model) { return x }".into(),
+                },
+            ],
+            ..TrainerSpec::default()
+        };
+        let pod = trainer_pod(&run, &trainer, 60, "ns", OwnerReference::default())
+            .unwrap_or_else(|e| panic!("{e}"));
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        assert_eq!(labels["team"], "a");
+        assert_eq!(labels[KUEUE_QUEUE_LABEL], "team-a");
+        assert_eq!(labels[LABEL_EXPERIMENT], "1", "the operator's label wins");
+        let annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations["karpenter.sh/do-not-disrupt"], "true");
+        let spec = pod.spec.unwrap_or_default();
+        assert_eq!(spec.runtime_class_name.as_deref(), Some("nvidia"));
+        let env = spec.containers[0].env.clone().unwrap_or_default();
+        let value = |name: &str| {
+            env.iter()
+                .filter(|e| e.name == name)
+                .map(|e| e.value.clone().unwrap_or_default())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(value("HF_HOME"), ["/data/hf"]);
+        assert_eq!(
+            value(PROGRAM_ENV),
+            ["mixer m(d_model) { return x }"],
+            "the program comes from the engine only"
+        );
     }
 }
