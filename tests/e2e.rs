@@ -503,6 +503,9 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
             "oom=faults-e00003-a1",
             "evict=faults-e00004-a1",
             "exit=faults-e00005-a1",
+            "disrupt=faults-e00006-a1",
+            "start-error=faults-e00002-a1",
+            "sidecar=faults-e00001-a1",
         ],
     );
     // `ARCHLAB_E2E_ONLY=pod,deleted` runs only the scenarios whose names contain one of the
@@ -1033,18 +1036,55 @@ fn pod_failures(work: &Path, pace: Pace) {
         message.contains("ARCHLAB_INJECTED_MISSING"),
         "the trainer's own error: {message}"
     );
+    // Preempted (its trainer killed, exit 137) and a runtime that could not start the trainer
+    // (StartError): the cluster's doing, rerun once without a revision.
+    for (id, expected) in [
+        (6, "the cluster took the pod away (PreemptionByScheduler)"),
+        (
+            2,
+            "the container runtime could not start the trainer (StartError)",
+        ),
+    ] {
+        let experiment = find(id);
+        let status = &experiment["status"];
+        assert_eq!(status["phase"], "succeeded", "{status}");
+        assert_eq!(
+            status["attempts"].as_array().map_or(0, Vec::len),
+            1,
+            "not charged: {status}"
+        );
+        let failures = status["infrastructureFailures"].to_string();
+        assert!(failures.contains(expected), "{failures}");
+    }
+    // The baseline's pod stayed Running behind its sidecar after the trainer finished: its
+    // result counts, and the pod was deleted rather than left holding its node.
+    let baseline = find(1);
+    assert_eq!(
+        baseline["status"]["phase"], "succeeded",
+        "{}",
+        baseline["status"]
+    );
+    assert!(
+        items("pods", "e2e-faults")
+            .iter()
+            .all(|p| p["metadata"]["name"] != "faults-e00001-a1"),
+        "the finished pod held by its sidecar was deleted"
+    );
     let events = kubectl_ok(&["get", "events", "-n", "e2e-faults"], None);
     for reason in [
         "TrainerOOMKilled",
         "TrainerEvicted",
         "TrainerFailed",
         "TrainerSucceeded",
+        "TrainerDisrupted",
+        "TrainerStartFailed",
     ] {
         assert!(events.contains(reason), "no {reason} event:\n{events}");
     }
     assert_eq!(
         items("pods", "e2e-faults").len(),
-        expected_pods(&experiments)
+        expected_pods(&experiments) - 1,
+        "every pod but the one held by a sidecar, which was deleted"
     );
     let described = kubectl_ok(
         &["describe", "exp", "faults-e00003", "-n", "e2e-faults"],

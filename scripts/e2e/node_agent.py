@@ -49,14 +49,14 @@ def kubectl(*args, stdin=None):
 class Run:
     """One pod's process."""
 
-    def __init__(self, pod, process, log_path, term_path):
+    def __init__(self, pod, process, log_path, term_path, finished=False):
         self.pod = pod
         self.process = process
         self.log_path = log_path
         self.term_path = term_path
         self.started = time.time()
         self.started_at = now()
-        self.finished = False
+        self.finished = finished
 
 
 class Agent:
@@ -138,6 +138,17 @@ class Agent:
         command = [term_path if a == container.get("terminationMessagePath", "/dev/termination-log") else a
                    for a in command]
         command = ["cpu" if a == "cuda" else a for a in command]
+        if self.injections.get(meta["name"]) == "start-error":
+            # The runtime could not start the container (no NVIDIA runtime on the node): exit 128,
+            # never started, and the pod fails.
+            self.patch_status(pod, {"phase": "Failed", "startTime": now(), "containerStatuses": self.container_status(
+                pod, {"terminated": {"exitCode": 128, "reason": "StartError", "finishedAt": now(),
+                                     "message": "failed to create containerd task: nvidia-container-cli: initialization error"}},
+                False)})
+            with self.lock:
+                self.runs[key] = Run(pod, None, "", "", finished=True)
+            print(f"start error {meta['name']}", flush=True)
+            return
         if self.injections.get(meta["name"]) == "exit":
             command = [self.options.archlab, "train", "--program-env", "ARCHLAB_INJECTED_MISSING",
                        "--config-env", "ARCHLAB_INJECTED_MISSING"]
@@ -183,9 +194,16 @@ class Agent:
         elapsed = time.time() - run.started
         deadline = run.pod["spec"].get("activeDeadlineSeconds")
         # An injected failure wins over however the process ended (tiny trainers end at once).
-        if injection in ("oom", "evict", "node-lost"):
+        if injection in ("oom", "evict", "node-lost", "disrupt"):
             self.kill(run)
-            if injection == "oom":
+            if injection == "disrupt":
+                # Preempted: the pod is marked a disruption target, its trainer killed (137).
+                self.finish(run, {"phase": "Failed", "conditions": [{
+                    "type": "DisruptionTarget", "status": "True", "reason": "PreemptionByScheduler",
+                    "message": f"{NODE}: preempting to accommodate a higher priority pod",
+                    "lastTransitionTime": now()}],
+                    "containerStatuses": self.terminated(run, 137, "Error", "")})
+            elif injection == "oom":
                 self.finish(run, {"phase": "Failed", "containerStatuses": self.terminated(run, 137, "OOMKilled", "")})
             elif injection == "evict":
                 self.finish(run, {"phase": "Failed", "reason": "Evicted",
@@ -209,9 +227,14 @@ class Agent:
         elif code != 0:
             with open(run.log_path, errors="replace") as f:
                 message = "".join(f.readlines()[-80:])[-4096:]
-        self.finish(run, {"phase": "Succeeded" if code == 0 else "Failed",
-                          "containerStatuses": self.terminated(run, code, "Completed" if code == 0 else "Error",
-                                                               message)})
+        statuses = self.terminated(run, code, "Completed" if code == 0 else "Error", message)
+        if injection == "sidecar":
+            # An injected proxy keeps running: the pod stays Running after the trainer ended.
+            statuses.append({"name": "istio-proxy", "image": "proxy", "imageID": "", "ready": True,
+                             "restartCount": 0, "state": {"running": {"startedAt": run.started_at}}})
+            self.finish(run, {"phase": "Running", "containerStatuses": statuses})
+            return
+        self.finish(run, {"phase": "Succeeded" if code == 0 else "Failed", "containerStatuses": statuses})
 
     def step(self):
         listed = kubectl("get", "pods", "-A", "--field-selector", f"spec.nodeName={NODE}", "-o", "json")
@@ -301,7 +324,7 @@ def main():
     parser.add_argument("--port", type=int, default=10250, help="the log endpoint (a kubelet's port)")
     parser.add_argument("--workdir", default="/tmp/archlab-node-agent")
     parser.add_argument("--inject", action="append", default=[], metavar="KIND=POD",
-                        help="oom, evict, node-lost or exit for the pod of that name")
+                        help="oom, evict, node-lost, exit, disrupt, start-error or sidecar for the pod of that name")
     options = parser.parse_args()
     options.archlab = os.path.abspath(options.archlab)
     agent = Agent(options)
