@@ -228,6 +228,11 @@ struct OperatorArgs {
     /// Seconds between looks at a running trainer pod.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     poll_interval: u64,
+    /// Seconds an ended trainer pod is kept (for `kubectl logs` and `describe`) before it is
+    /// deleted; what the Experiment needs of it is in its status. 0: kept until its Experiment
+    /// is deleted.
+    #[arg(long, default_value_t = 3600, value_name = "SECONDS")]
+    finished_pod_ttl: u64,
     /// This replica's name in Kubernetes Events and on the Lease (the chart sets the pod name).
     #[arg(long, env = "POD_NAME", default_value = "archlab-operator")]
     instance: String,
@@ -506,6 +511,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 namespace: args.namespace,
                 connect_timeout: std::time::Duration::from_secs(args.connect_timeout.max(1)),
                 poll: std::time::Duration::from_secs(args.poll_interval.max(1)),
+                finished_pod_ttl: (args.finished_pod_ttl > 0)
+                    .then(|| std::time::Duration::from_secs(args.finished_pod_ttl)),
                 instance: args.instance,
                 metrics_address: (!args.no_metrics).then_some(args.metrics_address),
                 lease: (!args.no_leader_election).then_some(archlab::operator::LeaseOptions {

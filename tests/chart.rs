@@ -219,6 +219,7 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
     );
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains("--policy-dir=/etc/archlab-policy"), "{args}");
+    assert!(args.contains("--finished-pod-ttl=3600"), "{args}");
 }
 
 /// The rendered policy ConfigMap, written out as Kubernetes mounts it and read by the operator.

@@ -816,7 +816,10 @@ fn whole_campaign(work: &Path, pace: Pace) {
 /// best.
 fn a_ladder_campaign(work: &Path, pace: Pace) {
     namespace("e2e-ladder");
-    let _operator = operator(work, "e2e-ladder", "ladder", false);
+    // Ended pods are kept 2 s here (an hour by default): the Experiments keep what they need.
+    let mut command = operator_command(work, "e2e-ladder", "ladder", false);
+    command.args(["--finished-pod-ttl", "2"]);
+    let _operator = Running(command.spawn().expect("the operator starts"));
     let manifest = std::fs::read_to_string(Path::new(ROOT).join("tests/fixtures/tiny_ladder.yaml"))
         .expect("fixture")
         .replace(
@@ -861,6 +864,30 @@ fn a_ladder_campaign(work: &Path, pace: Pace) {
     eprintln!(
         "{}",
         kubectl_ok(&["get", "camp,exp", "-n", "e2e-ladder"], None)
+    );
+    // Every ended pod goes once past its TTL; the results stay in the Experiments.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = items("pods", "e2e-ladder").len();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{left} ended pods still there a minute after the campaign ended"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let succeeded: Vec<Value> = items("exp", "e2e-ladder")
+        .into_iter()
+        .filter(|e| e["status"]["phase"] == "succeeded")
+        .collect();
+    assert!(!succeeded.is_empty());
+    assert!(
+        succeeded
+            .iter()
+            .all(|e| e["status"]["attempts"].to_string().contains("val_loss")),
+        "each result is kept in its Experiment"
     );
 }
 

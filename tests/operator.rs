@@ -766,6 +766,7 @@ fn body_config() -> BodyConfig {
         trainer: Default::default(),
         qa: Default::default(),
         poll: Duration::from_millis(20),
+        finished_pod_ttl: None,
         metrics: Default::default(),
         fence: Arc::new(std::sync::atomic::AtomicBool::new(true)),
     }
@@ -1277,6 +1278,71 @@ fn a_pod_given_up_on_is_deleted_and_gone_before_its_ending_is_reported() {
     assert_eq!(
         delete.body["preconditions"]["uid"], "pod-uid",
         "only the pod that was given up on"
+    );
+}
+
+#[test]
+fn ended_pods_past_their_ttl_are_deleted_and_recent_or_running_ones_kept() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let ended = |name: &str, uid: &str, phase: &str, finished: &str| {
+        let mut pod = pod_object(
+            name,
+            phase,
+            json!({"terminated": {"exitCode": 0, "reason": "Completed", "finishedAt": finished}}),
+        );
+        pod["metadata"]["uid"] = uid.into();
+        pod
+    };
+    let recent = k8s_openapi::jiff::Timestamp::now().to_string();
+    let old = ended(
+        "quick-e00001-a1",
+        "uid-old",
+        "Succeeded",
+        "2026-01-01T00:00:00Z",
+    );
+    let fresh = ended("quick-e00002-a1", "uid-fresh", "Failed", &recent);
+    let (client, log) = pod_api(
+        &runtime,
+        &[],
+        Box::new(
+            move |request| match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.starts_with("/api/v1/namespaces/lab/pods?") => {
+                    pod_list(vec![old.clone(), fresh.clone()])
+                }
+                ("DELETE", uri) if uri.starts_with("/api/v1/namespaces/lab/pods/") => (
+                    200,
+                    json_bytes(&json!({"kind": "Status", "status": "Success"})),
+                ),
+                _ => not_found(),
+            },
+        ),
+    );
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> = kube::Api::namespaced(client, "lab");
+    let sweeper = runtime.spawn(archlab::operator::body::sweep_finished_pods(
+        pods,
+        Arc::new(body_config()),
+        Duration::from_secs(1),
+    ));
+    std::thread::sleep(Duration::from_millis(1500));
+    sweeper.abort();
+    let log = log.lock().expect("log").clone();
+    let list = log
+        .iter()
+        .find(|r| r.method == "GET" && r.uri.starts_with("/api/v1/namespaces/lab/pods?"))
+        .expect("a list");
+    assert!(
+        list.uri.contains("archlab.dev%2Fcampaign%3Dquick"),
+        "this campaign's pods only: {}",
+        list.uri
+    );
+    let deletes: Vec<&Recorded> = log.iter().filter(|r| r.method == "DELETE").collect();
+    assert!(!deletes.is_empty(), "{log:#?}");
+    assert!(
+        deletes.iter().all(|d| d
+            .uri
+            .starts_with("/api/v1/namespaces/lab/pods/quick-e00001-a1")
+            && d.body["preconditions"]["uid"] == "uid-old"),
+        "only the pod over its TTL: {deletes:#?}"
     );
 }
 

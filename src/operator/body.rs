@@ -6,7 +6,8 @@
 use super::actor::ToEngine;
 use super::outcome::{self, PodOutcome};
 use super::pod::{
-    self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, LABEL_RETRY, MANAGER, TrainerRun,
+    self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, LABEL_MANAGED_BY, LABEL_RETRY, MANAGER,
+    TrainerRun,
 };
 use crate::api::experiment::{Experiment, resource_name};
 use crate::api::trainer::TrainerSpec;
@@ -45,6 +46,8 @@ pub struct BodyConfig {
     pub qa: QaLimits,
     /// How often a running pod's status is read.
     pub poll: Duration,
+    /// How long an ended pod is kept before it is deleted (none: until its Experiment goes).
+    pub finished_pod_ttl: Option<Duration>,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Set while this replica is the leader; no pod is created without it.
     pub fence: Arc<std::sync::atomic::AtomicBool>,
@@ -80,8 +83,18 @@ impl Body {
     /// Carries out commands until the engine's side of the channel closes, then stops
     /// following pods (they keep running: a restarted operator adopts them).
     pub async fn run(mut self, mut commands: tokio::sync::mpsc::UnboundedReceiver<Command>) {
+        let sweeper = self.config.finished_pod_ttl.map(|ttl| {
+            tokio::spawn(sweep_finished_pods(
+                self.pods.clone(),
+                self.config.clone(),
+                ttl,
+            ))
+        });
         while let Some(command) = commands.recv().await {
             self.execute(command).await;
+        }
+        if let Some(sweeper) = sweeper {
+            sweeper.abort();
         }
         for (_, (_, monitor)) in std::mem::take(&mut self.monitors) {
             monitor.abort();
@@ -405,6 +418,56 @@ async fn monitor(
         attempt,
         event,
     });
+}
+
+/// Deletes this campaign's ended trainer pods once they have been over for `ttl`, looking
+/// every `ttl` (at most a minute apart). The Experiment holds what it needs of a pod (outcome,
+/// result, log tail), and the look is by labels and phase, so a restarted operator cleans up
+/// what an earlier one left. Only the leader deletes.
+pub async fn sweep_finished_pods(pods: Api<Pod>, config: Arc<BodyConfig>, ttl: Duration) {
+    let selector = format!(
+        "{LABEL_CAMPAIGN}={},{LABEL_MANAGED_BY}={MANAGER}",
+        pod::label_value(&config.campaign)
+    );
+    let params = ListParams::default()
+        .labels(&selector)
+        .fields("status.phase!=Pending,status.phase!=Running,status.phase!=Unknown");
+    let every = ttl.min(Duration::from_secs(60));
+    loop {
+        tokio::time::sleep(every).await;
+        if !config.fence.load(std::sync::atomic::Ordering::SeqCst) {
+            continue;
+        }
+        let list = match pods.list(&params).await {
+            Ok(list) => list,
+            Err(error) => {
+                tracing::debug!(%error, "listing ended trainer pods");
+                continue;
+            }
+        };
+        let now = Timestamp::now();
+        for pod in list.items {
+            if !outcome::ended_longer_than(&pod, now, ttl) {
+                continue;
+            }
+            let name = pod.metadata.name.clone().unwrap_or_default();
+            let params = DeleteParams {
+                preconditions: pod
+                    .metadata
+                    .uid
+                    .clone()
+                    .map(|uid| kube::api::Preconditions {
+                        uid: Some(uid),
+                        resource_version: None,
+                    }),
+                ..DeleteParams::background()
+            };
+            match pods.delete(&name, &params).await {
+                Ok(_) => tracing::debug!(pod = %name, "deleted an ended trainer pod past its TTL"),
+                Err(error) => tracing::debug!(%error, pod = %name, "deleting an ended trainer pod"),
+            }
+        }
+    }
 }
 
 /// Deletes the pod `name` (only the one with `uid`: a rerun may reuse no name, but a stale

@@ -43,6 +43,8 @@ pub struct Context {
     pub trainer_defaults: crate::api::trainer::TrainerDefaults,
     /// What a Campaign may ask of the cluster.
     pub policy: Option<crate::api::policy::Policy>,
+    /// How long an ended trainer pod is kept.
+    pub finished_pod_ttl: Option<Duration>,
     engines: Mutex<BTreeMap<(String, String), EngineThread>>,
 }
 
@@ -73,6 +75,7 @@ impl Context {
             fence,
             trainer_defaults: Default::default(),
             policy: None,
+            finished_pod_ttl: None,
             engines: Mutex::new(BTreeMap::new()),
         }
     }
@@ -84,6 +87,11 @@ impl Context {
 
     pub fn with_policy(mut self, policy: Option<crate::api::policy::Policy>) -> Self {
         self.policy = policy;
+        self
+    }
+
+    pub fn with_finished_pod_ttl(mut self, ttl: Option<Duration>) -> Self {
+        self.finished_pod_ttl = ttl;
         self
     }
 
@@ -386,6 +394,7 @@ fn start(
             trainer: ctx.trainer_defaults.apply(&campaign.spec.trainer),
             qa: campaign.spec.qa.clone(),
             poll: ctx.poll,
+            finished_pod_ttl: ctx.finished_pod_ttl,
             metrics: ctx.metrics.clone(),
             fence: ctx.fence.clone(),
         },

@@ -39,6 +39,8 @@ pub struct OperatorOptions {
     pub connect_timeout: Duration,
     /// How often trainer pods are read.
     pub poll: Duration,
+    /// How long an ended trainer pod is kept (none: until its Experiment is deleted).
+    pub finished_pod_ttl: Option<Duration>,
     /// This replica's name in Events and on the Lease (the pod name in a Deployment).
     pub instance: String,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
@@ -94,7 +96,8 @@ async fn serve(options: OperatorOptions) -> Result<()> {
             leader.clone(),
         )
         .with_trainer_defaults(options.trainer_defaults.clone())
-        .with_policy(options.policy.clone()),
+        .with_policy(options.policy.clone())
+        .with_finished_pod_ttl(options.finished_pod_ttl),
     );
     let scope = options
         .namespace

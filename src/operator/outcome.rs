@@ -280,6 +280,30 @@ pub fn still_active(pod: &Pod) -> bool {
     !matches!(phase, Some("Succeeded" | "Failed"))
 }
 
+/// Whether `pod` ended (a terminal phase) more than `ttl` before `now`: its trainer's
+/// `finishedAt`, else its last condition's transition, else its start.
+pub fn ended_longer_than(pod: &Pod, now: Timestamp, ttl: std::time::Duration) -> bool {
+    if still_active(pod) {
+        return false;
+    }
+    let status = pod.status.as_ref();
+    let ended = trainer_terminated(pod)
+        .and_then(|t| t.finished_at.as_ref())
+        .map(|t| t.0)
+        .or_else(|| {
+            status?
+                .conditions
+                .as_ref()?
+                .iter()
+                .filter_map(|c| c.last_transition_time.as_ref().map(|t| t.0))
+                .max()
+        })
+        .or_else(|| status?.start_time.as_ref().map(|t| t.0));
+    ended.is_some_and(|ended| {
+        seconds_between(ended, now) > i64::try_from(ttl.as_secs()).unwrap_or(i64::MAX)
+    })
+}
+
 fn seconds_between(since: Timestamp, now: Timestamp) -> i64 {
     (now.as_second() - since.as_second()).max(0)
 }
@@ -787,5 +811,25 @@ mod tests {
             message.contains("7200 s (qa.maxAttemptSeconds)"),
             "{message}"
         );
+    }
+
+    #[test]
+    fn an_ended_pod_is_past_its_ttl_from_when_its_trainer_finished() {
+        let ended = |phase: &str, finished: i64| {
+            pod(json!({"phase": phase, "startTime": ago(finished + 100),
+                "containerStatuses": [container_status("trainer", json!({"terminated": {
+                    "exitCode": 0, "reason": "Completed", "finishedAt": ago(finished)}}))]}))
+        };
+        let ttl = std::time::Duration::from_secs(3600);
+        assert!(ended_longer_than(&ended("Succeeded", 3601), now(), ttl));
+        assert!(!ended_longer_than(&ended("Succeeded", 3599), now(), ttl));
+        assert!(ended_longer_than(&ended("Failed", 7200), now(), ttl));
+        // Still running behind a sidecar, or never ended: never swept.
+        assert!(!ended_longer_than(&ended("Running", 7200), now(), ttl));
+        assert!(!ended_longer_than(
+            &pod(json!({"phase": "Failed"})),
+            now(),
+            ttl
+        ));
     }
 }
