@@ -551,6 +551,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     timed("pod failures", &pod_failures);
     timed("unschedulable pod", &unschedulable_pods);
     timed(
+        "resource quota",
+        &a_resource_quota_refusal_is_infrastructure,
+    );
+    timed(
         "campaign deleted",
         &deleting_a_campaign_collects_its_objects,
     );
@@ -1211,6 +1215,70 @@ fn unschedulable_pods(work: &Path, _: Pace) {
         None,
     );
     eprintln!("{described}");
+}
+
+/// A namespace whose ResourceQuota admits no pod: the API server refuses each trainer pod, and
+/// that is the cluster's doing — rerun, never charged as a revision, then the experiment fails
+/// as `InfrastructureFailed` quoting the quota.
+fn a_resource_quota_refusal_is_infrastructure(work: &Path, _: Pace) {
+    namespace("e2e-quota");
+    kubectl_ok(
+        &[
+            "create",
+            "quota",
+            "no-pods",
+            "--hard=pods=0",
+            "-n",
+            "e2e-quota",
+        ],
+        None,
+    );
+    // The quota admits nothing only once the controller has counted the namespace.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while kubectl_ok(
+        &[
+            "get",
+            "quota",
+            "no-pods",
+            "-n",
+            "e2e-quota",
+            "-o",
+            "jsonpath={.status.hard.pods}",
+        ],
+        None,
+    ) != "0"
+    {
+        assert!(Instant::now() < deadline, "the quota was never counted");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let _operator = operator(work, "e2e-quota", "quota", false);
+    let refused = campaign("quota", 40)
+        .replace(
+            "qa: {slowFactor: 1000}",
+            "qa: {slowFactor: 1000, maxInfrastructureRetries: 1}",
+        )
+        .replace("maxExperiments: 18", "maxExperiments: 2");
+    kubectl_ok(&["apply", "-n", "e2e-quota", "-f", "-"], Some(&refused));
+    let campaign = wait_for_end("e2e-quota", "quota", Duration::from_secs(120));
+    assert_eq!(campaign["phase"], "Failed", "{campaign}");
+    let baseline = items("exp", "e2e-quota")
+        .into_iter()
+        .find(|e| e["spec"]["id"] == 1)
+        .expect("the baseline");
+    let status = &baseline["status"];
+    assert_eq!(status["phase"], "failed", "{status}");
+    assert_eq!(
+        status["attempts"].as_array().map_or(0, Vec::len),
+        1,
+        "{status}"
+    );
+    assert_eq!(
+        status["attempts"][0]["outcome"]["kind"], "infrastructure",
+        "{status}"
+    );
+    let failures = status["infrastructureFailures"].to_string();
+    assert!(failures.contains("exceeded quota"), "{failures}");
+    assert!(items("pods", "e2e-quota").is_empty());
 }
 
 /// Deleting a Campaign mid-run: the real garbage collector removes its Experiments and their
