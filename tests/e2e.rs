@@ -555,6 +555,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         &a_resource_quota_refusal_is_infrastructure,
     );
     timed(
+        "queue gate",
+        &a_pod_held_by_a_queue_is_bounded_by_its_own_limit,
+    );
+    timed(
         "campaign deleted",
         &deleting_a_campaign_collects_its_objects,
     );
@@ -1279,6 +1283,114 @@ fn a_resource_quota_refusal_is_infrastructure(work: &Path, _: Pace) {
     let failures = status["infrastructureFailures"].to_string();
     assert!(failures.contains("exceeded quota"), "{failures}");
     assert!(items("pods", "e2e-quota").is_empty());
+}
+
+/// What Kueue's pod webhook does, done by a MutatingAdmissionPolicy: a pod labelled with a
+/// queue gets the scheduling gate `kueue.x-k8s.io/admission`. A Campaign naming a queue gets
+/// that label; gated pods are queued, not unschedulable, bounded by `qa.maxQueuedSeconds`
+/// (infrastructure, never a revision), and each is deleted before its rerun.
+fn a_pod_held_by_a_queue_is_bounded_by_its_own_limit(work: &Path, _: Pace) {
+    namespace("e2e-queue");
+    let gate = r#"
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicy
+metadata: {name: e2e-kueue-gate}
+spec:
+  failurePolicy: Fail
+  reinvocationPolicy: Never
+  matchConstraints:
+    resourceRules:
+      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods]}
+  matchConditions:
+    - name: queued
+      expression: "has(object.metadata.labels) && 'kueue.x-k8s.io/queue-name' in object.metadata.labels"
+  mutations:
+    - patchType: ApplyConfiguration
+      applyConfiguration:
+        expression: >-
+          Object{spec: Object.spec{schedulingGates: [Object.spec.schedulingGates{name: "kueue.x-k8s.io/admission"}]}}
+---
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingAdmissionPolicyBinding
+metadata: {name: e2e-kueue-gate}
+spec:
+  policyName: e2e-kueue-gate
+  matchResources:
+    namespaceSelector:
+      matchLabels: {kubernetes.io/metadata.name: e2e-queue}
+"#;
+    kubectl_ok(&["apply", "-f", "-"], Some(gate));
+    // The server mutates pods once it has read the policy: probe until a labelled pod is gated.
+    let probe = r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe",
+        "labels": {"kueue.x-k8s.io/queue-name": "team-a"}},
+        "spec": {"containers": [{"name": "c", "image": "busybox",
+            "securityContext": {"allowPrivilegeEscalation": false, "runAsNonRoot": true,
+                "capabilities": {"drop": ["ALL"]}, "seccompProfile": {"type": "RuntimeDefault"}}}]}}"#;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let output = kubectl(
+            &[
+                "create",
+                "--dry-run=server",
+                "-n",
+                "e2e-queue",
+                "-o",
+                "json",
+                "-f",
+                "-",
+            ],
+            Some(probe),
+        );
+        let pod: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+        if pod["spec"]["schedulingGates"][0]["name"] == "kueue.x-k8s.io/admission" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the gate never applied: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let _operator = operator(work, "e2e-queue", "queue", false);
+    let queued = campaign("queued", 40)
+        .replace(
+            "image: archlab:e2e}",
+            "image: archlab:e2e, queueName: team-a}",
+        )
+        .replace(
+            "qa: {slowFactor: 1000}",
+            "qa: {slowFactor: 1000, maxPendingSeconds: 600, maxQueuedSeconds: 2, maxInfrastructureRetries: 1}",
+        )
+        .replace("maxExperiments: 18", "maxExperiments: 2");
+    kubectl_ok(&["apply", "-n", "e2e-queue", "-f", "-"], Some(&queued));
+    let campaign = wait_for_end("e2e-queue", "queued", Duration::from_secs(120));
+    let _ = kubectl(&["delete", "-f", "-"], Some(gate));
+    assert_eq!(campaign["phase"], "Failed", "{campaign}");
+    let baseline = items("exp", "e2e-queue")
+        .into_iter()
+        .find(|e| e["spec"]["id"] == 1)
+        .expect("the baseline");
+    let status = &baseline["status"];
+    assert_eq!(
+        status["attempts"].as_array().map_or(0, Vec::len),
+        1,
+        "{status}"
+    );
+    let failures = status["infrastructureFailures"].to_string();
+    assert!(
+        failures.contains(
+            "the pod stayed queued longer than qa.maxQueuedSeconds (scheduling gates: kueue.x-k8s.io/admission)"
+        ),
+        "{failures}"
+    );
+    assert!(!failures.contains("no node could run"), "{failures}");
+    let events = kubectl_ok(&["get", "events", "-n", "e2e-queue"], None);
+    assert!(events.contains("TrainerQueuedTooLong"), "{events}");
+    assert!(
+        items("pods", "e2e-queue").is_empty(),
+        "every gated pod was deleted before its rerun"
+    );
 }
 
 /// Deleting a Campaign mid-run: the real garbage collector removes its Experiments and their
