@@ -181,13 +181,7 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
             .all(|b| !b["subjects"].to_string().contains("archlab-trainer")),
         "the trainer account has no permissions"
     );
-    let config = find(&objects, "ConfigMap", "archlab-trainer-defaults").expect("ConfigMap");
-    let defaults: archlab::api::trainer::TrainerDefaults = serde_yaml::from_str(
-        config["data"]["trainer-defaults.yaml"]
-            .as_str()
-            .expect("text"),
-    )
-    .expect("defaults");
+    let defaults = trainer_defaults(&objects);
     assert_eq!(
         defaults.service_account_name.as_deref(),
         Some("archlab-trainer")
@@ -220,6 +214,17 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
     let args = deployment["spec"]["template"]["spec"]["containers"][0]["args"].to_string();
     assert!(args.contains("--policy-dir=/etc/archlab-policy"), "{args}");
     assert!(args.contains("--finished-pod-ttl=3600"), "{args}");
+}
+
+/// The trainer defaults the rendered ConfigMap gives `archlab operator --trainer-defaults`.
+fn trainer_defaults(objects: &[Value]) -> archlab::api::trainer::TrainerDefaults {
+    let config = find(objects, "ConfigMap", "archlab-trainer-defaults").expect("ConfigMap");
+    serde_yaml::from_str(
+        config["data"]["trainer-defaults.yaml"]
+            .as_str()
+            .expect("text"),
+    )
+    .expect("defaults")
 }
 
 /// The rendered policy ConfigMap, written out as Kubernetes mounts it and read by the operator.
@@ -350,13 +355,7 @@ fn every_optional_part_renders_and_the_trainer_defaults_reach_the_operator() {
 
     // The default values give the released trainer image.
     let objects = render(&helm, &[]);
-    let config = find(&objects, "ConfigMap", "archlab-trainer-defaults").expect("ConfigMap");
-    let defaults: archlab::api::trainer::TrainerDefaults = serde_yaml::from_str(
-        config["data"]["trainer-defaults.yaml"]
-            .as_str()
-            .expect("text"),
-    )
-    .expect("defaults");
+    let defaults = trainer_defaults(&objects);
     assert_eq!(
         defaults.image.as_deref(),
         Some(archlab::api::trainer::DEFAULT_IMAGE)

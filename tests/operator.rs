@@ -759,6 +759,28 @@ fn start_command() -> Command {
     }
 }
 
+/// The first rerun of `start_command`'s attempt after an infrastructure failure.
+fn rerun_command() -> Command {
+    match start_command() {
+        Command::Start {
+            experiment,
+            name,
+            attempt,
+            program,
+            config,
+            ..
+        } => Command::Start {
+            experiment,
+            name,
+            attempt,
+            retry: 1,
+            program,
+            config,
+        },
+        other => other,
+    }
+}
+
 fn body_config() -> BodyConfig {
     BodyConfig {
         campaign: "quick".into(),
@@ -1090,26 +1112,7 @@ fn a_rerun_after_an_infrastructure_failure_gets_its_own_pod() {
         ),
     );
     let (mut body, inbox) = new_body(&client, body_config());
-    let Command::Start {
-        experiment,
-        name,
-        attempt,
-        program,
-        config,
-        ..
-    } = start_command()
-    else {
-        unreachable!("start_command is a start");
-    };
-    let rerun = Command::Start {
-        experiment,
-        name,
-        attempt,
-        retry: 1,
-        program,
-        config,
-    };
-    runtime.block_on(body.execute(rerun));
+    runtime.block_on(body.execute(rerun_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
     assert!(
         matches!(events.last(), Some(Event::Finished(_))),
@@ -1178,25 +1181,7 @@ fn a_rerun_deletes_the_unfinished_pod_it_replaces_and_waits_until_it_is_gone() {
         ),
     );
     let (mut body, inbox) = new_body(&client, body_config());
-    let Command::Start {
-        experiment,
-        name,
-        attempt,
-        program,
-        config,
-        ..
-    } = start_command()
-    else {
-        unreachable!("start_command is a start");
-    };
-    runtime.block_on(body.execute(Command::Start {
-        experiment,
-        name,
-        attempt,
-        retry: 1,
-        program,
-        config,
-    }));
+    runtime.block_on(body.execute(rerun_command()));
     let events = observe_until(&inbox, |e| matches!(e, Event::Finished(_)));
     assert!(
         matches!(events.last(), Some(Event::Finished(_))),

@@ -282,18 +282,23 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
-    #[test]
-    fn named_volumes_are_mounted_read_only_unless_writable_and_the_group_can_write() {
-        let config = config();
-        let run = TrainerRun {
+    /// The first run of experiment 1 of campaign `c`.
+    fn first_run(config: &TrainConfig) -> TrainerRun<'_> {
+        TrainerRun {
             campaign: "c",
             experiment_name: "c-e00001",
             experiment_id: 1,
             attempt: 1,
             retry: 0,
             program: "mixer m(d_model) { return x }",
-            config: &config,
-        };
+            config,
+        }
+    }
+
+    #[test]
+    fn named_volumes_are_mounted_read_only_unless_writable_and_the_group_can_write() {
+        let config = config();
+        let run = first_run(&config);
         let trainer = TrainerSpec {
             volumes: vec![
                 TrainerVolume {
@@ -394,15 +399,7 @@ mod tests {
     #[test]
     fn cluster_hooks_reach_the_pod_and_never_replace_the_operators_own() {
         let config = config();
-        let run = TrainerRun {
-            campaign: "c",
-            experiment_name: "c-e00001",
-            experiment_id: 1,
-            attempt: 1,
-            retry: 0,
-            program: "mixer m(d_model) { return x }",
-            config: &config,
-        };
+        let run = first_run(&config);
         let trainer = TrainerSpec {
             runtime_class_name: Some("nvidia".into()),
             queue_name: Some("team-a".into()),
