@@ -366,6 +366,27 @@ mod tests {
             0.0,
         );
         assert!(weights.cost.any() && !CostWeights::default().any());
+        // Parameters count by their own weight: twice the parameters (counted + 1) at 0.2.
+        let by_params = FitnessWeights {
+            cost: CostWeights {
+                params: 0.2,
+                flops_per_token: 0.0,
+                state_size: 0.0,
+            },
+            ..FitnessWeights::default()
+        };
+        let bigger = Scores {
+            cost: Some(Cost {
+                params: 15,
+                flops_per_token: 999,
+                state_size: 63,
+            }),
+            ..scores(2.0, 0.5)
+        };
+        close(
+            fitness(&bigger, &baseline, &by_params).unwrap(),
+            -0.2 * 2f64.ln(),
+        );
     }
 
     #[test]
