@@ -152,11 +152,6 @@ impl Subject {
         }
     }
 
-    /// Whether `run` is one of this subject's verification runs.
-    pub fn owns(&self, run: &Experiment) -> bool {
-        self.owns_at(run, Level::VERIFICATION)
-    }
-
     /// Whether `run` retrains this subject at `level` (a screening rung or verification).
     pub fn owns_at(&self, run: &Experiment, level: Level) -> bool {
         run.level() == level
