@@ -357,6 +357,9 @@ mod tests {
                 e.name = "base".into();
             }
         }
+        // The engine stores each run's fitness against its own stage's baseline (2.0 here);
+        // a rung must not mistake it for the exploration fitness the search ranked by.
+        e.fitness = Some((2.0 / val_loss).ln());
         finished(e, val_loss)
     }
 
@@ -392,9 +395,9 @@ mod tests {
         assert_eq!(entrants(&rules, &experiments).len(), 1);
         assert!(promoted(&rules, &experiments).is_empty());
         experiments.pop();
-        experiments.push(retrained(13, rung, Some(5), 0, 2.5));
-        // The rung reorders them: p4 halves the baseline's loss, p3 barely beats it, p5 is
-        // worse than the baseline and cannot go up whatever the count.
+        experiments.push(retrained(13, rung, Some(5), 0, 2.0));
+        // The rung reorders them: p4 halves the baseline's loss, p3 barely beats it, p5 only
+        // matches the baseline and cannot go up whatever the count.
         assert_eq!(entrants(&rules, &experiments), vec![vec![3, 4, 5], vec![4]]);
         assert_eq!(promoted(&rules, &experiments), vec![4]);
         let mut wider = rules.clone();
@@ -432,7 +435,19 @@ mod tests {
             .map(|p| p.promoted)
             .collect();
         assert_eq!(promoted, [true, false, false, false]);
+        assert_eq!(summary.rungs[0].rung, 1);
         assert!(summary.rungs[0].complete);
+        // While p5's run trains the rung is incomplete and p5 has no rung fitness to correlate.
+        let mut training = experiments.clone();
+        let p5 = training
+            .iter_mut()
+            .find(|e| e.id == 13)
+            .expect("p5's rung run");
+        p5.phase = Phase::Training;
+        p5.attempts[0].outcome = None;
+        let partial = summarise(&rules, &training);
+        assert!(!partial.rungs[0].complete);
+        assert_eq!(partial.predictions[0].programs, 3);
         // Exploration ranks base < p5 < p4 < p3, the rung p5 < base < p3 < p4: Σd² = 4 over
         // four programs, ρ = 1 − 6·4/(4·15) = 0.6.
         let first = &summary.predictions[0];

@@ -107,7 +107,7 @@ fn scale_of(train: &trainer::TrainConfig) -> archspec::CheckConfig {
     archspec::CheckConfig {
         d_model: train.model.d_model,
         seq_len: train.data.seq_len,
-        max_complexity: None,
+        // No complexity cap (the default): a cost is measured here, never refused.
         ..archspec::CheckConfig::default()
     }
 }
@@ -1263,6 +1263,57 @@ mod tests {
             subjects(&rules(1), &campaign.experiments),
             [seed("base"), seed("other"), explored(p), explored(q)]
         );
+    }
+
+    #[test]
+    fn costs_are_counted_at_each_level_s_own_width_and_length() {
+        let text = include_str!("../../tests/fixtures/tiny_campaign.yaml");
+        let mut spec = crate::api::parse_campaign(text)
+            .map(|c| c.spec)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut rung = spec.stages.exploration.train.clone();
+        (rung.model.d_model, rung.data.seq_len) = (24, 40);
+        spec.stages.rungs = vec![crate::api::campaign::RungStage {
+            train: rung,
+            promote: 1,
+            seeds: 1,
+        }];
+        let verification = &mut spec.stages.verification.train;
+        (verification.model.d_model, verification.data.seq_len) = (48, 96);
+        let rules = Rules::of(&spec);
+        let at = |level| {
+            let check = rules.check_at(level);
+            (check.d_model, check.seq_len)
+        };
+        assert_eq!(at(Level::screening(1)), (24, 40));
+        assert_eq!(at(Level::VERIFICATION), (48, 96));
+        // Exploration's costs, and a rung the ladder lacks, are at verification's scale.
+        assert_eq!(at(Level::EXPLORATION), (48, 96));
+        assert_eq!(at(Level::screening(2)), (48, 96));
+    }
+
+    #[test]
+    fn a_subject_is_its_own_exploration_and_owns_only_its_own_retraining() {
+        let mut campaign = Campaign::new();
+        let p = campaign.explore(Origin::Proposal, "p", Some(BASE), 1.0);
+        campaign.verify(&seed("base"), &some(&BASELINE));
+        campaign.verify(&seed("other"), &some(&BASELINE));
+        campaign.verify(&explored(p), &some(&BASELINE));
+        let experiments = &campaign.experiments;
+        let exploration = |s: Subject| s.exploration(experiments).map(|e| e.id);
+        assert_eq!(exploration(seed("base")), Some(BASE));
+        assert_eq!(exploration(seed("other")), Some(OTHER_SEED));
+        assert_eq!(exploration(explored(p)), Some(p));
+        assert_eq!(exploration(seed("absent")), None);
+        let owned = |s: Subject| {
+            experiments
+                .iter()
+                .filter(|e| s.owns_at(e, Level::VERIFICATION))
+                .count()
+        };
+        assert_eq!(owned(seed("base")), 3);
+        assert_eq!(owned(seed("other")), 3);
+        assert_eq!(owned(explored(p)), 3);
     }
 
     #[test]
