@@ -1,6 +1,7 @@
 //! End to end against a real Kubernetes API server: the CRDs from `crds/` and Campaigns applied
 //! with `kubectl`, the real `archlab operator` binary, and `scripts/e2e/node_agent.py` standing
-//! in for the kubelet (it runs pods as local processes and serves their logs).
+//! in for the kubelet (it runs pods as local processes and serves their logs); the real-node
+//! scenario (`e2e/real_node.rs`) sends its pods to a real kubelet (`scripts/test-node.sh`).
 //!
 //! Runs when `KUBECONFIG` names a cluster (`eval "$(scripts/test-cluster.sh env)"` after
 //! `scripts/test-cluster.sh start`); otherwise prints that it skipped, and fails instead when
@@ -8,6 +9,8 @@
 //! one test.
 
 mod common;
+#[path = "e2e/real_node.rs"]
+mod real_node;
 
 use common::tool;
 use serde_json::Value;
@@ -562,6 +565,7 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         "campaign deleted",
         &deleting_a_campaign_collects_its_objects,
     );
+    timed("real kubelet", &real_node::trainer_pods_on_a_real_kubelet);
     timed("helm chart", &the_helm_chart_installs_and_its_rbac_suffices);
     timed(
         "llm key from a secret",
