@@ -136,14 +136,18 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
         on_the_node(
             "real",
             4,
-            "resources: {requests: {cpu: 500m, memory: 256Mi}, limits: {memory: 1Gi}}",
+            // The CPU trainer image as docker/trainer.Dockerfile tags it (test-node.sh imports
+            // it under that name).
+            "image: ghcr.io/archlab/archlab:0.1.0-cpu, \
+             resources: {requests: {cpu: 500m, memory: 256Mi}, limits: {memory: 1Gi}}",
         ),
         // A model whose activations (batch 64 × 1024 positions × width 256, a few hundred MB)
         // cannot fit the 96Mi the container may use: the kernel kills it, the kubelet says so.
         on_the_node(
             "oom",
             1,
-            "resources: {requests: {cpu: 100m, memory: 96Mi}, limits: {memory: 96Mi}}",
+            "image: ghcr.io/archlab/archlab:0.1.0-cpu, \
+             resources: {requests: {cpu: 100m, memory: 96Mi}, limits: {memory: 96Mi}}",
         )
         .replace("d_model: 16", "d_model: 256")
         .replace(
