@@ -41,8 +41,8 @@ mkdir -p "$BIN"
 
 build() {
   if ! command -v runc > /dev/null || [ ! -x /usr/lib/cni/bridge ]; then
-    apt-get update -qq -o DPkg::Lock::Timeout=600
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
+    flock /tmp/archlab-apt.lock apt-get update -qq -o DPkg::Lock::Timeout=600
+    DEBIAN_FRONTEND=noninteractive flock /tmp/archlab-apt.lock apt-get install -y -qq -o DPkg::Lock::Timeout=600 \
       --no-install-recommends runc containernetworking-plugins > /dev/null
   fi
   bash "$HERE/test-cluster.sh" build
