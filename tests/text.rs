@@ -1,6 +1,6 @@
 //! Real text end to end, through the `archlab` binary: a tokenizer trained by `archlab
 //! tokenizer train`, a corpus tokenized on the fly or by `archlab data prepare`, checkpoints
-//! that survive SIGKILL, and `archlab eval` of the saved model.
+//! that survive SIGKILL, a SIGTERM that saves the step it stops at, and `archlab eval` of the saved model.
 //!
 //! The corpus is the licence texts every Debian system has (`/usr/share/common-licenses`,
 //! package base-files): real English prose that no test or example was tuned on. Training
@@ -270,6 +270,69 @@ fn a_corpus_learns_below_its_unigram_entropy_prepared_shards_give_the_same_loss_
     assert_eq!(cells.len(), 15, "3 lengths × 5 depths: {long}");
     assert_eq!(cells[0], (128, 0.0));
     assert_eq!(cells[14], (512, 1.0));
+}
+
+#[test]
+fn sigterm_saves_the_step_reached_and_the_same_command_resumes_there() {
+    // No periodic saves: whatever is saved, SIGTERM asked for.
+    let setup = setup("sigterm", "");
+    let dir = setup.dir.join("stopped");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(train_args(PROGRAM, &setup.corpus_config, &dir))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("\"step\":50,") {
+        line.clear();
+        assert!(
+            stdout.read_line(&mut line).unwrap() > 0,
+            "ended before step 50"
+        );
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(143), "{stderr}");
+    assert!(
+        !rest.contains("\"event\":\"result\""),
+        "an interrupted run has no result: {rest}"
+    );
+    let step: usize = stderr
+        .split("stopped by SIGTERM after step ")
+        .nth(1)
+        .and_then(|tail| tail.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no stop message: {stderr}"));
+    assert!((50..240).contains(&step), "{stderr}");
+    assert!(
+        dir.join(format!("trials/0/step-{step:09}/state.json"))
+            .is_file(),
+        "the step reached is saved: {stderr}"
+    );
+
+    let output = succeed(&train_args(PROGRAM, &setup.corpus_config, &dir));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(&format!("resuming trial 0 at step {step} ")),
+        "{stderr}"
+    );
+    let resumed = result_of(&output.stdout);
+    assert_eq!(resumed["status"], "ok", "{resumed}");
+    assert_eq!(resumed["steps"], 240);
+    assert_eq!(
+        resumed["tokens"],
+        240 * 16 * 64,
+        "no step trained twice or skipped"
+    );
 }
 
 #[test]

@@ -1,17 +1,24 @@
 //! `archlab train`: trains one archspec program with one config and prints JSON lines.
 //!
 //! Exit codes: 0 when a result was produced (`ok` or `diverged`), 1 when the program, config
-//! or data is invalid (before any training) or training failed with an error.
+//! or data is invalid (before any training) or training failed with an error, 143 (128 +
+//! SIGTERM) when SIGTERM stopped it first: no result line then, since the run did not end; with
+//! `--checkpoint-dir` the step it reached is saved and the same command resumes there.
 
 use super::{EXIT_FAILURE, EXIT_OK, exit};
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use trainer::{Event, Status, TrainConfig};
 
 /// Kubernetes keeps at most 4096 bytes of a termination message.
 const TERMINATION_MESSAGE_LIMIT: usize = 4096;
+
+/// The exit status of a run stopped by SIGTERM, as a shell reports a process it killed.
+const EXIT_STOPPED: u8 = 128 + 15;
 
 /// Where a text input comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -78,6 +85,14 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
         );
         return Ok(exit(EXIT_OK));
     }
+    // The kubelet sends SIGTERM when the pod is deleted or evicted and SIGKILL when its grace
+    // period ends. As a container's PID 1 the trainer would otherwise ignore SIGTERM (the
+    // kernel drops signals PID 1 has no handler for), losing the grace period.
+    let stop = Arc::new(AtomicBool::new(false));
+    if let Err(error) = signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&stop))
+    {
+        eprintln!("warning: SIGTERM will kill the trainer without a checkpoint: {error}");
+    }
     let mut stdout = std::io::stdout().lock();
     let mut emit = |event: Event| {
         // A closed stdout (the reader went away) must not stop training.
@@ -88,8 +103,18 @@ pub fn run(options: &TrainOptions) -> Result<ExitCode> {
         &prepared,
         &device,
         options.checkpoint_dir.as_deref(),
+        &stop,
         &mut emit,
     );
+    if stop.load(Ordering::Relaxed) && result.status == Status::Error {
+        // Not a result: the run was interrupted, not finished, and whoever reruns it decides.
+        let message = result.error.unwrap_or_default();
+        eprintln!("{message}");
+        if let Some(path) = &options.termination_message {
+            write_termination_message(path, &message)?;
+        }
+        return Ok(exit(EXIT_STOPPED));
+    }
     let status = result.status;
     let line = Event::Result(Box::new(result)).to_line();
     emit_line(&line);
@@ -152,12 +177,16 @@ fn write_outputs(options: &TrainOptions, line: &str) -> Result<()> {
             .with_context(|| format!("writing {}", path.display()))?;
     }
     if let Some(path) = &options.termination_message {
-        let mut end = line.len().min(TERMINATION_MESSAGE_LIMIT);
-        while !line.is_char_boundary(end) {
-            end -= 1;
-        }
-        std::fs::write(path, &line[..end])
-            .with_context(|| format!("writing {}", path.display()))?;
+        write_termination_message(path, line)?;
     }
     Ok(())
+}
+
+/// Writes `text` cut to the bytes Kubernetes keeps, at a character boundary.
+fn write_termination_message(path: &Path, text: &str) -> Result<()> {
+    let mut end = text.len().min(TERMINATION_MESSAGE_LIMIT);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::fs::write(path, &text[..end]).with_context(|| format!("writing {}", path.display()))
 }

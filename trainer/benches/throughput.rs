@@ -167,6 +167,7 @@ fn training_throughput(source: &str, device: &Device) -> f64 {
         device,
         &sources,
         None,
+        &std::sync::atomic::AtomicBool::new(false),
         &mut |event| {
             if let Event::Progress(progress) = event {
                 elapsed.push(progress.elapsed_s);

@@ -30,6 +30,7 @@ use archspec::{CheckConfig, ModelShape, Valid};
 use burn::tensor::Device;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +48,20 @@ pub enum TrainError {
     Checkpoint(#[from] checkpoint::CheckpointError),
     #[error("unknown device `{0}`; this build supports: {1}")]
     UnknownDevice(String, &'static str),
+    /// Asked to stop (SIGTERM) before the run ended.
+    #[error(
+        "stopped by SIGTERM after step {step} of {of} (learning-rate trial {trial}){}",
+        match saved {
+            Some(dir) => format!("; saved under {}, where the next run resumes", dir.display()),
+            None => "; no checkpoint directory, so nothing was saved".into(),
+        }
+    )]
+    Stopped {
+        trial: usize,
+        step: usize,
+        of: usize,
+        saved: Option<std::path::PathBuf>,
+    },
 }
 
 /// A program and config that passed every check, ready to train.
@@ -147,15 +162,18 @@ pub fn device(name: &str) -> Result<Device, TrainError> {
 
 /// Trains and evaluates; never panics outward: an internal failure becomes an `error` result.
 pub fn run(prepared: &Prepared, device: &Device, emit: &mut dyn FnMut(Event)) -> TrainResult {
-    run_with_checkpoints(prepared, device, None, emit)
+    run_with_checkpoints(prepared, device, None, &AtomicBool::new(false), emit)
 }
 
 /// [`run`], saving checkpoints under `checkpoint_dir` (see [`checkpoint`]) and resuming from
-/// the ones found there; the final model is written there too.
+/// the ones found there; the final model is written there too. Setting `stop` ends the run
+/// at the next training step with an `error` result naming [`TrainError::Stopped`], after
+/// saving that step under `checkpoint_dir`.
 pub fn run_with_checkpoints(
     prepared: &Prepared,
     device: &Device,
     checkpoint_dir: Option<&Path>,
+    stop: &AtomicBool,
     emit: &mut dyn FnMut(Event),
 ) -> TrainResult {
     let started = Instant::now();
@@ -163,7 +181,14 @@ pub fn run_with_checkpoints(
     let checkpoints = checkpoint_dir
         .map(|dir| training::Checkpointing::new(dir, prepared.program.hash(), &prepared.config));
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        run_inner(prepared, device, checkpoints.as_ref(), emit, &mut result)
+        run_inner(
+            prepared,
+            device,
+            checkpoints.as_ref(),
+            stop,
+            emit,
+            &mut result,
+        )
     }));
     match outcome {
         Ok(Ok(())) => {}
@@ -215,6 +240,7 @@ fn run_inner(
     prepared: &Prepared,
     device: &Device,
     checkpoints: Option<&training::Checkpointing>,
+    stop: &AtomicBool,
     emit: &mut dyn FnMut(Event),
     result: &mut TrainResult,
 ) -> Result<(), TrainError> {
@@ -263,6 +289,7 @@ fn run_inner(
                     device,
                     sources,
                     checkpoints,
+                    stop,
                     emit,
                 )?;
                 if let Some(checkpoints) = checkpoints {

@@ -14,6 +14,7 @@ use burn::tensor::{Device, Int, TensorData, activation};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 /// A trained model and how its training went.
@@ -153,7 +154,10 @@ fn moment_names(store: &ParamStore, prefix: &str) -> Vec<String> {
 }
 
 /// Trains one model at learning rate `lr`, reporting progress through `emit`; with
-/// `checkpoints`, resumes from the trial's newest save and saves as the config says.
+/// `checkpoints`, resumes from the trial's newest save and saves as the config says. Once
+/// `stop` is set (SIGTERM: a pod deleted or evicted, within its grace period) it ends at the
+/// next step boundary with [`crate::TrainError::Stopped`], saving that step first when it has
+/// `checkpoints`, so the next run resumes there rather than at the last periodic save.
 #[allow(clippy::too_many_arguments)]
 pub fn train_trial(
     graph: &Graph,
@@ -164,6 +168,7 @@ pub fn train_trial(
     device: &Device,
     sources: &Sources,
     checkpoints: Option<&Checkpointing>,
+    stop: &AtomicBool,
     emit: &mut dyn FnMut(Event),
 ) -> Result<TrialRun, crate::TrainError> {
     let (model, mut store) = fresh_model(graph, shape, config, device);
@@ -180,6 +185,7 @@ pub fn train_trial(
     let mut steps_done = 0;
     let mut time_limit_reached = false;
     let mut elapsed_before = 0.0;
+    let mut saved_step = 0;
     if let Some(checkpoints) = checkpoints
         && let Some((step, dir)) = checkpoints.directory.latest(trial_index)?
     {
@@ -210,12 +216,41 @@ pub fn train_trial(
         window_loss = state.window_loss;
         window_steps = state.window_steps;
         elapsed_before = state.elapsed_s;
+        saved_step = step;
         eprintln!(
             "resuming trial {trial_index} at step {step} from {}",
             dir.display()
         );
     }
     for step in steps_done + 1..=config.steps {
+        if stop.load(Ordering::Relaxed) {
+            if let Some(checkpoints) = checkpoints
+                && steps_done > saved_step
+            {
+                let state = TrialState {
+                    step: steps_done,
+                    tokens,
+                    elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
+                    window_loss,
+                    window_steps,
+                    ..checkpoints.state(trial_index, lr)
+                };
+                save_periodic(
+                    checkpoints,
+                    config,
+                    &state,
+                    &store,
+                    &first_moments,
+                    &second_moments,
+                )?;
+            }
+            return Err(crate::TrainError::Stopped {
+                trial: trial_index,
+                step: steps_done,
+                of: config.steps,
+                saved: checkpoints.map(|c| c.directory.root.clone()),
+            });
+        }
         let lr_now = learning_rate(config, lr, step, config.steps);
         let batch = stream.next_batch(config.batch_size)?;
         let (inputs, targets, mask) = batch_tensors(&batch, device);
@@ -307,6 +342,7 @@ pub fn train_trial(
                 &second_moments,
             )?;
             saved = Instant::now();
+            saved_step = step;
         }
     }
     let train_seconds = elapsed_before + started.elapsed().as_secs_f64();
