@@ -140,16 +140,12 @@ pub fn classify(pod: &Pod, now: Timestamp, qa: &QaLimits) -> PodOutcome {
             message: t.message.clone().unwrap_or_default(),
         };
     }
-    if pod.metadata.deletion_timestamp.is_some() {
-        return PodOutcome::Deleted;
-    }
-    let Some(status) = &pod.status else {
-        return PodOutcome::Running;
-    };
-    if let Some(disruption) = status
-        .conditions
+    // Before the deletion: an eviction marks the pod a disruption target and deletes it in one
+    // request, and the condition says who took it and why.
+    if let Some(disruption) = pod
+        .status
         .iter()
-        .flatten()
+        .flat_map(|status| status.conditions.iter().flatten())
         .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")
     {
         return PodOutcome::Disrupted {
@@ -160,6 +156,12 @@ pub fn classify(pod: &Pod, now: Timestamp, qa: &QaLimits) -> PodOutcome {
             ),
         };
     }
+    if pod.metadata.deletion_timestamp.is_some() {
+        return PodOutcome::Deleted;
+    }
+    let Some(status) = &pod.status else {
+        return PodOutcome::Running;
+    };
     let phase = status.phase.as_deref().unwrap_or("Pending");
     let reason = status.reason.as_deref().unwrap_or_default();
     let message = status.message.clone().unwrap_or_default();
@@ -668,6 +670,16 @@ mod tests {
             reason,
             "the cluster took the pod away (EvictionByEvictionAPI): Eviction API: evicting"
         );
+        // The Eviction API sets the condition and deletes the pod in one request: the pod is
+        // seen deleted, still running, and the condition still says why.
+        let mut evicted = pod(
+            json!({"phase": "Running", "conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting"}]}),
+        );
+        evicted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert_eq!(infrastructure_reason(event(&evicted, "")), reason);
         // Karpenter or a scale-down deletes the pod: the trainer is killed before the phase says
         // anything.
         let mut deleted = terminated("Failed", 137, "Error", "");
