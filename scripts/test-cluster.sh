@@ -128,11 +128,13 @@ KUBECONFIG
   log "API server $KUBERNETES_VERSION ready on https://127.0.0.1:$API_PORT"
   export KUBECONFIG=$RUN/kubeconfig
   # The node lifecycle controller is off: nobody heartbeats the fake node, it would be tainted.
+  # The volume binder and the protection controllers (which lift the finalizers admission adds)
+  # are on: the real-node scenario binds a claim to a hostPath volume.
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
     --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
     --cert-dir "$RUN/kcm-certs" --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
-    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-binder-controller,-persistentvolume-expander-controller,-persistentvolume-protection-controller,-persistentvolumeclaim-protection-controller,-ttl-controller' \
+    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller,-ttl-controller' \
     > "$RUN/controller-manager.log" 2>&1 &
   echo $! > "$RUN/controller-manager.pid"
   "$BIN/kube-scheduler" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \

@@ -1,8 +1,12 @@
 //! Trainer pods on a real kubelet (`scripts/test-node.sh`): containers started by containerd
 //! under the pod's restricted security context (read-only root, user 65532), their logs served
 //! by the kubelet through the API server, an out-of-memory kill by the kernel's memory cgroup
-//! that the kubelet reports as `OOMKilled`, and an image the node does not have
-//! (`ErrImageNeverPull`) classified as the cluster's failure, not the program's.
+//! that the kubelet reports as `OOMKilled`, an image the node does not have
+//! (`ErrImageNeverPull`) classified as the cluster's failure, not the program's, and an eviction
+//! through the Eviction subresource (`eviction.rs`).
+
+#[path = "eviction.rs"]
+mod eviction;
 
 use super::{Pace, items, kubectl, kubectl_ok, namespace, operator};
 use serde_json::Value;
@@ -249,4 +253,6 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     );
     let events = kubectl_ok(&["describe", "exp", "absent-e00001", "-n", NAMESPACE], None);
     assert!(events.contains("TrainerImagePullFailed"), "{events}");
+
+    eviction::an_evicted_trainer_saves_its_step_and_the_rerun_resumes(pace);
 }
