@@ -25,7 +25,8 @@ enum Command {
     ///
     /// Progress lines `{"event":"progress",…}` at a steady cadence, then one
     /// `{"event":"result","status":"ok"|"diverged"|"error",…}`. Exits 1 before training when the
-    /// program, config or data is invalid.
+    /// program, config or data is invalid. SIGTERM stops it at the next step, with no result:
+    /// it saves that step under `--checkpoint-dir` and exits 143.
     Train(TrainArgs),
     /// Re-score a saved model (`archlab train --checkpoint-dir`) on a config's validation and
     /// test data and its benchmarks; prints one result line.
@@ -144,7 +145,7 @@ struct TrainArgs {
     exit_on_stdin_eof: bool,
     /// Save checkpoints here (the config's `checkpoint` says how often) and the final model
     /// (`model.safetensors`, `model.json`); a run started again with the same program and
-    /// config resumes from the newest checkpoint found here.
+    /// config resumes from the newest checkpoint found here (or the step SIGTERM stopped at).
     #[arg(long, value_name = "DIR", env = "ARCHLAB_CHECKPOINT_DIR")]
     checkpoint_dir: Option<PathBuf>,
 }
