@@ -2,7 +2,8 @@
 //! under the pod's restricted security context (read-only root, user 65532), their logs served
 //! by the kubelet through the API server, an out-of-memory kill by the kernel's memory cgroup
 //! that the kubelet reports as `OOMKilled`, an image the node does not have
-//! (`ErrImageNeverPull`) classified as the cluster's failure, not the program's, and an eviction
+//! (`ErrImageNeverPull`) and an image without the trainer (`StartError`, exit 128) classified as
+//! the cluster's failure, not the program's, and an eviction
 //! through the Eviction subresource (`eviction.rs`).
 
 #[path = "eviction.rs"]
@@ -253,6 +254,34 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     );
     let events = kubectl_ok(&["describe", "exp", "absent-e00001", "-n", NAMESPACE], None);
     assert!(events.contains("TrainerImagePullFailed"), "{events}");
+
+    // An image without the trainer (the node's pause image): the runtime cannot start the
+    // container, which the kubelet reports as StartError, exit 128, as it does for a node
+    // without the NVIDIA runtime. The cluster's failure, not the program's.
+    apply(&on_the_node(
+        "nostart",
+        1,
+        "image: registry.k8s.io/pause:3.10.2, resources: {requests: {cpu: 100m, memory: 64Mi}}",
+    ));
+    let (status, seen) = watch_until_end("nostart", pace.campaign(2, 40, 1));
+    eprintln!("nostart campaign: {}", status["phase"]);
+    let never_ran = seen.pods.values().next().expect("a nostart pod");
+    let terminated = &never_ran["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(terminated["reason"], "StartError", "{terminated}");
+    assert_eq!(terminated["exitCode"], 128, "{terminated}");
+    let nostart = experiment("nostart-e00001");
+    let nostart_status = &nostart["status"];
+    assert_eq!(
+        nostart_status["attempts"].as_array().map_or(0, Vec::len),
+        1,
+        "not charged to the program: {nostart_status}"
+    );
+    let failures = nostart_status["infrastructureFailures"].to_string();
+    assert!(
+        failures.contains("the container runtime could not start the trainer (StartError)")
+            && failures.contains("executable file not found"),
+        "{failures}"
+    );
 
     eviction::an_evicted_trainer_saves_its_step_and_the_rerun_resumes(pace);
 }
