@@ -185,7 +185,6 @@ pub fn train_trial(
     let mut steps_done = 0;
     let mut time_limit_reached = false;
     let mut elapsed_before = 0.0;
-    let mut saved_step = 0;
     if let Some(checkpoints) = checkpoints
         && let Some((step, dir)) = checkpoints.directory.latest(trial_index)?
     {
@@ -216,41 +215,12 @@ pub fn train_trial(
         window_loss = state.window_loss;
         window_steps = state.window_steps;
         elapsed_before = state.elapsed_s;
-        saved_step = step;
         eprintln!(
             "resuming trial {trial_index} at step {step} from {}",
             dir.display()
         );
     }
     for step in steps_done + 1..=config.steps {
-        if stop.load(Ordering::Relaxed) {
-            if let Some(checkpoints) = checkpoints
-                && steps_done > saved_step
-            {
-                let state = TrialState {
-                    step: steps_done,
-                    tokens,
-                    elapsed_s: elapsed_before + started.elapsed().as_secs_f64(),
-                    window_loss,
-                    window_steps,
-                    ..checkpoints.state(trial_index, lr)
-                };
-                save_periodic(
-                    checkpoints,
-                    config,
-                    &state,
-                    &store,
-                    &first_moments,
-                    &second_moments,
-                )?;
-            }
-            return Err(crate::TrainError::Stopped {
-                trial: trial_index,
-                step: steps_done,
-                of: config.steps,
-                saved: checkpoints.map(|c| c.directory.root.clone()),
-            });
-        }
         let lr_now = learning_rate(config, lr, step, config.steps);
         let batch = stream.next_batch(config.batch_size)?;
         let (inputs, targets, mask) = batch_tensors(&batch, device);
@@ -321,9 +291,11 @@ pub fn train_trial(
             time_limit_reached = true;
             break;
         }
+        // Asked to stop before the last step: save this one (whatever the schedule) and end.
+        let stopping = step < config.steps && stop.load(Ordering::Relaxed);
         if let Some(checkpoints) = checkpoints
             && step < config.steps
-            && due(config, step, saved.elapsed().as_secs_f64())
+            && (stopping || due(config, step, saved.elapsed().as_secs_f64()))
         {
             let state = TrialState {
                 step,
@@ -342,7 +314,14 @@ pub fn train_trial(
                 &second_moments,
             )?;
             saved = Instant::now();
-            saved_step = step;
+        }
+        if stopping {
+            return Err(crate::TrainError::Stopped {
+                trial: trial_index,
+                step,
+                of: config.steps,
+                saved: checkpoints.map(|c| c.directory.root.clone()),
+            });
         }
     }
     let train_seconds = elapsed_before + started.elapsed().as_secs_f64();
