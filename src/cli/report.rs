@@ -3,6 +3,7 @@
 
 use crate::core::verification;
 use crate::memory::Store;
+use crate::memory::lock::StateLock;
 use crate::memory::sqlite::SqliteStore;
 use crate::report::{Report, html, plots, text};
 use anyhow::{Context, Result, bail};
@@ -27,6 +28,13 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
             options.state.display()
         );
     }
+    // Reading beside a running campaign is what a report is for; only a report that would
+    // upgrade the schema writes, and then it needs the state to itself.
+    let _lock = if SqliteStore::open_would_write(&options.state)? {
+        Some(StateLock::acquire(&options.state)?)
+    } else {
+        None
+    };
     let store = SqliteStore::open(&options.state)?;
     let campaigns = store.campaigns()?;
     let campaign = match (&options.campaign, campaigns.as_slice()) {

@@ -2,6 +2,7 @@
 //! what drivers write through; [`sqlite::SqliteStore`] is the local-mode implementation (the
 //! operator keeps the same records in Experiment resources).
 
+pub mod lock;
 pub mod sqlite;
 
 use crate::core::budget::Usage;

@@ -93,6 +93,26 @@ impl SqliteStore {
         Ok(store)
     }
 
+    /// Whether opening `state_dir`'s memory would write to it: no database yet, or one whose
+    /// schema this archlab would upgrade. Reads without writing (a run may hold the state).
+    pub fn open_would_write(state_dir: &Path) -> Result<bool> {
+        let path = state_dir.join(DATABASE);
+        if !path.exists() {
+            return Ok(true);
+        }
+        let database = |source| MemoryError::Database {
+            path: path.display().to_string(),
+            source,
+        };
+        let connection =
+            Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                .map_err(database)?;
+        let version: i64 = connection
+            .query_row("PRAGMA user_version", [], |row| row.get(0))
+            .map_err(database)?;
+        Ok(version < MIGRATIONS.len() as i64)
+    }
+
     fn error(&self, source: rusqlite::Error) -> MemoryError {
         MemoryError::Database {
             path: self.path.clone(),
@@ -399,7 +419,7 @@ impl Store for SqliteStore {
         let total = Usage {
             experiments: current.experiments + delta.experiments,
             compute_seconds: current.compute_seconds + delta.compute_seconds,
-            llm_tokens: current.llm_tokens + delta.llm_tokens,
+            llm_tokens: current.llm_tokens.saturating_add(delta.llm_tokens),
         };
         transaction
             .execute(
