@@ -201,6 +201,10 @@ struct RunArgs {
     /// No progress bars; one line per ended experiment.
     #[arg(long, short)]
     quiet: bool,
+    /// Run trainers with this executable instead of this archlab; it gets the arguments of
+    /// `archlab train` (a wrapper script that sets the environment and execs archlab, say).
+    #[arg(long, value_name = "PATH")]
+    trainer_exe: Option<PathBuf>,
     /// Seconds between saves of a running experiment's progress to memory (what `archlab
     /// report` shows while it runs); 0 saves every line. Phase changes and endings are saved
     /// at once.
@@ -465,7 +469,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 StrategyArg::Evolutionary => archlab::agents::SearchStrategy::Evolutionary,
                 StrategyArg::Random => archlab::agents::SearchStrategy::Random,
             }),
-            trainer_exe: None,
+            trainer_exe: args.trainer_exe,
             device: args.device,
             quiet: args.quiet,
             progress_interval: std::time::Duration::from_secs_f64(args.progress_interval),

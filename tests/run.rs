@@ -419,6 +419,11 @@ fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("resuming"), "{stderr}");
+    // The killed run's lock died with it: the resume takes it over and says whose it was.
+    assert!(
+        stderr.contains(&format!("took over the lock of pid {}", child.id())),
+        "{stderr}"
+    );
     let report = report_json(&state);
     check_memory(&report, 18);
     let experiments: BTreeMap<u64, &Value> = report["experiments"]
@@ -454,6 +459,139 @@ fn sigkill_mid_training_loses_and_duplicates_nothing_on_resume() {
             );
         }
     }
+}
+
+#[test]
+fn a_second_run_on_a_locked_state_exits_at_once_naming_the_holder_and_the_first_finishes() {
+    let dir = temp_dir("locked");
+    let manifest = write_manifest(&dir, &TINY.replace("steps: 40", "steps: 400"));
+    let state = dir.join("state");
+    let state_arg = state.to_str().unwrap().to_string();
+    let first = Command::new(env!("CARGO_BIN_EXE_archlab"))
+        .args(["run", &manifest, "--state", &state_arg, "--quiet"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The lock names its holder once the first run has it.
+    let lock = state.join("archlab.lock");
+    let started = Instant::now();
+    while !std::fs::read_to_string(&lock).is_ok_and(|text| text.contains("pid")) {
+        assert!(started.elapsed() < Duration::from_secs(60), "no lock taken");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let asked = Instant::now();
+    let second = run_quietly(&manifest, &state);
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert_eq!(second.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!("in use by another archlab (pid {}", first.id())),
+        "{stderr}"
+    );
+    // At once: it neither waited for the lock nor touched the campaign.
+    assert!(
+        asked.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        asked.elapsed()
+    );
+    // A report only reads, and reads beside a running campaign (once it has experiments).
+    while experiments_in_db(&state).is_empty() {
+        assert!(started.elapsed() < Duration::from_secs(120), "no experiment");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let reading = archlab(&["report", "--state", &state_arg]);
+    assert!(
+        reading.status.success(),
+        "{}",
+        String::from_utf8_lossy(&reading.stderr)
+    );
+    let output = first.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(!stderr.contains("took over"), "{stderr}");
+    check_memory(&report_json(&state), 18);
+    // A clean end leaves the lock free and unlabelled.
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "");
+}
+
+/// A stand-in for `archlab train` that misbehaves on the first attempt of three experiments
+/// and is the real trainer everywhere else.
+fn misbehaving_trainer(dir: &Path) -> PathBuf {
+    let path = dir.join("trainer.sh");
+    let progress = r#"{"event":"progress","step":1,"loss":2.0,"lr":0.01,"tokens_per_s":1.0,"tokens":8,"elapsed_s":0.1,"trial":0}"#;
+    let script = format!(
+        "#!/bin/sh\n\
+         case \"$*\" in\n\
+         */e00003/a1/*) echo '{progress}'; exec sleep 6171 ;;\n\
+         */e00004/a1/*) printf 'not text: \\377\\376\\n'; exec sleep 6171 ;;\n\
+         */e00005/a1/*) echo '{progress}'; exec sleep 6171 >&- ;;\n\
+         esac\n\
+         exec {} \"$@\"\n",
+        env!("CARGO_BIN_EXE_archlab")
+    );
+    std::fs::write(&path, script).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::from_mode(0o755);
+    std::fs::set_permissions(&path, mode).unwrap();
+    path
+}
+
+#[test]
+fn a_silent_a_garbled_and_a_lingering_trainer_are_stopped_and_recorded_and_the_run_finishes() {
+    let dir = temp_dir("hung");
+    // A silence limit of seconds: the real trainers here print every few milliseconds.
+    let manifest = write_manifest(
+        &dir,
+        &TINY.replace(
+            "qa: {slowFactor: 1000}",
+            "qa: {slowFactor: 1000, silenceSeconds: 15}",
+        ),
+    );
+    let state = dir.join("state");
+    let trainer = misbehaving_trainer(&dir);
+    let output = archlab(&[
+        "run",
+        &manifest,
+        "--state",
+        state.to_str().unwrap(),
+        "--quiet",
+        "--trainer-exe",
+        trainer.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    let report = report_json(&state);
+    check_memory(&report, 18);
+    let reason = |id: u64| -> String {
+        let experiment = report["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .unwrap_or_else(|| panic!("no experiment {id}"));
+        experiment["attempts"][0]["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let silent = reason(3);
+    assert!(silent.contains("printed nothing for"), "{silent}");
+    assert!(silent.contains("limit 15 s"), "{silent}");
+    let garbled = reason(4);
+    assert!(
+        garbled.contains("line 1 of the trainer's output is not UTF-8"),
+        "{garbled}"
+    );
+    let lingering = reason(5);
+    assert!(
+        lingering.contains("closed its output but kept running"),
+        "{lingering}"
+    );
+    // Every stand-in was killed with its process group: no `sleep` of theirs is left.
+    assert!(
+        processes_mentioning("sleep\u{0}6171").is_empty(),
+        "{:?}",
+        processes_mentioning("sleep\u{0}6171")
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! - [`sampling`]: two-tier choice of parent and references.
 //! - [`novelty`]: structural and motivation novelty of a proposal.
 //! - [`qa`]: rules that stop a running trainer.
+//! - [`watchdog`]: when a running trainer is past its deadline or silent for too long.
 //! - [`progress_writes`]: which steps are written to memory at once, which at a bounded rate.
 //! - [`fitness`]: the documented fitness formula against the campaign's baseline.
 //! - [`stats`]: mean and confidence interval, paired t-test, Wilcoxon's signed-rank, Holm,
@@ -33,3 +34,4 @@ pub mod spec_change;
 pub mod stats;
 pub mod trainer_output;
 pub mod verification;
+pub mod watchdog;

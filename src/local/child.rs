@@ -3,17 +3,34 @@
 //! crash reports. The child watches its stdin, so it exits when the driver dies (even by
 //! SIGKILL) instead of training on as an orphan.
 
+use super::lines::{CappedLog, Line, read_line};
 use crate::core::lifecycle::ExperimentId;
+use crate::core::watchdog::Liveness;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 use trainer::TrainConfig;
 
 /// Lines of stderr kept for a crash report.
 const STDERR_TAIL_LINES: usize = 20;
+/// The longest stdout line read (a result line with every benchmark is a few KiB).
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+/// The longest stderr line kept in the tail; longer ones are cut.
+const MAX_STDERR_LINE_BYTES: usize = 4096;
+/// What the run directory keeps of each stream.
+const STDOUT_LOG_CAP: u64 = 64 << 20;
+const STDERR_LOG_CAP: u64 = 16 << 20;
+/// How long a trainer that closed its stdout may take to exit before it is stopped.
+pub const EXIT_GRACE: Duration = Duration::from_secs(5);
 
 /// What the reader threads report to the driver loop.
 #[derive(Debug)]
@@ -28,7 +45,31 @@ pub enum Message {
         experiment: ExperimentId,
         attempt: u32,
     },
+    /// The child broke the output contract (bytes that are not UTF-8, a line past
+    /// [`MAX_LINE_BYTES`]); its stdout is no longer read.
+    Broken {
+        experiment: ExperimentId,
+        attempt: u32,
+        reason: String,
+    },
     Interrupt,
+}
+
+/// When a trainer last printed, shared by its reader threads and read by the watchdog.
+#[derive(Debug)]
+struct OutputClock {
+    started: Instant,
+    last_ms: AtomicU64,
+    longest_gap_ms: AtomicU64,
+}
+
+impl OutputClock {
+    fn tick(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        let before = self.last_ms.swap(now, Ordering::SeqCst);
+        self.longest_gap_ms
+            .fetch_max(now.saturating_sub(before), Ordering::SeqCst);
+    }
 }
 
 pub struct TrainerChild {
@@ -38,6 +79,7 @@ pub struct TrainerChild {
     // Held open so the child sees EOF only when we drop it or die.
     _stdin: Option<ChildStdin>,
     stderr: Option<JoinHandle<String>>,
+    clock: Arc<OutputClock>,
 }
 
 /// The directory of one attempt's files.
@@ -84,27 +126,36 @@ impl TrainerChild {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
+            // Its own process group, so that stopping it stops whatever it started.
+            .process_group(0)
             .spawn()?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
+        let clock = Arc::new(OutputClock {
+            started: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            longest_gap_ms: AtomicU64::new(0),
+        });
         let log_path = dir.join("stdout.jsonl");
+        let stdout_clock = clock.clone();
         std::thread::spawn(move || {
-            if let Some(stdout) = stdout {
-                let mut log = std::fs::File::create(log_path).ok();
-                for line in BufReader::new(stdout).lines() {
-                    let Ok(line) = line else { break };
-                    if let Some(log) = log.as_mut() {
-                        let _ = writeln!(log, "{line}");
-                    }
-                    let message = Message::Line {
-                        experiment,
-                        attempt,
-                        line,
-                    };
-                    if messages.send(message).is_err() {
-                        return;
-                    }
-                }
+            if let Some(stdout) = stdout
+                && let Err(reason) = read_stdout(stdout, &log_path, &stdout_clock, |line| {
+                    messages
+                        .send(Message::Line {
+                            experiment,
+                            attempt,
+                            line,
+                        })
+                        .is_ok()
+                })
+            {
+                let _ = messages.send(Message::Broken {
+                    experiment,
+                    attempt,
+                    reason,
+                });
+                return;
             }
             let _ = messages.send(Message::Closed {
                 experiment,
@@ -112,45 +163,152 @@ impl TrainerChild {
             });
         });
         let stderr_log = dir.join("stderr.log");
-        let stderr = stderr.map(|stderr| std::thread::spawn(move || tail(stderr, &stderr_log)));
+        let stderr_clock = clock.clone();
+        let stderr = stderr
+            .map(|stderr| std::thread::spawn(move || tail(stderr, &stderr_log, &stderr_clock)));
         Ok(TrainerChild {
             experiment,
             attempt,
             _stdin: child.stdin.take(),
             child,
             stderr,
+            clock,
         })
     }
 
-    /// Kills the child (if still running) and reaps it.
+    /// Its start and output so far, in seconds since it started, and the time now on that clock.
+    pub fn liveness(&self) -> (Liveness, f64) {
+        let seconds = |ms: &AtomicU64| ms.load(Ordering::SeqCst) as f64 / 1000.0;
+        let liveness = Liveness {
+            started_s: 0.0,
+            last_output_s: seconds(&self.clock.last_ms),
+            longest_gap_s: seconds(&self.clock.longest_gap_ms),
+        };
+        (liveness, self.clock.started.elapsed().as_secs_f64())
+    }
+
+    /// Kills the child and its process group (if still running) and reaps it.
     pub fn kill(mut self) {
-        let _ = self.child.kill();
+        self.kill_group();
         let _ = self.child.wait();
     }
 
-    /// Waits for the exit (after stdout closed) and returns the status with the stderr tail.
-    pub fn finish(mut self) -> (Option<ExitStatus>, String) {
-        let status = self.child.wait().ok();
-        let tail = self
-            .stderr
-            .take()
-            .and_then(|handle| handle.join().ok())
-            .unwrap_or_default();
-        (status, tail)
+    /// Kills the child and its process group, reaps it and returns its stderr tail.
+    pub fn stop(mut self) -> String {
+        self.kill_group();
+        let _ = self.child.wait();
+        self.stderr_tail()
+    }
+
+    /// Waits up to `grace` for the exit (after stdout closed); a child still running then is
+    /// killed. Returns the status (`None` when it had to be killed or vanished), whether it
+    /// was killed, and the stderr tail.
+    pub fn finish(mut self, grace: Duration) -> (Option<ExitStatus>, bool, String) {
+        let deadline = Instant::now() + grace;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return (Some(status), false, self.stderr_tail()),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                Ok(None) => {
+                    self.kill_group();
+                    let _ = self.child.wait();
+                    return (None, true, self.stderr_tail());
+                }
+                Err(_) => return (None, false, self.stderr_tail()),
+            }
+        }
+    }
+
+    /// SIGKILL to the child's process group; only while the child is unreaped, so the group's
+    /// id cannot have been reused.
+    fn kill_group(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.kill();
+    }
+
+    /// The stderr reader's tail, once it has read to the end; a stream still held open by
+    /// something outside the process group is given up on after a moment.
+    fn stderr_tail(&mut self) -> String {
+        let Some(handle) = self.stderr.take() else {
+            return String::new();
+        };
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !handle.is_finished() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if handle.is_finished() {
+            handle.join().unwrap_or_default()
+        } else {
+            String::new()
+        }
     }
 }
 
-/// Copies a stream to a log file and returns its last lines.
-fn tail(stream: impl Read, log_path: &Path) -> String {
-    let mut log = std::fs::File::create(log_path).ok();
-    let mut lines: VecDeque<String> = VecDeque::new();
-    for line in BufReader::new(stream).lines() {
-        let Ok(line) = line else { break };
-        if let Some(log) = log.as_mut() {
-            let _ = writeln!(log, "{line}");
+/// Reads stdout line by line into the log and `deliver` (which says whether to go on); an
+/// error is how the trainer broke the output contract.
+fn read_stdout(
+    stream: impl Read,
+    log_path: &Path,
+    clock: &OutputClock,
+    mut deliver: impl FnMut(String) -> bool,
+) -> Result<(), String> {
+    let mut reader = BufReader::new(stream);
+    let mut log = CappedLog::create(log_path, STDOUT_LOG_CAP);
+    let mut number = 0usize;
+    loop {
+        let line = match read_line(&mut reader, MAX_LINE_BYTES) {
+            Ok(Line::End) | Err(_) => return Ok(()),
+            Ok(line) => line,
+        };
+        number += 1;
+        clock.tick();
+        match line {
+            Line::Text(bytes) => {
+                log.write_line(&bytes);
+                let Ok(text) = String::from_utf8(bytes) else {
+                    return Err(format!(
+                        "line {number} of the trainer's output is not UTF-8 text"
+                    ));
+                };
+                if !deliver(text) {
+                    return Ok(());
+                }
+            }
+            Line::TooLong(start) => {
+                log.write_line(&start);
+                return Err(format!(
+                    "line {number} of the trainer's output is longer than {MAX_LINE_BYTES} bytes"
+                ));
+            }
+            Line::End => return Ok(()),
         }
+    }
+}
+
+/// Copies a stream to a capped log file and returns its last lines (each cut at
+/// [`MAX_STDERR_LINE_BYTES`]).
+fn tail(stream: impl Read, log_path: &Path, clock: &OutputClock) -> String {
+    let mut reader = BufReader::new(stream);
+    let mut log = CappedLog::create(log_path, STDERR_LOG_CAP);
+    let mut lines: VecDeque<String> = VecDeque::new();
+    loop {
+        let (bytes, cut) = match read_line(&mut reader, MAX_STDERR_LINE_BYTES) {
+            Ok(Line::Text(bytes)) => (bytes, false),
+            Ok(Line::TooLong(bytes)) => (bytes, true),
+            Ok(Line::End) | Err(_) => break,
+        };
+        clock.tick();
+        log.write_line(&bytes);
         if lines.len() == STDERR_TAIL_LINES {
             lines.pop_front();
+        }
+        let mut line = String::from_utf8_lossy(&bytes).into_owned();
+        if cut {
+            line.push_str(" […]");
         }
         lines.push_back(line);
     }

@@ -3,6 +3,7 @@
 //! Ctrl-C stops cleanly, and running the same command again resumes where it stopped.
 
 pub mod child;
+mod lines;
 pub mod progress;
 
 use crate::agents::SearchStrategy;
@@ -11,8 +12,10 @@ use crate::api::{Campaign, parse_campaign};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId};
 use crate::core::trainer_output::parse_line;
+use crate::core::watchdog;
 use crate::engine::{Command, Engine};
 use crate::memory::Store;
+use crate::memory::lock::StateLock;
 use crate::memory::sqlite::SqliteStore;
 use crate::setup;
 use anyhow::{Context, Result, bail};
@@ -36,6 +39,9 @@ pub struct RunOptions {
     /// How often progress-only changes are saved (see `core::progress_writes`).
     pub progress_interval: std::time::Duration,
 }
+
+/// How often the watchdog looks at running trainers.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// How a run ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,6 +83,8 @@ fn api_key(campaign: &Campaign) -> Result<Option<ApiKey>> {
 pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let campaign = load_campaign(&options.manifest)?;
     let name = campaign_name(&campaign)?;
+    // One writer per state directory, for the whole run (ids, saves and run files assume it).
+    let lock = StateLock::acquire(&options.state)?;
     let store = SqliteStore::open(&options.state)?;
     let tokens_before = store.usage(&name).map(|u| u.llm_tokens).unwrap_or(0);
     let key = api_key(&campaign)?;
@@ -103,6 +111,12 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
         let _ = interrupt.send(Message::Interrupt);
     });
     let mut display = Display::new(budget, options.quiet);
+    if let Some(holder) = &lock.taken_over {
+        display.line(&format!(
+            "{}: took over the lock of {holder}, which ended without releasing it",
+            lock.path().display()
+        ));
+    }
     display.skip_existing(engine.experiments());
     let resumed = engine.experiments().len();
     display.line(&format!(
@@ -140,18 +154,40 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
             bail!("the planner is waiting but no trainer is running");
         }
         engine.write_due()?;
-        let message = match engine.next_write_in() {
-            Some(due) => match messages.recv_timeout(due) {
-                Ok(message) => message,
-                Err(RecvTimeoutError::Timeout) => continue,
-                Err(RecvTimeoutError::Disconnected) => {
-                    bail!("the trainer readers stopped unexpectedly")
-                }
-            },
-            None => match messages.recv() {
-                Ok(message) => message,
-                Err(_) => bail!("the trainer readers stopped unexpectedly"),
-            },
+        // Trainers past their deadline or silent too long: killed and recorded.
+        let overdue: Vec<_> = running
+            .iter()
+            .filter_map(|(key, child)| {
+                let (liveness, now) = child.liveness();
+                watchdog::overdue(&engine.spec.qa, &liveness, now).map(|why| (*key, why))
+            })
+            .collect();
+        for ((experiment, attempt), why) in overdue {
+            let Some(child) = running.remove(&(experiment, attempt)) else {
+                continue;
+            };
+            display.end_run(experiment, attempt);
+            display.line(&format!(
+                "■ e{experiment} attempt {attempt} stopped: {}",
+                why.describe()
+            ));
+            let log_tail = child.stop();
+            let commands = engine.observe(experiment, attempt, why.event(&log_tail))?;
+            body.execute(commands, &mut running, &mut display)?;
+        }
+        if running.is_empty() {
+            continue;
+        }
+        // Wake at least once a second while trainers run, for the watchdog.
+        let wait = engine
+            .next_write_in()
+            .map_or(WATCH_INTERVAL, |due| due.min(WATCH_INTERVAL));
+        let message = match messages.recv_timeout(wait) {
+            Ok(message) => message,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                bail!("the trainer readers stopped unexpectedly")
+            }
         };
         match message {
             Message::Interrupt => {
@@ -180,6 +216,23 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                 let commands = engine.observe(experiment, attempt, event)?;
                 body.execute(commands, &mut running, &mut display)?;
             }
+            Message::Broken {
+                experiment,
+                attempt,
+                reason,
+            } => {
+                let Some(child) = running.remove(&(experiment, attempt)) else {
+                    continue;
+                };
+                display.end_run(experiment, attempt);
+                let log_tail = child.stop();
+                let event = Event::Crashed {
+                    message: reason,
+                    log_tail,
+                };
+                let commands = engine.observe(experiment, attempt, event)?;
+                body.execute(commands, &mut running, &mut display)?;
+            }
             // After Ctrl-C, an ended child is an interrupted run, not a crash: it restarts on
             // resume.
             Message::Closed { .. } if interrupted.load(Ordering::SeqCst) => {}
@@ -191,10 +244,14 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                     continue;
                 };
                 display.end_run(experiment, attempt);
-                let (status, log_tail) = child.finish();
+                let (status, killed, log_tail) = child.finish(child::EXIT_GRACE);
                 // Still training after the output ended: no result line came.
                 let event = Event::Crashed {
                     message: match status {
+                        _ if killed => format!(
+                            "the trainer closed its output but kept running; stopped after {} s",
+                            child::EXIT_GRACE.as_secs()
+                        ),
                         Some(status) => format!("the trainer exited ({status}) without a result"),
                         None => "the trainer vanished without a result".into(),
                     },

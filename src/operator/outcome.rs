@@ -12,6 +12,7 @@
 use crate::core::lifecycle::Event;
 use crate::core::qa::QaLimits;
 use crate::core::trainer_output;
+use crate::core::watchdog::Overdue;
 use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, Pod};
 use k8s_openapi::jiff::Timestamp;
 
@@ -395,12 +396,12 @@ pub fn to_event(outcome: &PodOutcome, log_tail: &str, max_attempt_seconds: u64) 
             },
             log_tail: log_tail.to_string(),
         }),
-        PodOutcome::DeadlineExceeded => Some(Event::Crashed {
-            message: format!(
-                "the trainer ran past its deadline of {max_attempt_seconds} s (qa.maxAttemptSeconds)"
-            ),
-            log_tail: log_tail.to_string(),
-        }),
+        PodOutcome::DeadlineExceeded => Some(
+            Overdue::Deadline {
+                limit_s: max_attempt_seconds,
+            }
+            .event(log_tail),
+        ),
         PodOutcome::Evicted { message } => {
             infrastructure(format!("the pod was evicted: {message}"))
         }
