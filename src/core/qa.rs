@@ -3,60 +3,86 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The longest any of QA's time limits may be set to: 30 days.
+pub const MAX_SECONDS: u64 = 30 * 24 * 3600;
+
 /// Thresholds, from the campaign spec.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QaLimits {
     /// Stop when the projected wall time exceeds this many times the median of finished peers.
     #[serde(default = "slow_factor")]
+    #[schemars(range(min = 1.0, max = 1e6))]
     pub slow_factor: f64,
     /// Peers needed before the slowness rule applies.
     #[serde(default = "min_peers")]
+    #[schemars(range(max = 100_000))]
     pub min_peers: usize,
     /// Stop when the loss exceeds this many times the first reported loss (after `grace_steps`).
     #[serde(default = "divergence_factor")]
+    #[schemars(range(min = 1.0, max = 1e6))]
     pub divergence_factor: f64,
     /// Stop when the training loss falls below this fraction of the best validation loss known
     /// at this stage: far better than anything seen is a sign of future-token leakage.
     #[serde(default = "leakage_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub leakage_ratio: f64,
     /// The leakage rule only applies while the best known loss is above this (solved tasks can
     /// legitimately reach ~0).
     #[serde(default = "leakage_floor")]
+    #[schemars(range(min = 0.0, max = 1e6))]
     pub leakage_floor: f64,
     /// Steps before the divergence and leakage rules apply.
     #[serde(default = "grace_steps")]
+    #[schemars(range(max = 1_000_000_000))]
     pub grace_steps: usize,
     /// The leakage rule looks only at this first fraction of training: a leak shows as a
     /// collapse long before honest learning gets there (solved synthetic tasks legitimately
     /// end near zero).
     #[serde(default = "leakage_window")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub leakage_window: f64,
     /// Times one attempt is rerun after the infrastructure lost it (eviction, node lost, no
     /// node to schedule on, image pull); then the experiment fails, never charged as a
     /// revision.
     #[serde(default = "max_infrastructure_retries")]
+    #[schemars(range(max = 100))]
     pub max_infrastructure_retries: u32,
     /// Longest one trainer run may take, in seconds (the pod's `activeDeadlineSeconds`).
     #[serde(default = "max_attempt_seconds")]
+    #[schemars(range(min = 1, max = MAX_SECONDS))]
     pub max_attempt_seconds: u64,
+    /// Seconds a local trainer may print nothing (stdout or stderr) before it is stopped as
+    /// hung: the floor of the silence limit, long enough for start-up and final evaluation.
+    #[serde(default = "silence_seconds")]
+    #[schemars(range(min = 1, max = MAX_SECONDS))]
+    pub silence_seconds: u64,
+    /// A local trainer may also stay silent this many times the longest pause it made between
+    /// lines so far (a slow model's own pace), when that is longer than `silenceSeconds`.
+    #[serde(default = "silence_factor")]
+    #[schemars(range(min = 1.0, max = 1e6))]
+    pub silence_factor: f64,
     /// Seconds a trainer pod may wait for a node before that counts as an infrastructure
     /// failure.
     #[serde(default = "max_pending_seconds")]
+    #[schemars(range(min = 1, max = MAX_SECONDS))]
     pub max_pending_seconds: u64,
     /// Seconds a trainer pod may be held by a scheduling gate (a queue such as Kueue waiting
     /// for quota) before that counts as an infrastructure failure. Queued time is never
     /// charged to the program, and it is not the wait for a node.
     #[serde(default = "max_queued_seconds")]
+    #[schemars(range(min = 1, max = MAX_SECONDS))]
     pub max_queued_seconds: u64,
     /// Stop a proposal (or a program screened at a rung) whose training loss stays above this
     /// many times the worst loss its finished peers at the same rung had at the same point of
     /// training: its learning curve says it will not catch up. Off unless set.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1.0, max = 1e6))]
     pub behind_factor: Option<f64>,
     /// The fraction of its steps a run must have done before it is compared with its peers'
     /// curves.
     #[serde(default = "behind_after")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub behind_after: f64,
 }
 
@@ -69,6 +95,12 @@ fn max_infrastructure_retries() -> u32 {
 }
 fn max_attempt_seconds() -> u64 {
     24 * 3600
+}
+fn silence_seconds() -> u64 {
+    1800
+}
+fn silence_factor() -> f64 {
+    20.0
 }
 fn max_pending_seconds() -> u64 {
     600
@@ -111,6 +143,8 @@ impl Default for QaLimits {
             leakage_window: leakage_window(),
             max_infrastructure_retries: max_infrastructure_retries(),
             max_attempt_seconds: max_attempt_seconds(),
+            silence_seconds: silence_seconds(),
+            silence_factor: silence_factor(),
             max_pending_seconds: max_pending_seconds(),
             max_queued_seconds: max_queued_seconds(),
             behind_factor: None,
