@@ -501,3 +501,76 @@ fn a_ladder_narrows_as_it_climbs_and_its_mistakes_name_the_rung() {
         rejected(&ladder().replace("        seeds: 2\n", "        seeds: 2\n        keep: 3\n"));
     assert!(unknown.to_string().contains("keep"), "{unknown}");
 }
+
+fn llm_example() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/llm.yaml"))
+        .expect("example exists")
+}
+
+#[test]
+fn numbers_out_of_their_range_or_not_finite_are_refused_with_the_field_path() {
+    // `.inf` once reached Duration::from_secs_f64 and panicked; JSON (the API server) has no
+    // infinities, so YAML's are refused wherever they stand.
+    for (from, to, path) in [
+        (
+            "maxRetries: 4",
+            "maxRetries: 4\n      backoffSeconds: .inf",
+            "spec.agents.llm.backoffSeconds",
+        ),
+        (
+            "timeoutSeconds: 120",
+            "timeoutSeconds: .nan",
+            "spec.agents.llm.timeoutSeconds",
+        ),
+        (
+            "lr: 0.01",
+            "lr: -.inf",
+            "spec.stages.exploration.train.optim.lr",
+        ),
+    ] {
+        let text = llm_example();
+        assert!(text.contains(from), "{from}");
+        let error = rejected(&text.replacen(from, to, 1));
+        assert_eq!(error.path, path, "{to}: {error}");
+        assert!(error.message.contains("finite"), "{error}");
+    }
+    // Finite but past the range the Rust type declares (and the CRD carries).
+    for (from, to, path, message) in [
+        (
+            "maxRetries: 4",
+            "maxRetries: 1000",
+            "spec.agents.llm.maxRetries",
+            "at most 20",
+        ),
+        (
+            "timeoutSeconds: 120",
+            "timeoutSeconds: 0",
+            "spec.agents.llm.timeoutSeconds",
+            "at least 1",
+        ),
+        (
+            "{temperature: 0.9}",
+            "{temperature: 7}",
+            "spec.agents.llm.researcher.temperature",
+            "at most 2",
+        ),
+        (
+            "parallelism: 2",
+            "parallelism: 2\n  qa: {silenceFactor: 0.5}",
+            "spec.qa.silenceFactor",
+            "at least 1",
+        ),
+        (
+            "parallelism: 2",
+            "parallelism: 2\n  qa: {maxAttemptSeconds: 0}",
+            "spec.qa.maxAttemptSeconds",
+            "at least 1",
+        ),
+    ] {
+        let text = llm_example();
+        assert!(text.contains(from), "{from}");
+        let error = rejected(&text.replacen(from, to, 1));
+        assert_eq!(error.path, path, "{to}: {error}");
+        assert!(error.message.contains(message), "{to}: {error}");
+    }
+}
