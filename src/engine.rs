@@ -342,8 +342,10 @@ impl<S: Store> Engine<S> {
             total.errors += stats.errors;
             total.retries += stats.retries;
             total.downgrades += stats.downgrades;
-            total.prompt_tokens += stats.prompt_tokens;
-            total.completion_tokens += stats.completion_tokens;
+            total.prompt_tokens = total.prompt_tokens.saturating_add(stats.prompt_tokens);
+            total.completion_tokens = total
+                .completion_tokens
+                .saturating_add(stats.completion_tokens);
             total.latency_ms += stats.latency_ms;
         }
         merged

@@ -289,7 +289,10 @@ impl Store for KubeStore {
 
     /// Only the LLM tokens are kept: the rest of the usage is counted from the Experiments.
     fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage> {
-        let total = self.usage(campaign)?.llm_tokens + delta.llm_tokens;
+        let total = self
+            .usage(campaign)?
+            .llm_tokens
+            .saturating_add(delta.llm_tokens);
         self.merge_status(campaign, json!({ "llmTokens": total }))?;
         self.llm_tokens.insert(campaign.to_string(), total);
         Ok(Usage {

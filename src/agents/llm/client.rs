@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::time::{Duration, Instant};
 
 /// An API key that cannot be printed by accident.
@@ -76,7 +77,8 @@ pub struct RoleStats {
 
 impl RoleStats {
     pub fn tokens(&self) -> u64 {
-        self.prompt_tokens + self.completion_tokens
+        // Counts come from the endpoint: a server may report any u64.
+        self.prompt_tokens.saturating_add(self.completion_tokens)
     }
 }
 
@@ -165,7 +167,10 @@ impl Client {
     }
 
     pub fn total_tokens(&self) -> u64 {
-        self.stats.values().map(RoleStats::tokens).sum()
+        self.stats
+            .values()
+            .map(RoleStats::tokens)
+            .fold(0, u64::saturating_add)
     }
 
     /// Deterministic jitter in [0.5, 1.5): no clock or global RNG needed.
@@ -209,9 +214,12 @@ impl Client {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(Duration::from_secs_f64);
-        let text = match response.text() {
+        let text = match read_reply(response) {
             Ok(text) => text,
-            Err(error) => {
+            Err(ReplyError::TooLarge(message)) => {
+                return Exchange::Fatal(LlmError::BadReply(message));
+            }
+            Err(ReplyError::Read(error)) => {
                 return Exchange::Retry {
                     reason: format!("reading the reply: {error}"),
                     wait: None,
@@ -327,8 +335,8 @@ impl Client {
             .is_none()
             .then(|| self.snippet(&reply.to_string()));
         let stats = self.stats.entry(role).or_default();
-        stats.prompt_tokens += prompt_tokens;
-        stats.completion_tokens += completion_tokens;
+        stats.prompt_tokens = stats.prompt_tokens.saturating_add(prompt_tokens);
+        stats.completion_tokens = stats.completion_tokens.saturating_add(completion_tokens);
         if let Some(quoted) = no_message {
             stats.errors += 1;
             return Err(LlmError::BadReply(format!(
@@ -383,10 +391,43 @@ impl Client {
             )));
         }
         if let Some(tokens) = reply.pointer("/usage/total_tokens").and_then(Value::as_u64) {
-            self.stats.entry("embeddings").or_default().prompt_tokens += tokens;
+            let stats = self.stats.entry("embeddings").or_default();
+            stats.prompt_tokens = stats.prompt_tokens.saturating_add(tokens);
         }
         Ok(vectors)
     }
+}
+
+/// The most of a reply body read: a chat reply is KiBs, an embeddings reply for a few hundred
+/// inputs a few MiB. A larger one is refused, and no more than this is ever held.
+pub const MAX_REPLY_BYTES: usize = 16 << 20;
+
+enum ReplyError {
+    TooLarge(String),
+    Read(std::io::Error),
+}
+
+/// The reply's body as text, read up to [`MAX_REPLY_BYTES`] (refused unread when its
+/// `Content-Length` says more).
+fn read_reply(response: reqwest::blocking::Response) -> Result<String, ReplyError> {
+    let declared = response.content_length();
+    if let Some(length) = declared.filter(|&length| length > MAX_REPLY_BYTES as u64) {
+        return Err(ReplyError::TooLarge(format!(
+            "the reply is {length} bytes, more than the {MAX_REPLY_BYTES} read from an endpoint"
+        )));
+    }
+    let capacity = declared.map_or(64 << 10, |length| length as usize);
+    let mut bytes = Vec::with_capacity(capacity.min(MAX_REPLY_BYTES));
+    response
+        .take(MAX_REPLY_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(ReplyError::Read)?;
+    if bytes.len() > MAX_REPLY_BYTES {
+        return Err(ReplyError::TooLarge(format!(
+            "the reply is longer than the {MAX_REPLY_BYTES} bytes read from an endpoint"
+        )));
+    }
+    Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// Whether an error body is about the request's structured-output form. Servers say so in
