@@ -58,15 +58,11 @@ fn constraints_text(campaign: &Campaign) -> String {
     let spec = &campaign.spec;
     let train = &spec.stages.exploration.train;
     format!(
-        "- cost in the sequence length at most `{:?}` (linear < window < quadratic)\n- d_model {} and sequence length {} at exploration\n{}",
+        "- cost in the sequence length at most `{:?}` (linear < window < quadratic)\n- d_model {} and sequence length {} at exploration\n- at most {} parameters per mixer\n",
         spec.constraints.max_complexity,
         train.model.d_model,
         train.data.seq_len,
-        spec.constraints
-            .max_params
-            .map_or_else(String::new, |p| format!(
-                "- at most {p} parameters per mixer\n"
-            ))
+        spec.constraints.max_params_or_default()
     )
 }
 

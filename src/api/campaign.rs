@@ -130,9 +130,21 @@ pub struct Constraints {
     /// Highest cost in the sequence length a proposal may have (seeds are exempt).
     #[serde(default)]
     pub max_complexity: ComplexityLimit,
-    /// Most parameters per mixer at the exploration config.
+    /// Most parameters per mixer at the exploration config; unset, [`DEFAULT_MAX_PARAMS`].
     #[serde(default)]
     pub max_params: Option<u64>,
+}
+
+/// A proposal's parameter limit when a campaign sets none: 64 Mi per mixer (a layer of a
+/// model far larger than any exploration run), so that a chain of `linear(65536)` — legal
+/// dimension by dimension, billions of parameters together — is refused before it trains.
+pub const DEFAULT_MAX_PARAMS: u64 = 64 << 20;
+
+impl Constraints {
+    /// The parameter limit proposals are held to.
+    pub fn max_params_or_default(&self) -> u64 {
+        self.max_params.unwrap_or(DEFAULT_MAX_PARAMS)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -263,15 +275,19 @@ pub struct LlmSpec {
     pub use_judge: bool,
     /// Seconds before a request counts as hung.
     #[serde(default = "timeout_seconds")]
+    #[schemars(range(min = 1.0, max = 3600.0))]
     pub timeout_seconds: f64,
     /// Retries after a 429, a 5xx, a timeout or a refused connection.
     #[serde(default = "max_retries")]
+    #[schemars(range(max = 20))]
     pub max_retries: u32,
     /// First backoff in seconds (doubled each retry, with jitter; `Retry-After` wins).
     #[serde(default = "backoff_seconds")]
+    #[schemars(range(min = 0.0, max = 300.0))]
     pub backoff_seconds: f64,
     /// Re-asks after a reply that is not valid JSON of the role's schema.
     #[serde(default = "max_reasks")]
+    #[schemars(range(max = 10))]
     pub max_reasks: u32,
     /// Model for `/v1/embeddings` (cognition retrieval); none: the built-in embedding.
     #[serde(default)]
@@ -317,6 +333,7 @@ pub struct RoleSpec {
     #[schemars(length(max = limits::MODEL_NAME))]
     pub model: Option<String>,
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: Option<f64>,
     #[serde(default)]
     pub max_tokens: Option<u32>,
@@ -346,6 +363,7 @@ pub struct CognitionSpec {
     #[schemars(range(min = 1, max = limits::TOP_K))]
     pub top_k: usize,
     #[serde(default = "min_score")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub min_score: f64,
 }
 

@@ -581,7 +581,7 @@ impl<'a> StepInputs<'a> {
                 0
             },
             max_params: if proposal {
-                spec.constraints.max_params
+                Some(spec.constraints.max_params_or_default())
             } else {
                 None
             },
@@ -1094,6 +1094,22 @@ mod tests {
             "other exploration programs, not itself or reruns"
         );
         assert!(!inputs.skip_novelty);
+        // The fixture sets no maxParams: proposals are still held to the default limit, which
+        // a chain of two 65,536-wide projections is far past; seeds are trusted programs.
+        assert_eq!(
+            inputs.max_params,
+            Some(crate::api::campaign::DEFAULT_MAX_PARAMS)
+        );
+        let wide = archspec::check_source(
+            "mixer m(d_model) {\n  return x |> linear(65536) |> linear(65536) |> linear(d_model)\n}\n",
+            &archspec::CheckConfig::default(),
+        )
+        .unwrap_or_else(|d| panic!("{d:?}"));
+        assert!(wide.analysis.params > crate::api::campaign::DEFAULT_MAX_PARAMS);
+        assert_eq!(
+            StepInputs::gather(&spec, &experiments, &experiments[0], true).max_params,
+            None
+        );
         // Known programs are gathered only when asked, and only for proposals.
         let inputs = StepInputs::gather(&spec, &experiments, &experiments[1], false);
         assert!(inputs.known().is_empty());

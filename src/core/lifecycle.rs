@@ -466,8 +466,8 @@ pub fn step(
             },
         ) => {
             experiment.operator = operator;
-            experiment.name = name;
-            experiment.motivation = motivation;
+            experiment.name = name.chars().take(MAX_NAME_CHARS).collect();
+            experiment.motivation = bounded(&motivation, MAX_MOTIVATION_BYTES);
             experiment.retrieved = retrieved;
             start_attempt(&mut experiment, program, context, &mut effects);
         }
@@ -676,7 +676,8 @@ fn start_attempt(
     };
     experiment.attempts.push(Attempt {
         number,
-        program: program.clone(),
+        // An over-long program was refused by the parser; memory keeps what a reader needs.
+        program: bounded(&program, archspec::limits::MAX_SOURCE_BYTES),
         outcome: outcome.clone(),
         progress: Vec::new(),
         structure,
@@ -691,6 +692,23 @@ fn start_attempt(
         }
         Some(_) => revise_or_fail(experiment, context, effects),
     }
+}
+
+/// The most of a proposal's name and motivation kept (an agent's words: an LLM may write
+/// megabytes).
+pub const MAX_NAME_CHARS: usize = 128;
+pub const MAX_MOTIVATION_BYTES: usize = 16 * 1024;
+
+/// `text` cut to at most `limit` bytes at a character boundary, saying so when it was cut.
+pub fn bounded(text: &str, limit: usize) -> String {
+    if text.len() <= limit {
+        return text.to_string();
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}\n# … cut at {end} of {} bytes", &text[..end], text.len())
 }
 
 fn novelty_outcome(
@@ -1306,6 +1324,42 @@ mod tests {
             &fixture.context(0),
         );
         assert_eq!(broken.attempts[0].structure, None);
+    }
+
+    #[test]
+    fn an_agent_s_megabytes_are_kept_cut_to_the_bounds_and_the_program_refused() {
+        let fixture = Fixture::new();
+        let huge = format!(
+            "mixer m(d_model) {{\n{}  return x\n}}\n",
+            "  # é padding\n".repeat(20_000)
+        );
+        let event = Event::Proposed {
+            name: "n".repeat(10_000),
+            motivation: "why ".repeat(100_000),
+            program: huge.clone(),
+            retrieved: vec![],
+            operator: None,
+        };
+        let (experiment, _) = step(
+            Experiment::new(1, Stage::Exploration, None, vec![]),
+            event,
+            &fixture.context(0),
+        );
+        let stored = &experiment.attempts[0];
+        assert!(matches!(stored.outcome, Some(Outcome::Invalid { .. })));
+        assert!(stored.program.len() < archspec::limits::MAX_SOURCE_BYTES + 64);
+        assert!(
+            stored
+                .program
+                .ends_with(&format!("of {} bytes", huge.len())),
+            "{}",
+            &stored.program[stored.program.len() - 80..]
+        );
+        assert_eq!(experiment.name.chars().count(), MAX_NAME_CHARS);
+        assert!(experiment.motivation.len() < MAX_MOTIVATION_BYTES + 64);
+        // Within the bounds nothing is touched.
+        assert_eq!(bounded("é", 2), "é");
+        assert_eq!(bounded("éé", 3), "é\n# … cut at 2 of 4 bytes");
     }
 
     #[test]
