@@ -217,6 +217,10 @@ impl Complexity {
     }
 }
 
+/// The widest `short_conv` counted as linear in T (Mamba, H3 and DeltaNet use 2–4 taps); a
+/// wider one costs what a window of its width costs.
+pub const SHORT_CONV_LINEAR_WIDTH: usize = 16;
+
 impl Op {
     /// The positions an output reads from its inputs.
     pub fn time_kernel(&self) -> TimeKernel {
@@ -253,6 +257,9 @@ impl Op {
         match self {
             Op::SoftmaxAttention => Complexity::Quadratic,
             Op::WindowAttention { .. } => Complexity::Window,
+            // A convolution reads `width` positions per token: O(T·W), like a window, once
+            // it is more than the few taps that make it a cheap local mix.
+            Op::ShortConv { width } if *width > SHORT_CONV_LINEAR_WIDTH => Complexity::Window,
             _ => Complexity::Linear,
         }
     }

@@ -139,6 +139,28 @@ fn complexity_above_the_limit_is_rejected() {
 }
 
 #[test]
+fn a_convolution_wider_than_a_few_taps_costs_a_window() {
+    let config = CheckConfig {
+        max_complexity: Some(Complexity::Linear),
+        ..CheckConfig::default()
+    };
+    // 16 taps are a local mix, linear in T; 17 read as far back as a window does.
+    let source = |width: usize| {
+        format!("mixer m(d_model) {{\n  return x |> short_conv({width}) |> linear(d_model)\n}}\n")
+    };
+    assert!(archspec::check_source(&source(16), &config).is_ok());
+    check_with(
+        &source(17),
+        &config,
+        expect![[r#"
+            error[E0402] at 2:10: short_conv(17) costs window in the sequence length; this campaign allows at most linear
+              |   return x |> short_conv(17) |> linear(d_model)
+              |          ^^^^^^^^^^^^^^^^^^^
+        "#]],
+    );
+}
+
+#[test]
 fn dimensions_over_the_limit_are_rejected() {
     check(
         "mixer m(d_model) {\n  return x |> linear(1000000) |> linear(d_model)\n}\n",
