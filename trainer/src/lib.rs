@@ -7,6 +7,7 @@
 //! loss, scores it on the test split and returns the result.
 
 pub mod benchmarks;
+pub mod causality;
 pub mod checkpoint;
 pub mod config;
 pub mod corpus;

@@ -206,7 +206,13 @@ impl Mixer {
                         Op::WindowAttention { window } => Some(window),
                         _ => None,
                     };
-                    let (q, k, v) = (heads(input(0)), heads(input(1)), heads(input(2)));
+                    // A per-head constant (`head_param`) may stand for q, k or v: every position
+                    // and sequence sees it (the sequential kernels read one step at a time).
+                    let (q, k, v) = (
+                        full_heads(input(0)),
+                        full_heads(input(1)),
+                        full_heads(input(2)),
+                    );
                     Value::Heads(if reference {
                         attention::softmax_attention_reference(q, k, v, window)
                     } else {
@@ -214,7 +220,13 @@ impl Mixer {
                     })
                 }
                 Op::LinearAttention | Op::DecayAttention => {
-                    let (q, k, v) = (heads(input(0)), heads(input(1)), heads(input(2)));
+                    // A per-head constant (`head_param`) may stand for q, k or v: every position
+                    // and sequence sees it (the sequential kernels read one step at a time).
+                    let (q, k, v) = (
+                        full_heads(input(0)),
+                        full_heads(input(1)),
+                        full_heads(input(2)),
+                    );
                     let g = (node.op == Op::DecayAttention).then(|| full_heads(input(3)));
                     Value::Heads(if reference {
                         linear::decay_attention_reference(q, k, v, g)
@@ -223,7 +235,13 @@ impl Mixer {
                     })
                 }
                 Op::DeltaRule | Op::GatedDeltaRule => {
-                    let (q, k, v) = (heads(input(0)), heads(input(1)), heads(input(2)));
+                    // A per-head constant (`head_param`) may stand for q, k or v: every position
+                    // and sequence sees it (the sequential kernels read one step at a time).
+                    let (q, k, v) = (
+                        full_heads(input(0)),
+                        full_heads(input(1)),
+                        full_heads(input(2)),
+                    );
                     let beta = full_heads(input(3));
                     let g = (node.op == Op::GatedDeltaRule).then(|| full_heads(input(4)));
                     Value::Heads(if reference {

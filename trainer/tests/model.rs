@@ -138,6 +138,44 @@ fn every_mixer_is_causal_in_both_forms() {
     }
 }
 
+/// Found by the causality probe over the cognition sketches: a per-head constant as the query
+/// of a recurrence panicked in the sequential form and gave one position in the chunked one.
+#[test]
+fn a_per_head_constant_as_query_key_or_value_is_read_at_every_position() {
+    let source = "
+mixer m(d_model, heads = 4) {
+  g = x |> linear(heads) |> logsigmoid |> split_heads(heads)
+  k = x |> linear(heads) |> sigmoid |> split_heads(heads)
+  v = x |> linear(heads) |> split_heads(heads)
+  q = head_param(heads, init = 1.0)
+  one = head_param(heads) * 0 + 1
+  h = decay_attention(q, k, v, g) + linear_attention(k, k, one)
+  return h |> merge_heads |> linear(d_model)
+}
+";
+    let valid = check_source(source, &config()).unwrap_or_else(|d| panic!("{d:?}"));
+    let mut store = ParamStore::new();
+    let mut rng = SmallRng::seed_from_u64(5);
+    let mixer = Mixer::init(
+        &valid.checked.graph,
+        "m",
+        8,
+        &mut store,
+        &mut rng,
+        &Device::flex(),
+    );
+    let x = random_sequence(2, 24, 6);
+    let fast = mixer.forward(&store.values, x.clone(), false);
+    let slow = mixer.forward(&store.values, x, true);
+    assert_eq!(fast.dims(), [2, 24, D_MODEL]);
+    assert_eq!(slow.dims(), [2, 24, D_MODEL]);
+    let difference = (fast - slow).abs().max().into_scalar::<f32>();
+    assert!(
+        difference < 1e-4,
+        "chunked and sequential differ by {difference}"
+    );
+}
+
 #[test]
 fn gradients_are_finite_for_every_program() {
     for (name, source) in programs() {
