@@ -496,7 +496,10 @@ fn a_second_run_on_a_locked_state_exits_at_once_naming_the_holder_and_the_first_
     );
     // A report only reads, and reads beside a running campaign (once it has experiments).
     while experiments_in_db(&state).is_empty() {
-        assert!(started.elapsed() < Duration::from_secs(120), "no experiment");
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no experiment"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let reading = archlab(&["report", "--state", &state_arg]);
