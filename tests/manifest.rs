@@ -566,6 +566,12 @@ fn numbers_out_of_their_range_or_not_finite_are_refused_with_the_field_path() {
             "spec.qa.maxAttemptSeconds",
             "at least 1",
         ),
+        (
+            "parallelism: 2",
+            "parallelism: 2\n  fitness: {loss: -1}",
+            "spec.fitness.loss",
+            "at least 0",
+        ),
     ] {
         let text = llm_example();
         assert!(text.contains(from), "{from}");

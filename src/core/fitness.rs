@@ -39,10 +39,13 @@ pub const LOSS_FLOOR: f64 = 1e-6;
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FitnessWeights {
     #[serde(default = "half")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub loss: f64,
     #[serde(default = "half")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub task: f64,
     #[serde(default = "judge_default")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub judge: f64,
     /// Charges for what the mixer costs against the baseline's (all 0: quality alone).
     #[serde(default)]
@@ -79,15 +82,15 @@ impl Default for FitnessWeights {
 pub struct CostWeights {
     /// The mixer's learned parameters.
     #[serde(default)]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub params: f64,
     /// The mixer's forward FLOPs per token at the stage's sequence length.
     #[serde(default)]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub flops_per_token: f64,
     /// The numbers the mixer keeps per sequence to go on generating.
     #[serde(default)]
-    #[schemars(range(min = 0.0))]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub state_size: f64,
 }
 

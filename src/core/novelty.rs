@@ -12,9 +12,11 @@ pub struct NoveltyConfig {
     /// Reject a program whose structural distance to one in memory is below this (0 = only
     /// identical structures are rejected).
     #[serde(default)]
+    #[schemars(range(min = 0.0, max = 1e6))]
     pub min_distance: f64,
     /// Reject a motivation whose similarity to one already tried is at least this.
     #[serde(default = "max_motivation_similarity")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub max_motivation_similarity: f64,
 }
 

@@ -11,11 +11,14 @@ use serde::{Deserialize, Serialize};
 pub struct SamplingConfig {
     /// The parent is drawn from ranks 1..=parent_top_k.
     #[serde(default = "parent_top_k")]
+    #[schemars(range(max = 1_000_000))]
     pub parent_top_k: usize,
     /// References are drawn from ranks reference_from..=reference_to.
     #[serde(default = "reference_from")]
+    #[schemars(range(max = 1_000_000))]
     pub reference_from: usize,
     #[serde(default = "reference_to")]
+    #[schemars(range(max = 1_000_000))]
     pub reference_to: usize,
     /// How many references each proposal sees.
     #[serde(default = "references")]
