@@ -1,63 +1,31 @@
 //! Reading the trainer's JSON-lines contract into lifecycle events. Both bodies use it: the
-//! local driver on a child's stdout, the operator on a pod's log stream. Lines that are not
-//! trainer events (warnings, partial lines) are ignored rather than trusted.
+//! local driver on a child's stdout, the operator on a pod's log stream. The lines themselves
+//! are read by the `protocol` crate (fuzzed there); what they mean to a run is decided here.
 
 use super::lifecycle::{Event, TrainSummary};
 use super::qa::ProgressPoint;
-use serde::Deserialize;
-use std::collections::BTreeMap;
-
-#[derive(Deserialize)]
-#[serde(tag = "event", rename_all = "snake_case")]
-enum Line {
-    Progress {
-        step: usize,
-        loss: Option<f64>,
-        elapsed_s: f64,
-        #[serde(default)]
-        trial: usize,
-    },
-    Result {
-        status: trainer::Status,
-        #[serde(default)]
-        val_loss: Option<f64>,
-        #[serde(default)]
-        accuracy: BTreeMap<String, f64>,
-        #[serde(default)]
-        wall_s: f64,
-        #[serde(default)]
-        params: u64,
-        #[serde(default)]
-        benchmarks: BTreeMap<String, trainer::BenchmarkScore>,
-        #[serde(default)]
-        error: Option<String>,
-    },
-}
+use protocol::Reading;
 
 /// The event a line carries, if it is one of the trainer's.
 pub fn parse_line(line: &str) -> Option<Event> {
-    let parsed: Line = serde_json::from_str(line.trim()).ok()?;
-    Some(match parsed {
-        // JSON has no NaN: the trainer writes a non-finite loss as null.
-        Line::Progress {
+    Some(match protocol::read(line)? {
+        Reading::Progress {
             step,
             loss,
             elapsed_s,
             trial,
         } => Event::Progress(ProgressPoint {
             step,
-            loss: loss.unwrap_or(f64::NAN),
+            loss,
             elapsed_s,
             trial,
         }),
-        Line::Result {
-            status: trainer::Status::Ok,
-            val_loss: Some(val_loss),
+        Reading::Finished {
+            val_loss,
             mut accuracy,
             wall_s,
             params,
             benchmarks,
-            ..
         } => {
             // A benchmark's `acc` is one more task accuracy: fitness, verification and the
             // report weigh it as they weigh the tasks'. A name a task has keeps the task's.
@@ -72,20 +40,16 @@ pub fn parse_line(line: &str) -> Option<Event> {
                 benchmarks,
             })
         }
-        Line::Result {
-            status: trainer::Status::Diverged,
-            ..
-        }
-        | Line::Result {
-            status: trainer::Status::Ok,
-            val_loss: None,
-            ..
-        } => Event::Diverged,
-        Line::Result {
-            status: trainer::Status::Error,
+        Reading::Diverged => Event::Diverged,
+        // A full disk says nothing of the program: never charged to it (the local driver
+        // stops the run; a pod's run is retried as the infrastructure's failure).
+        Reading::Failed {
             error,
-            ..
-        } => Event::Crashed {
+            storage_full: true,
+        } => Event::InfrastructureFailed {
+            reason: format!("the trainer's disk is full: {}", error.unwrap_or_default()),
+        },
+        Reading::Failed { error, .. } => Event::Crashed {
             message: error.unwrap_or_else(|| "the trainer reported an error".into()),
             log_tail: String::new(),
         },
@@ -95,9 +59,10 @@ pub fn parse_line(line: &str) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
-    fn progress_results_and_noise() {
+    fn each_reading_becomes_its_lifecycle_event() {
         assert_eq!(
             parse_line(
                 r#"{"event":"progress","step":10,"loss":2.5,"lr":0.001,"tokens_per_s":1.0,"elapsed_s":0.5,"trial":1}"#
@@ -125,15 +90,15 @@ mod tests {
             parse_line(r#"{"event":"result","status":"error","error":"bad config"}"#),
             Some(Event::Crashed { message, .. }) if message == "bad config"
         ));
-        for noise in [
-            "",
-            "warning: x",
-            "{\"event\":\"other\"}",
-            "{\"event\":\"progress\"",
-            "[1,2]",
-        ] {
-            assert_eq!(parse_line(noise), None, "{noise}");
-        }
+        assert!(matches!(
+            parse_line(r#"{"event":"result","status":"error"}"#),
+            Some(Event::Crashed { message, .. }) if message == "the trainer reported an error"
+        ));
+        assert!(matches!(
+            parse_line(r#"{"event":"result","status":"error","error":"checkpoint: x: No space left on device","storage_full":true}"#),
+            Some(Event::InfrastructureFailed { reason }) if reason.contains("disk is full") && reason.contains("No space left")
+        ));
+        assert_eq!(parse_line("warning: x"), None);
     }
 
     #[test]

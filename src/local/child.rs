@@ -3,11 +3,12 @@
 //! crash reports. The child watches its stdin, so it exits when the driver dies (even by
 //! SIGKILL) instead of training on as an orphan.
 
-use super::lines::{CappedLog, Line, read_line};
+use super::capped_log::CappedLog;
 use crate::core::lifecycle::ExperimentId;
 use crate::core::watchdog::Liveness;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
+use protocol::lines::{Line, read_line};
 use std::collections::VecDeque;
 use std::io::{BufReader, Read};
 use std::os::unix::process::CommandExt;

@@ -2,8 +2,8 @@
 //! processes (at most `spec.parallelism` at once), memory is SQLite in the state directory,
 //! Ctrl-C stops cleanly, and running the same command again resumes where it stopped.
 
+mod capped_log;
 pub mod child;
-mod lines;
 pub mod progress;
 
 use crate::agents::SearchStrategy;
@@ -210,6 +210,20 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                 let Some(event) = parse_line(&line) else {
                     continue;
                 };
+                // Here the only infrastructure is this machine (a trainer's disk filled up):
+                // the run stops as Ctrl-C stops it, nothing charged to the program, and the
+                // same command resumes once the user has made room.
+                if let Event::InfrastructureFailed { reason } = &event {
+                    for (_, child) in std::mem::take(&mut running) {
+                        child.kill();
+                    }
+                    engine.write_all()?;
+                    display.finish();
+                    bail!(
+                        "e{experiment} attempt {attempt}: {reason}. Stopped; unfinished runs restart when you run the same command again, once there is room (state in {})",
+                        options.state.display()
+                    );
+                }
                 if let Event::Progress(point) = &event {
                     display.progress(experiment, attempt, point.step, point.loss);
                 }

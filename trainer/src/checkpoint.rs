@@ -210,9 +210,16 @@ pub fn write_tensors(path: &Path, tensors: &[(String, &Tensor<2>)]) -> Result<()
                 })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    safetensors::serialize_to_file(views, None, path).map_err(|error| CheckpointError::Format {
-        path: path.to_path_buf(),
-        message: error.to_string(),
+    safetensors::serialize_to_file(views, None, path).map_err(|error| match error {
+        // A write that failed (a full disk) is the storage's error, not the format's.
+        safetensors::SafeTensorError::IoError(error) => CheckpointError::Io {
+            path: path.to_path_buf(),
+            error,
+        },
+        other => CheckpointError::Format {
+            path: path.to_path_buf(),
+            message: other.to_string(),
+        },
     })
 }
 

@@ -12,7 +12,6 @@ pub mod checkpoint;
 pub mod config;
 pub mod corpus;
 pub mod data;
-pub mod events;
 pub mod first_step;
 pub mod json_lines;
 pub mod kernels;
@@ -26,6 +25,8 @@ pub mod training;
 
 pub use config::TrainConfig;
 pub use events::{BenchmarkScore, Event, Status, TrainResult};
+/// The output contract, shared with the drivers that read it.
+pub use protocol::events;
 
 use archspec::{CheckConfig, ModelShape, Valid};
 use burn::tensor::Device;
@@ -63,6 +64,18 @@ pub enum TrainError {
         of: usize,
         saved: Option<std::path::PathBuf>,
     },
+}
+
+impl TrainError {
+    /// Whether a full disk caused it (saving a checkpoint): the machine's failure, which says
+    /// nothing of the program.
+    pub fn is_storage_full(&self) -> bool {
+        matches!(
+            self,
+            TrainError::Checkpoint(checkpoint::CheckpointError::Io { error, .. })
+                if error.kind() == std::io::ErrorKind::StorageFull
+        )
+    }
 }
 
 /// A program and config that passed every check, ready to train.
@@ -195,6 +208,7 @@ pub fn run_with_checkpoints(
         Ok(Ok(())) => {}
         Ok(Err(error)) => {
             result.status = Status::Error;
+            result.storage_full = error.is_storage_full();
             result.error = Some(error.to_string());
         }
         Err(panic) => {
@@ -234,6 +248,7 @@ fn empty_result(prepared: &Prepared) -> TrainResult {
         long_context: None,
         held_out: prepared.sources.held_out(&prepared.config.data),
         error: None,
+        storage_full: false,
     }
 }
 

@@ -76,6 +76,10 @@ pub struct TrainResult {
     pub held_out: Vec<HeldOut>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The error was a full disk (saving a checkpoint): the machine's failure, not the
+    /// program's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub storage_full: bool,
 }
 
 /// One task's split of training and evaluation data.
