@@ -15,7 +15,7 @@ use crate::core::campaign::{self, Ending, NewExperiment, Next, StepInputs};
 use crate::core::lifecycle::{self, Effect, Event, Experiment, ExperimentId, Origin, Phase, Stage};
 use crate::core::progress_writes::{self, Write};
 use crate::core::spec_change::{self, SpecChange};
-use crate::memory::{MemoryError, Store};
+use crate::memory::{Loaded, MemoryError, Quarantined, Store};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -144,6 +144,8 @@ pub struct Engine<S: Store> {
     cognition: Cognition,
     /// Mirror of memory (this engine is the campaign's only writer).
     experiments: Vec<Experiment>,
+    /// Stored experiments that could not be read back: left out, but counted (see `usage`).
+    quarantined: Vec<Quarantined>,
     /// Agent statistics of earlier runs of this campaign, and this run's tokens already
     /// added to the usage in memory.
     stats_before: BTreeMap<String, RoleStats>,
@@ -214,7 +216,17 @@ impl<S: Store> Engine<S> {
             message: e.to_string(),
         })?;
         accept_spec(&mut store, campaign, &spec, &spec_json)?;
-        let experiments = store.experiments(campaign)?;
+        let Loaded {
+            experiments,
+            quarantined,
+        } = store.load(campaign)?;
+        for damaged in &quarantined {
+            tracing::warn!(
+                "experiment {} cannot be read back ({}); it is left out of this run and its record kept as it is",
+                damaged.id,
+                damaged.reason
+            );
+        }
         let record = store
             .agent_stats(campaign)?
             .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
@@ -231,6 +243,7 @@ impl<S: Store> Engine<S> {
             agents,
             cognition,
             experiments,
+            quarantined,
             stats_before,
             tokens_recorded: 0,
             motivations: None,
@@ -308,13 +321,23 @@ impl<S: Store> Engine<S> {
         &self.experiments
     }
 
+    /// Stored experiments left out because they cannot be read back.
+    pub fn quarantined(&self) -> &[Quarantined] {
+        &self.quarantined
+    }
+
     pub fn usage(&self) -> crate::core::budget::Usage {
         let tokens = self
             .store
             .usage(&self.campaign)
             .map(|u| u.llm_tokens)
             .unwrap_or(0);
-        campaign::usage(&self.experiments, tokens)
+        let mut usage = campaign::usage(&self.experiments, tokens);
+        // A damaged experiment was run all the same: it keeps its place in the experiment
+        // budget (its compute time cannot be read, so it is not counted).
+        let damaged = u32::try_from(self.quarantined.len()).unwrap_or(u32::MAX);
+        usage.experiments = usage.experiments.saturating_add(damaged);
+        usage
     }
 
     /// Usage as the planner should see it: when the LLM backend may fall back to the

@@ -210,3 +210,138 @@ fn a_version_1_database_is_upgraded_in_place_keeping_its_records() {
         Some("{\"roles\":{}}")
     );
 }
+
+/// Runs one SQL statement on the state's database, as damage from outside would.
+fn damage(dir: &std::path::Path, sql: &str) {
+    let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
+    connection.execute_batch(sql).unwrap();
+}
+
+fn row_of(dir: &std::path::Path, id: u64) -> (String, String) {
+    let connection = rusqlite::Connection::open(dir.join("archlab.db")).unwrap();
+    connection
+        .query_row(
+            "SELECT e.record_json, (SELECT group_concat(progress_json, '|') FROM attempts a WHERE a.experiment = e.id) FROM experiments e WHERE e.id = ?1",
+            [id as i64],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap()
+}
+
+#[test]
+fn a_damaged_row_quarantines_its_experiment_only_and_is_kept_as_it_was() {
+    let dir = state_dir("quarantine");
+    {
+        let mut store = SqliteStore::open(&dir).unwrap();
+        store.register_campaign("c", "{\"seeds\":[]}").unwrap();
+        for id in 1..=4 {
+            store.save_experiment("c", &experiment(id)).unwrap();
+        }
+    }
+    // One record cut short, one attempt's progress that is not JSON, one record that claims
+    // another experiment's id.
+    damage(
+        &dir,
+        "UPDATE experiments SET record_json = substr(record_json, 1, 40) WHERE id = 2;
+         UPDATE attempts SET progress_json = 'not json' WHERE experiment = 3 AND number = 2;
+         UPDATE experiments SET record_json = replace(record_json, '\"id\":4', '\"id\":1') WHERE id = 4;",
+    );
+    let damaged: Vec<_> = [2, 3, 4].iter().map(|&id| row_of(&dir, id)).collect();
+
+    let mut store = SqliteStore::open(&dir).unwrap();
+    let loaded = store.load("c").unwrap();
+    let ids: Vec<u64> = loaded.experiments.iter().map(|e| e.id).collect();
+    assert_eq!(ids, [1]);
+    assert_eq!(loaded.experiments[0], experiment(1));
+    let quarantined: Vec<(u64, &str)> = loaded
+        .quarantined
+        .iter()
+        .map(|q| (q.id, q.reason.as_str()))
+        .collect();
+    assert_eq!(quarantined.len(), 3, "{quarantined:?}");
+    assert!(
+        quarantined[0].0 == 2 && quarantined[0].1.contains("experiment 2"),
+        "{quarantined:?}"
+    );
+    assert!(
+        quarantined[1].0 == 3 && quarantined[1].1.contains("attempt 2 of experiment 3"),
+        "{quarantined:?}"
+    );
+    assert!(
+        quarantined[2].0 == 4 && quarantined[2].1.contains("says it is experiment 1"),
+        "{quarantined:?}"
+    );
+    // Their ids are never given again, and the campaign goes on writing around them.
+    assert_eq!(store.next_experiment_id("c").unwrap(), 5);
+    store.save_experiment("c", &experiment(5)).unwrap();
+    assert_eq!(store.experiments("c").unwrap().len(), 2);
+    drop(store);
+    let kept: Vec<_> = [2, 3, 4].iter().map(|&id| row_of(&dir, id)).collect();
+    assert_eq!(kept, damaged, "quarantined rows are kept exactly as found");
+}
+
+/// The error opening `dir` gives, and whether the database file is byte for byte as before.
+fn open_refused(dir: &std::path::Path) -> (String, bool) {
+    let before = std::fs::read(dir.join("archlab.db")).unwrap();
+    let error = match SqliteStore::open(dir) {
+        Ok(_) => panic!("{} was opened", dir.display()),
+        Err(error) => error,
+    };
+    assert!(matches!(error, MemoryError::Unusable { .. }), "{error:?}");
+    let after = std::fs::read(dir.join("archlab.db")).unwrap();
+    let others: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|name| name != "archlab.db")
+        .collect();
+    (error.to_string(), before == after && others.is_empty())
+}
+
+#[test]
+fn a_foreign_a_truncated_and_a_non_database_file_are_refused_whole_and_left_untouched() {
+    // Not a database at all.
+    let text = state_dir("not-a-database");
+    std::fs::create_dir_all(&text).unwrap();
+    std::fs::write(
+        text.join("archlab.db"),
+        "campaign notes, saved under the wrong name\n".repeat(200),
+    )
+    .unwrap();
+    let (message, untouched) = open_refused(&text);
+    assert!(message.contains("is not an SQLite database"), "{message}");
+    assert!(message.contains("wrote nothing"), "{message}");
+    assert!(untouched);
+
+    // Another program's SQLite database: no archlab schema, tables of its own.
+    let foreign = state_dir("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    rusqlite::Connection::open(foreign.join("archlab.db"))
+        .unwrap()
+        .execute_batch("CREATE TABLE photos (id INTEGER PRIMARY KEY, path TEXT); INSERT INTO photos (path) VALUES ('a.jpg');")
+        .unwrap();
+    let (message, untouched) = open_refused(&foreign);
+    assert!(
+        message.contains("another program's SQLite database (tables photos)"),
+        "{message}"
+    );
+    assert!(untouched, "a foreign database was written to");
+
+    // A real memory cut to half its length (a copy that stopped short).
+    let truncated = state_dir("truncated");
+    {
+        let mut store = SqliteStore::open(&truncated).unwrap();
+        store.register_campaign("c", "{\"seeds\":[]}").unwrap();
+        for id in 1..=200 {
+            store.save_experiment("c", &experiment(id)).unwrap();
+        }
+    }
+    let path = truncated.join("archlab.db");
+    let length = std::fs::metadata(&path).unwrap().len();
+    assert!(length > 64 * 1024, "{length} bytes: too small to cut");
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(length / 2).unwrap();
+    drop(file);
+    let (message, untouched) = open_refused(&truncated);
+    assert!(message.contains("damaged"), "{message}");
+    assert!(untouched, "a damaged database was written to");
+}

@@ -4,107 +4,18 @@
 
 #![allow(clippy::unwrap_used)] // Test set-up: failures should fail loudly.
 
+mod common;
+
+use common::campaign::{
+    TINY, archlab, check_memory, experiments_in_db, processes_mentioning, report_json, run_quietly,
+    temp_dir, write_manifest,
+};
+
 use serde_json::Value;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-const TINY: &str = include_str!("fixtures/tiny_campaign.yaml");
-
-fn archlab(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_archlab"))
-        .args(args)
-        .output()
-        .expect("archlab runs")
-}
-
-/// `archlab run MANIFEST --state STATE --quiet`.
-fn run_quietly(manifest: &str, state: &Path) -> Output {
-    archlab(&[
-        "run",
-        manifest,
-        "--state",
-        state.to_str().unwrap(),
-        "--quiet",
-    ])
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("archlab-run-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn write_manifest(dir: &Path, text: &str) -> String {
-    let path = dir.join("campaign.yaml");
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-fn report_json(state: &Path) -> Value {
-    let output = archlab(&["report", "--state", state.to_str().unwrap(), "--json"]);
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).unwrap()
-}
-
-/// Invariants every finished campaign holds, whatever happened on the way.
-fn check_memory(report: &Value, max_experiments: usize) {
-    let experiments = report["experiments"].as_array().unwrap();
-    assert!(
-        experiments.len() <= max_experiments,
-        "budget exceeded: {}",
-        experiments.len()
-    );
-    let ids: Vec<u64> = experiments
-        .iter()
-        .map(|e| e["id"].as_u64().unwrap())
-        .collect();
-    let expected: Vec<u64> = (1..=ids.len() as u64).collect();
-    assert_eq!(ids, expected, "ids are dense and unique");
-    // Each seed once per stage and training seed; each promoted program once per seed.
-    let mut seen = HashSet::new();
-    for e in experiments {
-        for field in [
-            "id", "name", "parent", "stage", "phase", "fitness", "attempts",
-        ] {
-            assert!(e.get(field).is_some(), "experiment lacks `{field}`: {e}");
-        }
-        let phase = e["phase"].as_str().unwrap();
-        assert!(
-            phase == "succeeded" || phase == "failed",
-            "not terminal: {e}"
-        );
-        let origin = e["origin"].as_str().unwrap();
-        if origin != "proposal" {
-            let key = (
-                e["name"].to_string(),
-                e["stage"].to_string(),
-                e["replica"].as_u64(),
-            );
-            assert!(seen.insert(key), "duplicated: {e}");
-        }
-        let attempts = e["attempts"].as_array().unwrap();
-        assert!(!attempts.is_empty(), "no attempt recorded: {e}");
-        for attempt in attempts {
-            let outcome = attempt["outcome"].as_str().unwrap();
-            if outcome != "finished" {
-                assert!(
-                    !attempt["reason"].as_str().unwrap().is_empty(),
-                    "a failed attempt without its reason: {e}"
-                );
-            }
-        }
-        if phase == "failed" {
-            assert_ne!(attempts.last().unwrap()["outcome"], "finished");
-        }
-    }
-}
 
 #[test]
 fn a_campaign_runs_to_completion_and_the_report_shows_it() {
@@ -327,45 +238,6 @@ fn a_three_rung_campaign_climbs_its_ladder_and_reports_how_each_rung_predicted_t
             .collect::<Vec<_>>()
             .join("\n")
     );
-}
-
-fn processes_mentioning(needle: &str) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).contains(needle))
-                .unwrap_or(false)
-        })
-        .collect()
-}
-
-fn experiments_in_db(state: &Path) -> Vec<(i64, String, i64)> {
-    let Ok(connection) = rusqlite::Connection::open_with_flags(
-        state.join("archlab.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    ) else {
-        return Vec::new();
-    };
-    let Ok(mut statement) = connection.prepare(
-        "SELECT e.id, e.phase, (SELECT COUNT(*) FROM attempts a WHERE a.campaign = e.campaign AND a.experiment = e.id AND a.progress_json != '[]') FROM experiments e",
-    ) else {
-        return Vec::new();
-    };
-    statement
-        .query_map([], |row| {
-            Ok((
-                row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-            ))
-        })
-        .map(|rows| rows.filter_map(|r| r.ok()).collect())
-        .unwrap_or_default()
 }
 
 #[test]

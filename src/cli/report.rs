@@ -57,10 +57,14 @@ pub fn run(options: &ReportOptions) -> Result<ExitCode> {
         .and_then(|json| serde_json::from_str::<serde_json::Value>(&json).ok())
         .unwrap_or_default();
     let rules = rules(&spec);
-    let experiments = store.experiments(&campaign)?;
+    let crate::memory::Loaded {
+        experiments,
+        quarantined,
+    } = store.load(&campaign)?;
     let tokens = store.usage(&campaign)?.llm_tokens;
     let usage = crate::core::campaign::usage(&experiments, tokens);
     let mut report = Report::build(&campaign, &rules, &experiments, usage);
+    report.quarantined = quarantined;
     report.seed = spec["seed"].as_u64();
     if let Some(trials) = options.false_claims {
         let seeds = spec["stages"]["verification"]["seeds"]

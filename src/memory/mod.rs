@@ -2,6 +2,7 @@
 //! what drivers write through; [`sqlite::SqliteStore`] is the local-mode implementation (the
 //! operator keeps the same records in Experiment resources).
 
+pub mod fault;
 pub mod lock;
 pub mod sqlite;
 
@@ -22,12 +23,21 @@ pub enum MemoryError {
         #[source]
         source: rusqlite::Error,
     },
+    /// The disk holding the state is full: nothing half-written (the transaction rolled back).
+    #[error(
+        "the disk holding {path} is full; archlab stopped with its memory intact: free some space and run the same command to resume"
+    )]
+    DiskFull { path: String },
     #[error("database {path} has schema version {found}; this archlab reads up to {supported}")]
     NewerSchema {
         path: String,
         found: i64,
         supported: i64,
     },
+    #[error(
+        "{path} is not a usable archlab memory: {reason}. archlab wrote nothing to it; move it aside (or restore a backup) and run again"
+    )]
+    Unusable { path: String, reason: String },
     #[error("stored record {what} is unreadable: {message}")]
     Corrupt { what: String, message: String },
     #[error(
@@ -39,7 +49,36 @@ pub enum MemoryError {
     Cluster { what: String, message: String },
 }
 
+impl MemoryError {
+    /// An SQLite error on `path`; a full disk is told apart, since it is the user's to mend.
+    pub fn database(path: impl Into<String>, source: rusqlite::Error) -> MemoryError {
+        let path = path.into();
+        match source.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DiskFull) => MemoryError::DiskFull { path },
+            _ => MemoryError::Database { path, source },
+        }
+    }
+}
+
 pub type Result<T, E = MemoryError> = std::result::Result<T, E>;
+
+/// A stored experiment that cannot be read back (a damaged row). It is left out of the run
+/// rather than stopping the campaign; its row stays as it was, for inspection, and its id is
+/// never given again.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Quarantined {
+    pub id: ExperimentId,
+    /// Why it could not be read: which record, and the parser's message.
+    pub reason: String,
+}
+
+/// A campaign's experiments as read back from memory.
+#[derive(Debug, Default)]
+pub struct Loaded {
+    /// Every readable experiment, by id.
+    pub experiments: Vec<Experiment>,
+    pub quarantined: Vec<Quarantined>,
+}
 
 /// Persistent memory of campaigns. Every write is one transaction.
 pub trait Store {
@@ -54,8 +93,12 @@ pub trait Store {
     fn replace_campaign_spec(&mut self, name: &str, spec_json: &str) -> Result<()>;
     /// Inserts or replaces an experiment with all its attempts.
     fn save_experiment(&mut self, campaign: &str, experiment: &Experiment) -> Result<()>;
-    /// Every experiment of a campaign, by id.
-    fn experiments(&self, campaign: &str) -> Result<Vec<Experiment>>;
+    /// Every experiment of a campaign, by id, and those that cannot be read back.
+    fn load(&self, campaign: &str) -> Result<Loaded>;
+    /// Every readable experiment of a campaign, by id.
+    fn experiments(&self, campaign: &str) -> Result<Vec<Experiment>> {
+        Ok(self.load(campaign)?.experiments)
+    }
     /// The id the next experiment gets (one more than the highest stored).
     fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId>;
     /// Adds to the campaign's recorded usage and returns the new total.

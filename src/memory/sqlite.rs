@@ -2,7 +2,7 @@
 //! upgraded in place, and every write in a transaction so a killed process leaves either the
 //! old or the new record, never half of one.
 
-use super::{MemoryError, Result, Store};
+use super::{Loaded, MemoryError, Quarantined, Result, Store, fault};
 use crate::core::budget::Usage;
 use crate::core::lifecycle::{Attempt, Experiment, ExperimentId};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -71,19 +71,20 @@ impl SqliteStore {
     pub fn open(state_dir: &Path) -> Result<SqliteStore> {
         let path = state_dir.join(DATABASE);
         let display = path.display().to_string();
-        let database = |source| MemoryError::Database {
-            path: display.clone(),
-            source,
-        };
+        let database = |source| MemoryError::database(display.clone(), source);
         std::fs::create_dir_all(state_dir).map_err(|source| MemoryError::StateDir {
             path: state_dir.display().to_string(),
             source,
         })?;
         let connection = Connection::open(&path).map_err(database)?;
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
-            )
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(database)?;
+        // Before anything is written (even the journal mode): a file that is not ours, or is
+        // damaged, is refused whole with one message and left exactly as it was.
+        refuse_unusable(&connection, &display)?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON;")
             .map_err(database)?;
         let mut store = SqliteStore {
             connection,
@@ -100,10 +101,7 @@ impl SqliteStore {
         if !path.exists() {
             return Ok(true);
         }
-        let database = |source| MemoryError::Database {
-            path: path.display().to_string(),
-            source,
-        };
+        let database = |source| MemoryError::database(path.display().to_string(), source);
         let connection =
             Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .map_err(database)?;
@@ -114,10 +112,7 @@ impl SqliteStore {
     }
 
     fn error(&self, source: rusqlite::Error) -> MemoryError {
-        MemoryError::Database {
-            path: self.path.clone(),
-            source,
-        }
+        MemoryError::database(self.path.clone(), source)
     }
 
     /// The schema version in the file.
@@ -141,23 +136,67 @@ impl SqliteStore {
             let transaction = self
                 .connection
                 .transaction()
-                .map_err(|e| MemoryError::Database {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(|e| MemoryError::database(self.path.clone(), e))?;
             transaction
                 .execute_batch(migration)
                 .and_then(|()| {
                     transaction.execute_batch(&format!("PRAGMA user_version = {}", index + 1))
                 })
                 .and_then(|()| transaction.commit())
-                .map_err(|e| MemoryError::Database {
-                    path: self.path.clone(),
-                    source: e,
-                })?;
+                .map_err(|e| MemoryError::database(self.path.clone(), e))?;
         }
         Ok(())
     }
+}
+
+/// Refuses a database file that is not an SQLite database, is damaged (a truncated copy, a
+/// disk error), or is another program's SQLite database (tables, but no archlab schema).
+fn refuse_unusable(connection: &Connection, path: &str) -> Result<()> {
+    let unusable = |reason: String| MemoryError::Unusable {
+        path: path.to_string(),
+        reason,
+    };
+    let describe = |error: rusqlite::Error| match error.sqlite_error_code() {
+        Some(rusqlite::ErrorCode::NotADatabase) => "it is not an SQLite database".to_string(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt) => format!("it is damaged: {error}"),
+        _ => format!("it cannot be read: {error}"),
+    };
+    // quick_check reads every page (O(size), about a second per 100 MB): a truncated file
+    // fails here rather than in the middle of a campaign.
+    let problems: Vec<String> = connection
+        .prepare("PRAGMA quick_check(5)")
+        .and_then(|mut statement| {
+            statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .and_then(|rows| rows.collect())
+        })
+        .map_err(describe)
+        .map_err(unusable)?;
+    if problems != ["ok"] {
+        return Err(unusable(format!("it is damaged: {}", problems.join("; "))));
+    }
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
+        .map_err(describe)
+        .map_err(unusable)?;
+    if version == 0 {
+        let tables: Vec<String> = connection
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name LIMIT 5")
+            .and_then(|mut statement| {
+                statement
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .and_then(|rows| rows.collect())
+            })
+            .map_err(describe)
+            .map_err(unusable)?;
+        if !tables.is_empty() {
+            return Err(unusable(format!(
+                "it is another program's SQLite database (tables {})",
+                tables.join(", ")
+            )));
+        }
+    }
+    Ok(())
 }
 
 fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
@@ -172,6 +211,31 @@ fn from_json<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T
         what: what.to_string(),
         message: e.to_string(),
     })
+}
+
+/// One experiment from its row and its attempts' rows.
+fn read_experiment(id: i64, record_json: &str, attempts: Vec<AttemptRow>) -> Result<Experiment> {
+    let mut experiment: Experiment = from_json(record_json, &format!("experiment {id}"))?;
+    if i64::try_from(experiment.id).ok() != Some(id) {
+        return Err(MemoryError::Corrupt {
+            what: format!("experiment {id}"),
+            message: format!("its record says it is experiment {}", experiment.id),
+        });
+    }
+    for row in attempts {
+        let what = format!("attempt {} of experiment {id}", row.number);
+        experiment.attempts.push(Attempt {
+            number: u32::try_from(row.number).map_err(|e| MemoryError::Corrupt {
+                what: what.clone(),
+                message: e.to_string(),
+            })?,
+            program: row.program,
+            outcome: row.outcome.map(|o| from_json(&o, &what)).transpose()?,
+            progress: from_json(&row.progress, &what)?,
+            structure: row.structure.map(|s| from_json(&s, &what)).transpose()?,
+        });
+    }
+    Ok(experiment)
 }
 
 impl Store for SqliteStore {
@@ -296,10 +360,7 @@ impl Store for SqliteStore {
             })
             .collect::<Result<_>>()?;
         let path = self.path.clone();
-        let database = |source| MemoryError::Database {
-            path: path.clone(),
-            source,
-        };
+        let database = |source| MemoryError::database(path.clone(), source);
         let transaction = self.connection.transaction().map_err(database)?;
         transaction
             .execute(
@@ -320,6 +381,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(database)?;
+        fault::point("save_experiment.between_rows");
         for row in attempts {
             transaction
                 .execute(
@@ -340,10 +402,13 @@ impl Store for SqliteStore {
                 )
                 .map_err(database)?;
         }
-        transaction.commit().map_err(database)
+        fault::point("save_experiment.before_commit");
+        transaction.commit().map_err(database)?;
+        fault::point("save_experiment.after_commit");
+        Ok(())
     }
 
-    fn experiments(&self, campaign: &str) -> Result<Vec<Experiment>> {
+    fn load(&self, campaign: &str) -> Result<Loaded> {
         let mut statement = self
             .connection
             .prepare("SELECT id, record_json FROM experiments WHERE campaign = ?1 ORDER BY id")
@@ -356,9 +421,10 @@ impl Store for SqliteStore {
             .connection
             .prepare("SELECT number, program, outcome_json, progress_json, structure_json FROM attempts WHERE campaign = ?1 AND experiment = ?2 ORDER BY number")
             .map_err(|e| self.error(e))?;
-        let mut experiments = Vec::with_capacity(rows.len());
+        let mut loaded = Loaded::default();
         for (id, record_json) in rows {
-            let mut experiment: Experiment = from_json(&record_json, &format!("experiment {id}"))?;
+            // Rows whose values SQLite cannot give as the columns' types fail the query: the
+            // file is damaged, not one record. What fails to parse is that experiment's alone.
             let attempt_rows: Vec<AttemptRow> = attempts_statement
                 .query_map(params![campaign, id], |row| {
                     Ok(AttemptRow {
@@ -371,22 +437,15 @@ impl Store for SqliteStore {
                 })
                 .and_then(|rows| rows.collect())
                 .map_err(|e| self.error(e))?;
-            for row in attempt_rows {
-                let what = format!("attempt {} of experiment {id}", row.number);
-                experiment.attempts.push(Attempt {
-                    number: u32::try_from(row.number).map_err(|e| MemoryError::Corrupt {
-                        what: what.clone(),
-                        message: e.to_string(),
-                    })?,
-                    program: row.program,
-                    outcome: row.outcome.map(|o| from_json(&o, &what)).transpose()?,
-                    progress: from_json(&row.progress, &what)?,
-                    structure: row.structure.map(|s| from_json(&s, &what)).transpose()?,
-                });
+            match read_experiment(id, &record_json, attempt_rows) {
+                Ok(experiment) => loaded.experiments.push(experiment),
+                Err(error) => loaded.quarantined.push(Quarantined {
+                    id: ExperimentId::try_from(id).unwrap_or(0),
+                    reason: error.to_string(),
+                }),
             }
-            experiments.push(experiment);
         }
-        Ok(experiments)
+        Ok(loaded)
     }
 
     fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId> {
@@ -403,10 +462,7 @@ impl Store for SqliteStore {
 
     fn add_usage(&mut self, campaign: &str, delta: &Usage) -> Result<Usage> {
         let path = self.path.clone();
-        let database = |source| MemoryError::Database {
-            path: path.clone(),
-            source,
-        };
+        let database = |source| MemoryError::database(path.clone(), source);
         let transaction = self.connection.transaction().map_err(database)?;
         let stored: String = transaction
             .query_row(

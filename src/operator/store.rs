@@ -12,7 +12,7 @@ use crate::api::campaign::Condition;
 use crate::api::experiment::{self, Experiment};
 use crate::core::budget::Usage;
 use crate::core::lifecycle::{self, ExperimentId};
-use crate::memory::{MemoryError, Result, Store};
+use crate::memory::{Loaded, MemoryError, Quarantined, Result, Store};
 use crate::operator::pod::{LABEL_CAMPAIGN, MANAGER, label_value};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
@@ -241,7 +241,7 @@ impl Store for KubeStore {
         Ok(())
     }
 
-    fn experiments(&self, campaign: &str) -> Result<Vec<lifecycle::Experiment>> {
+    fn load(&self, campaign: &str) -> Result<Loaded> {
         let selector = format!("{LABEL_CAMPAIGN}={}", label_value(campaign));
         let list = self
             .runtime
@@ -259,29 +259,30 @@ impl Store for KubeStore {
                 }
             }
         }
-        let mut records = list
-            .items
-            .iter()
-            .filter(|resource| resource.spec.campaign == campaign)
-            .map(|resource| {
-                experiment::from_resource(resource).map_err(|message| MemoryError::Corrupt {
-                    what: format!("Experiment {}", resource.name_any()),
-                    message,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        records.sort_by_key(|r| r.id);
-        Ok(records)
+        let mut loaded = Loaded::default();
+        for resource in list.items.iter().filter(|r| r.spec.campaign == campaign) {
+            match experiment::from_resource(resource) {
+                Ok(record) => loaded.experiments.push(record),
+                Err(message) => loaded.quarantined.push(Quarantined {
+                    id: resource.spec.id,
+                    reason: format!("Experiment {}: {message}", resource.name_any()),
+                }),
+            }
+        }
+        loaded.experiments.sort_by_key(|r| r.id);
+        Ok(loaded)
     }
 
     fn next_experiment_id(&self, campaign: &str) -> Result<ExperimentId> {
         if let Some(highest) = self.highest_id.get(campaign) {
             return Ok(highest + 1);
         }
-        let highest = self
-            .experiments(campaign)?
+        let loaded = self.load(campaign)?;
+        let highest = loaded
+            .experiments
             .iter()
             .map(|e| e.id)
+            .chain(loaded.quarantined.iter().map(|q| q.id))
             .max()
             .unwrap_or(0);
         Ok(highest + 1)

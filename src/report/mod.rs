@@ -115,6 +115,9 @@ pub struct Report {
     /// The claim rule's simulated false-claim rates, when asked (`report --false-claims`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub false_claims: Option<FalseClaims>,
+    /// Stored experiments that cannot be read back, left out of every table above.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quarantined: Vec<crate::memory::Quarantined>,
 }
 
 /// How often the claim rule claimed the best program under another name, simulated under the
@@ -267,6 +270,7 @@ impl Report {
             seed: None,
             archlab_version: env!("CARGO_PKG_VERSION").to_string(),
             false_claims: None,
+            quarantined: Vec::new(),
         }
     }
 

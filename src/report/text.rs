@@ -67,6 +67,21 @@ pub fn render(report: &Report) -> String {
         report.seed.map_or("unset".to_string(), |s| s.to_string()),
         report.archlab_version
     );
+    if !report.quarantined.is_empty() {
+        let _ = writeln!(
+            out,
+            "DAMAGED RECORDS: {} left out of this report (their rows are kept as they are)",
+            super::count(
+                report.quarantined.len() as u32,
+                "experiment is",
+                "experiments are"
+            )
+        );
+        for damaged in &report.quarantined {
+            let _ = writeln!(out, "  experiment {}: {}", damaged.id, damaged.reason);
+        }
+        let _ = writeln!(out);
+    }
     let _ = writeln!(out, "LEADERBOARD (exploration, by fitness)");
     let _ = writeln!(
         out,

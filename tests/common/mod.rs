@@ -2,6 +2,7 @@
 
 #![allow(dead_code)] // Each test crate uses a part.
 
+pub mod campaign;
 pub mod llm_server;
 
 use std::path::PathBuf;
