@@ -88,6 +88,13 @@ pub enum ProbeError {
     Leak(Violation),
     /// The mixer's output was not `[1, seq_len, d_model]` floats.
     Output(String),
+    /// The unperturbed output is already infinite or NaN (a program that divides by zero at
+    /// its initial parameters): no change can be measured, so causality is neither shown nor
+    /// refuted. Training such a program diverges, and is recorded so.
+    NonFinite {
+        position: usize,
+        reference: bool,
+    },
 }
 
 impl std::fmt::Display for ProbeError {
@@ -95,6 +102,14 @@ impl std::fmt::Display for ProbeError {
         match self {
             ProbeError::Leak(violation) => violation.fmt(f),
             ProbeError::Output(message) => f.write_str(message),
+            ProbeError::NonFinite {
+                position,
+                reference,
+            } => write!(
+                f,
+                "the output at position {position} is not finite before any change ({} form): nothing to measure",
+                if *reference { "sequential" } else { "chunked" }
+            ),
         }
     }
 }
@@ -142,6 +157,12 @@ pub fn probe_forward(
     let mut largest = 0.0f32;
     for reference in [false, true] {
         let before = run(&x, reference)?;
+        if let Some(index) = before.iter().position(|v| !v.is_finite()) {
+            return Err(ProbeError::NonFinite {
+                position: index / width,
+                reference,
+            });
+        }
         let scale = before.iter().fold(1.0f32, |m, v| m.max(v.abs()));
         for cut in cuts(shape) {
             // Positions 0..=cut keep their inputs; every later one gets another.
@@ -217,5 +238,39 @@ mod tests {
         let mut rng = SmallRng::seed_from_u64(0);
         let found = probe_forward(shape, &mut rng, |_, _| Ok(Vec::new()));
         assert!(matches!(found, Err(ProbeError::Output(_))), "{found:?}");
+    }
+
+    #[test]
+    fn an_output_already_not_finite_is_unmeasurable_and_a_nan_after_a_change_is_a_leak() {
+        let shape = ProbeShape::default();
+        let width = shape.d_model;
+        let mut rng = SmallRng::seed_from_u64(0);
+        let found = probe_forward(shape, &mut rng, |input, _| {
+            let mut output = input.to_vec();
+            output[3 * width + 1] = f32::INFINITY;
+            Ok(output)
+        });
+        assert_eq!(
+            found,
+            Err(ProbeError::NonFinite {
+                position: 3,
+                reference: false
+            })
+        );
+        // Finite before, NaN at position 0 once later inputs change: that is movement.
+        let mut rng = SmallRng::seed_from_u64(0);
+        let mut calls = 0;
+        let found = probe_forward(shape, &mut rng, |input, _| {
+            calls += 1;
+            let mut output = input.to_vec();
+            if calls > 1 {
+                output[0] = f32::NAN;
+            }
+            Ok(output)
+        });
+        assert!(
+            matches!(found, Err(ProbeError::Leak(Violation { position: 0, .. }))),
+            "{found:?}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Every program the checker accepts is causal, measured: the dynamic probe
 //! (`trainer::causality`) over the library, every cognition sketch, and over a thousand
-//! programs made by the search's own mutation and crossover operators. A program accepted and
+//! programs made by the search's own mutation and crossover operators and by the fuzzer
+//! (`fuzz/`). A program accepted and
 //! refused by the probe would be a hole in the static check.
 
 use archspec::mutate::{crossover, mutate_random};
@@ -8,7 +9,7 @@ use archspec::{CheckConfig, Program, Valid, check_source, library, parse};
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use std::collections::HashSet;
-use trainer::causality::{ProbeShape, probe};
+use trainer::causality::{ProbeError, ProbeShape, probe};
 
 /// Programs made by the operators and accepted by the checker.
 const MUTATED: usize = 3000;
@@ -21,31 +22,47 @@ fn config(shape: ProbeShape) -> CheckConfig {
     }
 }
 
-/// Probes each program; the names and reasons of those that leak.
-fn leaks<'a>(
-    shape: ProbeShape,
-    programs: impl IntoIterator<Item = (String, &'a Valid)>,
-) -> (usize, Vec<String>, f32) {
-    let (mut probed, mut leaking, mut largest) = (0, Vec::new(), 0.0f32);
+/// What probing a set of programs found.
+struct Probed {
+    /// Programs probed.
+    count: usize,
+    /// The names and reasons of those that leak (or crashed the interpreter).
+    leaking: Vec<String>,
+    /// Programs whose unperturbed output is not finite: nothing to measure.
+    unmeasurable: Vec<String>,
+    /// The largest relative change seen before a cut.
+    largest: f32,
+}
+
+/// Probes each program.
+fn leaks<'a>(shape: ProbeShape, programs: impl IntoIterator<Item = (String, &'a Valid)>) -> Probed {
+    let mut found = Probed {
+        count: 0,
+        leaking: Vec::new(),
+        unmeasurable: Vec::new(),
+        largest: 0.0,
+    };
     for (index, (name, valid)) in programs.into_iter().enumerate() {
-        probed += 1;
+        found.count += 1;
         // A panic of the interpreter on an accepted program is a finding too, named.
         let probed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             probe(&valid.checked.graph, shape, index as u64)
         }));
+        let program = archspec::print(&valid.program);
         match probed {
-            Ok(Ok(change)) => largest = largest.max(change),
-            Ok(Err(error)) => leaking.push(format!(
-                "{name}: {error}\n{}",
-                archspec::print(&valid.program)
-            )),
-            Err(_) => leaking.push(format!(
-                "{name}: the interpreter panicked (above)\n{}",
-                archspec::print(&valid.program)
+            Ok(Ok(change)) => found.largest = found.largest.max(change),
+            Ok(Err(error @ ProbeError::NonFinite { .. })) => {
+                found
+                    .unmeasurable
+                    .push(format!("{name}: {error}\n{program}"));
+            }
+            Ok(Err(error)) => found.leaking.push(format!("{name}: {error}\n{program}")),
+            Err(_) => found.leaking.push(format!(
+                "{name}: the interpreter panicked (above)\n{program}"
             )),
         }
     }
-    (probed, leaking, largest)
+    found
 }
 
 #[test]
@@ -78,12 +95,20 @@ fn the_library_and_every_cognition_sketch_are_causal_when_probed() {
         programs.push((path.display().to_string(), valid));
     }
     assert!(sketches >= 50, "only {sketches} sketches found in {dir}");
-    let (probed, leaking, largest) = leaks(shape, programs.iter().map(|(n, v)| (n.clone(), v)));
+    let found = leaks(shape, programs.iter().map(|(n, v)| (n.clone(), v)));
     eprintln!(
-        "causality probe: {probed} library programs and sketches, {} leaking, largest change before a cut {largest:.1e}",
-        leaking.len()
+        "causality probe: {} library programs and sketches, {} leaking, largest change before a cut {:.1e}",
+        found.count,
+        found.leaking.len(),
+        found.largest
     );
-    assert!(leaking.is_empty(), "{}", leaking.join("\n\n"));
+    assert!(found.leaking.is_empty(), "{}", found.leaking.join("\n\n"));
+    // Every one of them is measurable: finite at its initial parameters.
+    assert!(
+        found.unmeasurable.is_empty(),
+        "{}",
+        found.unmeasurable.join("\n\n")
+    );
 }
 
 #[test]
@@ -127,11 +152,43 @@ fn a_thousand_mutated_and_crossed_programs_the_checker_accepts_are_causal_when_p
         pool.push(valid.program.clone());
         accepted.push((format!("#{} ({operator})", accepted.len()), valid));
     }
-    let (probed, leaking, largest) = leaks(shape, accepted.iter().map(|(n, v)| (n.clone(), v)));
+    let found = leaks(shape, accepted.iter().map(|(n, v)| (n.clone(), v)));
     eprintln!(
-        "causality probe: {probed} distinct programs from mutation and crossover, {} leaking, largest change before a cut {largest:.1e}",
-        leaking.len()
+        "causality probe: {} distinct programs from mutation and crossover, {} leaking, {} not finite before any change, largest change before a cut {:.1e}",
+        found.count,
+        found.leaking.len(),
+        found.unmeasurable.len(),
+        found.largest
     );
-    assert!(probed >= MUTATED);
-    assert!(leaking.is_empty(), "{}", leaking.join("\n\n"));
+    assert!(found.count - found.unmeasurable.len() >= MUTATED - MUTATED / 100);
+    assert!(found.leaking.is_empty(), "{}", found.leaking.join("\n\n"));
+}
+
+#[test]
+fn the_programs_the_fuzzer_made_that_the_checker_accepts_are_causal_when_probed() {
+    // Distinct structures the coverage-guided fuzzer found in its archspec_check corpus,
+    // collected by scripts/fuzzed-programs.sh at the fuzz target's width.
+    let shape = ProbeShape {
+        d_model: 64,
+        ..ProbeShape::default()
+    };
+    let text = include_str!("data/fuzzed-programs.jsonl");
+    let mut accepted = Vec::new();
+    for (line, json) in text.lines().enumerate() {
+        let source: String = serde_json::from_str(json).expect("one JSON string per line");
+        // The checker may since have grown stricter; what it accepts now must be causal.
+        if let Ok(valid) = check_source(&source, &config(shape)) {
+            accepted.push((format!("fuzzed program on line {}", line + 1), valid));
+        }
+    }
+    let found = leaks(shape, accepted.iter().map(|(n, v)| (n.clone(), v)));
+    eprintln!(
+        "causality probe: {} programs made by the fuzzer, {} leaking, {} not finite before any change, largest change before a cut {:.1e}",
+        found.count,
+        found.leaking.len(),
+        found.unmeasurable.len(),
+        found.largest
+    );
+    assert!(found.count - found.unmeasurable.len() >= 100);
+    assert!(found.leaking.is_empty(), "{}", found.leaking.join("\n\n"));
 }
