@@ -163,6 +163,9 @@ pub struct Engine<S: Store> {
     written_at: BTreeMap<ExperimentId, Instant>,
     unwritten: BTreeSet<ExperimentId>,
     progress_interval: Duration,
+    /// The memory of the device trainers run on, as the driver measured it (the campaign's
+    /// `constraints.deviceMemoryGiB` takes precedence).
+    device_memory: Option<u64>,
 }
 
 /// Registers the campaign's spec. Where memory holds another spec under the name (SQLite; the
@@ -253,6 +256,7 @@ impl<S: Store> Engine<S> {
             written_at: BTreeMap::new(),
             unwritten: BTreeSet::new(),
             progress_interval: progress_writes::INTERVAL,
+            device_memory: None,
         };
         for experiment in &engine.experiments {
             index_motivation(&mut engine.motivation_index, experiment);
@@ -260,6 +264,13 @@ impl<S: Store> Engine<S> {
         }
         engine.fill_in_structures()?;
         Ok(engine)
+    }
+
+    /// Holds programs to `bytes` of device memory where the campaign states none (the local
+    /// driver passes this machine's RAM).
+    pub fn with_device_memory(mut self, bytes: Option<u64>) -> Engine<S> {
+        self.device_memory = bytes;
+        self
     }
 
     /// Judges motivation novelty with `embedder` instead of the built-in lexical embedding.
@@ -731,7 +742,13 @@ impl<S: Store> Engine<S> {
     /// Steps the lifecycle, saves, and carries out the effects that need no body.
     fn apply_event(&mut self, experiment: Experiment, event: Event) -> Result<Vec<Command>> {
         let with_known = matches!(event, Event::Proposed { .. } | Event::Revised { .. });
-        let inputs = StepInputs::gather(&self.spec, &self.experiments, &experiment, with_known);
+        let device_memory = self
+            .spec
+            .constraints
+            .device_memory_bytes()
+            .or(self.device_memory);
+        let inputs = StepInputs::gather(&self.spec, &self.experiments, &experiment, with_known)
+            .with_device_memory(&self.spec, &experiment, device_memory);
         let mut known = inputs.known();
         let motivation = match &event {
             Event::Proposed { motivation, .. } => motivation.as_str(),

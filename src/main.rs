@@ -105,6 +105,12 @@ struct CheckArgs {
     /// Count the output head as the input embedding's transpose (`model.tie_embeddings`).
     #[arg(long)]
     tie_embeddings: bool,
+    /// Sequences per training step, for the peak-memory estimate.
+    #[arg(long, default_value_t = 16)]
+    batch_size: usize,
+    /// The trainer's chunk length for chunked kernels (`chunk_size`), for the estimate.
+    #[arg(long, default_value_t = 16)]
+    chunk_size: usize,
     /// Reject programs whose cost in T is above this.
     #[arg(long, value_enum)]
     max_complexity: Option<ComplexityArg>,
@@ -435,6 +441,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     seq_len: args.seq_len,
                     tied_embeddings: args.tie_embeddings,
                 },
+                batch_size: args.batch_size,
+                chunk_size: args.chunk_size,
                 json: args.json,
             };
             cli::check::run(&args.file, &options)

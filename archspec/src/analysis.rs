@@ -148,3 +148,73 @@ pub fn analyse(graph: &Graph, seq_len: usize) -> Analysis {
     }
     analysis
 }
+
+/// Numbers one mixer keeps per token for the backward pass when trained at `seq_len` with the
+/// trainer's chunk length `chunk` (f32 each): every live node's output, plus what its kernel
+/// materialises — the `T×T` scores, masked scores and weights of (windowed) softmax attention
+/// (the trainer's parallel form is dense), the per-chunk scores and states of the chunked
+/// kernels, and a short convolution's tap products. An estimate, calibrated against measured
+/// peaks (README, "Peak memory").
+pub fn activations_per_token(graph: &Graph, seq_len: usize, chunk: usize) -> u64 {
+    let (t, chunk) = (seq_len as u64, chunk.max(1) as u64);
+    let mut floats = 0u64;
+    for (_, node) in graph.live_nodes() {
+        let out = node.ty.per_token();
+        let (h, k, v) = match (node.inputs.get(1).map(|&id| graph.nodes[id].ty), node.ty) {
+            (Some(Type::Heads { h, k }), Type::Heads { k: v, .. }) => {
+                (h as u64, k as u64, v as u64)
+            }
+            _ => (0, 0, 0),
+        };
+        let kernel = match &node.op {
+            Op::SoftmaxAttention | Op::WindowAttention { .. } => 3 * h * t,
+            Op::LinearAttention | Op::DecayAttention | Op::DeltaRule | Op::GatedDeltaRule => {
+                // A per-key decay (GLA) adds the pairwise decays of the trainer's 8-position
+                // sub-chunks (`kernels::linear::SUB_CHUNK`).
+                let per_key = match node.inputs.get(3).map(|&id| graph.nodes[id].ty) {
+                    Some(Type::Heads { k: gk, .. })
+                        if gk > 1 && matches!(node.op, Op::DecayAttention) =>
+                    {
+                        4 * h * 8 * gk as u64
+                    }
+                    _ => 0,
+                };
+                3 * h * chunk + 2 * h * k * v / chunk + per_key
+            }
+            Op::ShortConv { width } => out * (*width as u64),
+            _ => 0,
+        };
+        floats = floats.saturating_add(out).saturating_add(kernel);
+    }
+    floats
+}
+
+impl ModelShape {
+    /// A static estimate of a training step's peak memory in bytes (f32 throughout), for a
+    /// batch of `batch` sequences, given one mixer's parameters and its
+    /// [`activations_per_token`]:
+    ///
+    /// `4 · (4·P + B·T·(L·(A + 7·d + 4·d_ff) + 3·d + 3·V))`
+    ///
+    /// where `P` is the whole model's parameters (weights, gradients and Adam's two moments:
+    /// 4·P), `A` the mixer's activations per token, `7·d + 4·d_ff` the block's own (two
+    /// RMSNorms, residuals, the SwiGLU MLP), `3·d` the embedding and final norm and `3·V`
+    /// the logits, their log-softmax and its gradient.
+    pub fn training_memory_bytes(
+        &self,
+        mixer_params: u64,
+        mixer_activations: u64,
+        batch: usize,
+    ) -> u64 {
+        let (d, d_ff, layers) = (self.d_model as u64, self.d_ff as u64, self.n_layers as u64);
+        let tokens = (batch as u64).saturating_mul(self.seq_len as u64);
+        let per_token = layers
+            .saturating_mul(mixer_activations.saturating_add(7 * d + 4 * d_ff))
+            .saturating_add(3 * d + 3 * self.vocab_size as u64);
+        let floats = self
+            .params(mixer_params)
+            .saturating_mul(4)
+            .saturating_add(tokens.saturating_mul(per_token));
+        floats.saturating_mul(4)
+    }
+}

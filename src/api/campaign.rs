@@ -133,6 +133,17 @@ pub struct Constraints {
     /// Most parameters per mixer at the exploration config; unset, [`DEFAULT_MAX_PARAMS`].
     #[serde(default)]
     pub max_params: Option<u64>,
+    /// Memory of the device each trainer runs on, in GiB (a GPU's memory, or a CPU
+    /// trainer's memory limit). A program whose estimated peak training memory (README,
+    /// "Peak memory") exceeds it is refused before it trains, seeds included. Unset: locally
+    /// this machine's RAM; in the operator, not checked.
+    #[serde(
+        default,
+        rename = "deviceMemoryGiB",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(range(min = 0.01, max = 1048576.0))]
+    pub device_memory_gib: Option<f64>,
 }
 
 /// A proposal's parameter limit when a campaign sets none: 64 Mi per mixer (a layer of a
@@ -144,6 +155,12 @@ impl Constraints {
     /// The parameter limit proposals are held to.
     pub fn max_params_or_default(&self) -> u64 {
         self.max_params.unwrap_or(DEFAULT_MAX_PARAMS)
+    }
+
+    /// The device memory the campaign states, in bytes.
+    pub fn device_memory_bytes(&self) -> Option<u64> {
+        self.device_memory_gib
+            .map(|gib| (gib * f64::from(1u32 << 30)) as u64)
     }
 }
 

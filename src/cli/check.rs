@@ -15,6 +15,9 @@ use std::process::ExitCode;
 pub struct CheckOptions {
     pub config: CheckConfig,
     pub model: ModelShape,
+    /// Sequences per step and the chunk length, for the peak-memory estimate.
+    pub batch_size: usize,
+    pub chunk_size: usize,
     pub json: bool,
 }
 
@@ -35,6 +38,8 @@ pub struct CheckReport {
     pub embedding_params: Option<u64>,
     pub flops_per_token: Option<u64>,
     pub state_size: Option<u64>,
+    /// Estimated peak bytes of a training step at `--batch-size` (README, "Peak memory").
+    pub training_memory_bytes: Option<u64>,
     pub hash: Option<String>,
     pub hyperparameters: BTreeMap<String, i64>,
 }
@@ -86,6 +91,7 @@ pub fn report(file: &str, source: &str, options: &CheckOptions) -> CheckReport {
         embedding_params: None,
         flops_per_token: None,
         state_size: None,
+        training_memory_bytes: None,
         hash: None,
         hyperparameters: BTreeMap::new(),
     };
@@ -105,6 +111,16 @@ pub fn report(file: &str, source: &str, options: &CheckOptions) -> CheckReport {
             report.embedding_params = Some(model.embedding_params());
             report.flops_per_token = Some(valid.analysis.flops_per_token);
             report.state_size = Some(valid.analysis.state_size);
+            let activations = archspec::analysis::activations_per_token(
+                &valid.checked.graph,
+                options.config.seq_len,
+                options.chunk_size,
+            );
+            report.training_memory_bytes = Some(model.training_memory_bytes(
+                valid.analysis.params,
+                activations,
+                options.batch_size,
+            ));
             report.hash = Some(valid.hash());
             report.hyperparameters = valid.checked.hyperparameters.iter().cloned().collect();
         }
@@ -145,6 +161,13 @@ fn write_summary(out: &mut impl Write, report: &CheckReport) -> Result<()> {
     )?;
     writeln!(out, "  flops per token  {}", number(report.flops_per_token))?;
     writeln!(out, "  state size       {}", number(report.state_size))?;
+    if let Some(bytes) = report.training_memory_bytes {
+        writeln!(
+            out,
+            "  training memory  ≈ {:.1} MiB a step (an estimate: README, \"Peak memory\")",
+            bytes as f64 / f64::from(1 << 20)
+        )?;
+    }
     writeln!(
         out,
         "  hash             {}",

@@ -12,7 +12,9 @@
 use super::budget::{Exhausted, Usage};
 use super::fitness::{self, Scores};
 use super::ladder;
-use super::lifecycle::{Context, Experiment, ExperimentId, Level, Origin, Outcome, Phase, Stage};
+use super::lifecycle::{
+    Context, Experiment, ExperimentId, Level, MemoryBudget, Origin, Outcome, Phase, Stage,
+};
 use super::novelty::Known;
 use super::qa::{self, QaContext};
 use super::sampling::{Ranked, sample};
@@ -497,6 +499,8 @@ pub struct StepInputs<'a> {
     pub skip_novelty: bool,
     pub max_revisions: u32,
     pub max_params: Option<u64>,
+    /// Filled in by the engine when the device's memory is known.
+    pub memory: Option<MemoryBudget>,
 }
 
 impl<'a> StepInputs<'a> {
@@ -585,7 +589,22 @@ impl<'a> StepInputs<'a> {
             } else {
                 None
             },
+            memory: None,
         }
+    }
+
+    /// Holds programs to `device_bytes` of memory at this experiment's train config.
+    pub fn with_device_memory(
+        mut self,
+        spec: &CampaignSpec,
+        experiment: &Experiment,
+        device_bytes: Option<u64>,
+    ) -> StepInputs<'a> {
+        self.memory = device_bytes.map(|device_bytes| MemoryBudget {
+            device_bytes,
+            train: train_config(spec, experiment.level(), experiment.replica),
+        });
+        self
     }
 
     pub fn context<'b>(
@@ -600,6 +619,7 @@ impl<'a> StepInputs<'a> {
             weights: &spec.fitness,
             max_revisions: self.max_revisions,
             max_params: self.max_params,
+            memory: self.memory.as_ref(),
             known,
             qa_context: self.qa_context.clone(),
             baseline: self.baseline.clone(),

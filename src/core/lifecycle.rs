@@ -428,6 +428,13 @@ pub enum Effect {
     Completed { phase: Phase },
 }
 
+/// The memory of the device each trainer runs on, with the config that sizes a run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryBudget {
+    pub device_bytes: u64,
+    pub train: trainer::TrainConfig,
+}
+
 /// Everything a decision needs besides the experiment: limits and what memory knows.
 pub struct Context<'a> {
     pub check: &'a CheckConfig,
@@ -438,6 +445,9 @@ pub struct Context<'a> {
     pub max_revisions: u32,
     /// Most parameters one mixer may have (the campaign's constraint), if limited.
     pub max_params: Option<u64>,
+    /// The device a run will have and the config it trains under, when its memory is known:
+    /// a program whose estimated peak exceeds it is refused before it trains.
+    pub memory: Option<&'a MemoryBudget>,
     /// Programs in memory (other experiments), for novelty.
     pub known: &'a [Known<'a, ExperimentId>],
     pub qa_context: QaContext,
@@ -445,6 +455,22 @@ pub struct Context<'a> {
     pub baseline: Option<Scores>,
     /// Seeds and baselines skip the novelty check (they are the reference points).
     pub skip_novelty: bool,
+}
+
+/// Why `program` cannot train on the device, if its estimated peak memory exceeds it.
+fn exceeds_memory(program: &archspec::Valid, budget: Option<&MemoryBudget>) -> Option<String> {
+    let budget = budget?;
+    let needed = trainer::memory::peak_training_bytes(&budget.train, program);
+    let gib = |bytes: u64| bytes as f64 / f64::from(1 << 30);
+    (needed > budget.device_bytes).then(|| {
+        format!(
+            "training it needs about {:.2} GiB (estimated at batch {}, length {}; README, \"Peak memory\"), more than the device's {:.2} GiB: make it smaller (fewer or narrower heads, a window or a chunked kernel instead of full attention)",
+            gib(needed),
+            budget.train.batch_size,
+            budget.train.data.seq_len,
+            gib(budget.device_bytes)
+        )
+    })
 }
 
 /// Advances one experiment by one event.
@@ -669,6 +695,9 @@ fn start_attempt(
                 ),
             })
         }
+        Ok(valid) if exceeds_memory(&valid, context.memory).is_some() => Some(Outcome::Invalid {
+            diagnostics: exceeds_memory(&valid, context.memory).unwrap_or_default(),
+        }),
         Ok(_) if !context.skip_novelty => structure
             .as_ref()
             .and_then(|structure| novelty_outcome(structure, &experiment.motivation, context)),
@@ -811,6 +840,7 @@ mod tests {
                 weights: &self.weights,
                 max_revisions,
                 max_params: None,
+                memory: None,
                 known: &[],
                 qa_context: QaContext {
                     steps: 100,
@@ -1168,6 +1198,42 @@ mod tests {
         assert_eq!(after, before);
         assert!(effects.is_empty());
     }
+    #[test]
+    fn a_program_whose_estimated_peak_exceeds_the_device_is_refused_before_it_trains() {
+        let fixture = Fixture::new();
+        let train: trainer::TrainConfig = serde_yaml::from_str(
+            "model: {d_model: 32, n_layers: 2}\ndata: {vocab_size: 64, seq_len: 64, tasks: [{kind: mqar, num_kv_pairs: 4}]}\nsteps: 10\nbatch_size: 4\noptim: {lr: 0.01}\n",
+        )
+        .expect("config");
+        let valid = archspec::check_source(GOOD, &fixture.check).expect("valid");
+        let needed = trainer::memory::peak_training_bytes(&train, &valid);
+        for (device_bytes, admitted) in [(needed - 1, false), (needed, true)] {
+            let budget = MemoryBudget {
+                device_bytes,
+                train: train.clone(),
+            };
+            let context = Context {
+                memory: Some(&budget),
+                ..fixture.context(0)
+            };
+            let experiment = Experiment::new(1, Stage::Exploration, None, vec![]);
+            let (experiment, effects) = step(experiment, proposed(GOOD), &context);
+            if admitted {
+                assert_eq!(experiment.phase, Phase::Training);
+                assert!(matches!(effects[..], [Effect::StartTrainer { .. }]));
+            } else {
+                match &experiment.attempts[0].outcome {
+                    Some(Outcome::Invalid { diagnostics }) => assert!(
+                        diagnostics.contains("more than the device's")
+                            && diagnostics.contains("batch 4, length 64"),
+                        "{diagnostics}"
+                    ),
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn the_parameter_limit_rejects_a_larger_mixer_and_admits_one_at_the_limit() {
         let fixture = Fixture::new();

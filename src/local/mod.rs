@@ -4,6 +4,7 @@
 
 mod capped_log;
 pub mod child;
+mod machine;
 pub mod progress;
 
 use crate::agents::SearchStrategy;
@@ -92,8 +93,11 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
     let cognition = setup::cognition(&campaign, key.clone())?;
     let parallelism = campaign.spec.parallelism.max(1) as usize;
     let budget = campaign.spec.budget.max_experiments;
+    // The trainers share this machine's memory: each gets its part.
+    let device_memory = machine::memory_bytes().map(|bytes| bytes / parallelism as u64);
     let mut engine = Engine::open(&name, campaign.spec.clone(), store, agents, cognition)?
-        .with_progress_interval(options.progress_interval);
+        .with_progress_interval(options.progress_interval)
+        .with_device_memory(device_memory);
     if let Some(embedder) = setup::motivation_embedder(&campaign, key)? {
         engine = engine.with_motivation_embedder(embedder);
     }

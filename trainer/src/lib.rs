@@ -16,6 +16,7 @@ pub mod first_step;
 pub mod json_lines;
 pub mod kernels;
 pub mod long_context;
+pub mod memory;
 pub mod mixer;
 pub mod model;
 pub mod params;
@@ -132,14 +133,7 @@ pub fn prepare(program_source: &str, mut config: TrainConfig) -> Result<Prepared
         )?),
         None => None,
     };
-    let shape = ModelShape {
-        d_model: config.model.d_model,
-        n_layers: config.model.n_layers,
-        vocab_size: config.vocab_size(),
-        d_ff: config.d_ff(),
-        seq_len: config.data.seq_len,
-        tied_embeddings: config.model.tie_embeddings,
-    };
+    let shape = memory::model_shape(&config);
     Ok(Prepared {
         program,
         source: program_source.to_string(),
