@@ -189,16 +189,7 @@ pub fn validate(campaign: &Campaign) -> Result<(), ManifestError> {
             .map_err(|e| error(format!("{path}.{}", e.field), e.message))?;
     }
     check_ladder(stages)?;
-    if let Some(factor) = spec.qa.behind_factor
-        && !(factor.is_finite() && factor >= 1.0)
-    {
-        return Err(error(
-            "spec.qa.behindFactor",
-            format!(
-                "must be a number of at least 1 (a multiple of the worst peer's loss), found {factor}"
-            ),
-        ));
-    }
+    // qa.behindFactor's range (at least 1) is its type's schema bound, checked with the rest.
     if !(0.0..=1.0).contains(&spec.qa.behind_after) {
         return Err(error(
             "spec.qa.behindAfter",

@@ -176,8 +176,14 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                 why.describe()
             ));
             let log_tail = child.stop();
-            let commands = engine.observe(experiment, attempt, why.event(&log_tail))?;
-            body.execute(commands, &mut running, &mut display)?;
+            let event = why.event(&log_tail);
+            body.observe(
+                &mut engine,
+                (experiment, attempt),
+                event,
+                &mut running,
+                &mut display,
+            )?;
         }
         if running.is_empty() {
             continue;
@@ -231,8 +237,13 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                 if let Event::Progress(point) = &event {
                     display.progress(experiment, attempt, point.step, point.loss);
                 }
-                let commands = engine.observe(experiment, attempt, event)?;
-                body.execute(commands, &mut running, &mut display)?;
+                body.observe(
+                    &mut engine,
+                    (experiment, attempt),
+                    event,
+                    &mut running,
+                    &mut display,
+                )?;
             }
             Message::Broken {
                 experiment,
@@ -248,8 +259,13 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                     message: reason,
                     log_tail,
                 };
-                let commands = engine.observe(experiment, attempt, event)?;
-                body.execute(commands, &mut running, &mut display)?;
+                body.observe(
+                    &mut engine,
+                    (experiment, attempt),
+                    event,
+                    &mut running,
+                    &mut display,
+                )?;
             }
             // After Ctrl-C, an ended child is an interrupted run, not a crash: it restarts on
             // resume.
@@ -275,8 +291,13 @@ pub fn run(options: &RunOptions) -> Result<RunEnd> {
                     },
                     log_tail,
                 };
-                let commands = engine.observe(experiment, attempt, event)?;
-                body.execute(commands, &mut running, &mut display)?;
+                body.observe(
+                    &mut engine,
+                    (experiment, attempt),
+                    event,
+                    &mut running,
+                    &mut display,
+                )?;
             }
         }
     }
@@ -309,6 +330,19 @@ struct Body<'a> {
 }
 
 impl Body<'_> {
+    /// Tells the engine what happened to an attempt and carries out what it decides.
+    fn observe<S: crate::memory::Store>(
+        &mut self,
+        engine: &mut Engine<S>,
+        (experiment, attempt): (ExperimentId, u32),
+        event: Event,
+        running: &mut BTreeMap<(ExperimentId, u32), TrainerChild>,
+        display: &mut Display,
+    ) -> Result<()> {
+        let commands = engine.observe(experiment, attempt, event)?;
+        self.execute(commands, running, display)
+    }
+
     fn execute(
         &mut self,
         commands: Vec<Command>,

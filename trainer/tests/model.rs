@@ -89,21 +89,27 @@ fn parameter_count_equals_the_static_count() {
     }
 }
 
+/// A program's mixer with parameters drawn from `seed`, in chunks of 8.
+fn mixer_of(valid: &archspec::Valid, seed: u64) -> (Mixer, ParamStore) {
+    let mut store = ParamStore::new();
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let mixer = Mixer::init(
+        &valid.checked.graph,
+        "m",
+        8,
+        &mut store,
+        &mut rng,
+        &Device::flex(),
+    );
+    (mixer, store)
+}
+
 #[test]
 fn every_mixer_is_causal_in_both_forms() {
     let (time, cut) = (24, 13);
     for (name, source) in programs() {
         let valid = check_source(&source, &config()).unwrap_or_else(|d| panic!("{name}: {d:?}"));
-        let mut store = ParamStore::new();
-        let mut rng = SmallRng::seed_from_u64(1);
-        let mixer = Mixer::init(
-            &valid.checked.graph,
-            "m",
-            8,
-            &mut store,
-            &mut rng,
-            &Device::flex(),
-        );
+        let (mixer, store) = mixer_of(&valid, 1);
         let x = random_sequence(2, time, 2);
         let noise = random_sequence(2, time - cut, 3);
         let perturbed = Tensor::cat(
@@ -154,16 +160,7 @@ mixer m(d_model, heads = 4) {
 }
 ";
     let valid = check_source(source, &config()).unwrap_or_else(|d| panic!("{d:?}"));
-    let mut store = ParamStore::new();
-    let mut rng = SmallRng::seed_from_u64(5);
-    let mixer = Mixer::init(
-        &valid.checked.graph,
-        "m",
-        8,
-        &mut store,
-        &mut rng,
-        &Device::flex(),
-    );
+    let (mixer, store) = mixer_of(&valid, 5);
     let x = random_sequence(2, 24, 6);
     let fast = mixer.forward(&store.values, x.clone(), false);
     let slow = mixer.forward(&store.values, x, true);
