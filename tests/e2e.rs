@@ -576,7 +576,9 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
 /// The API server itself refuses Campaigns that break the CRD's schema and names the field.
 fn invalid_campaigns_are_refused() {
     namespace("e2e-invalid");
-    let bad = campaign("bad", 40)
+    // Zero steps: a training config's ranges are declared on its Rust type, so the CRD
+    // carries them.
+    let bad = campaign("bad", 0)
         .replace("device: cpu", "device: tpu")
         .replace("maxExperiments: 18", "maxExperiments: -3")
         .replace("parallelism: 2", "parallelism: 4294967296");
@@ -588,6 +590,7 @@ fn invalid_campaigns_are_refused() {
         "spec.budget.maxExperiments: Invalid value: -3",
         // One past the Rust type (u32): stored, it would fail every typed list of Campaigns.
         "spec.parallelism: Invalid value: 4294967296",
+        "spec.stages.exploration.train.steps: Invalid value: 0",
     ] {
         assert!(message.contains(field), "no `{field}` in:\n{message}");
     }

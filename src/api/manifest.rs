@@ -47,7 +47,7 @@ pub fn parse_campaign(text: &str) -> Result<Campaign, ManifestError> {
     }
     // JSON, and so the API server, has no infinities or NaN: YAML's `.inf` and `.nan` are
     // refused wherever they stand, before they could reach a duration or a threshold.
-    if let Some(path) = non_finite(&head, "") {
+    if let Some(path) = super::schema_bounds::non_finite(&head, "") {
         return Err(error(path, "expected a finite number, found .inf or .nan"));
     }
     // The CRD's bounds first, as the API server checks them before anything else (and a
@@ -70,35 +70,6 @@ pub fn parse_campaign(text: &str) -> Result<Campaign, ManifestError> {
     })?;
     validate(&campaign)?;
     Ok(campaign)
-}
-
-/// The path of the first non-finite number in a YAML document, if any.
-fn non_finite(value: &serde_yaml::Value, path: &str) -> Option<String> {
-    let join = |key: &str| {
-        if path.is_empty() {
-            key.to_string()
-        } else {
-            format!("{path}.{key}")
-        }
-    };
-    match value {
-        serde_yaml::Value::Number(number) => number
-            .as_f64()
-            .filter(|n| !n.is_finite())
-            .map(|_| path.to_string()),
-        serde_yaml::Value::Sequence(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(index, item)| non_finite(item, &format!("{path}[{index}]"))),
-        serde_yaml::Value::Mapping(fields) => fields.iter().find_map(|(key, field)| {
-            let key = key
-                .as_str()
-                .map_or_else(|| format!("{key:?}"), str::to_string);
-            non_finite(field, &join(&key))
-        }),
-        serde_yaml::Value::Tagged(tagged) => non_finite(&tagged.value, path),
-        _ => None,
-    }
 }
 
 /// Checks what the types cannot express.

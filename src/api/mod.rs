@@ -10,7 +10,7 @@ pub mod experiment;
 pub mod limits;
 pub mod manifest;
 pub mod policy;
-pub mod schema_bounds;
+pub use ::trainer::schema_bounds;
 pub mod trainer;
 
 pub use campaign::{Campaign, CampaignSpec, CampaignStatus};

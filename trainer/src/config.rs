@@ -33,21 +33,27 @@ pub struct TrainConfig {
     #[serde(default)]
     pub optim: OptimConfig,
     /// Optimisation steps per learning rate tried.
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub steps: usize,
+    #[schemars(range(min = 1, max = 65_536))]
     pub batch_size: usize,
     #[serde(default)]
     pub seed: u64,
     /// Batches per task for validation and test metrics.
     #[serde(default = "default_eval_batches")]
+    #[schemars(range(min = 1, max = 100_000))]
     pub eval_batches: usize,
     /// A progress line every this many steps.
     #[serde(default = "default_progress_every")]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub progress_every: usize,
     /// Stop training (and evaluate) after this many seconds of wall time.
     #[serde(default)]
+    #[schemars(range(min = 0.001, max = 31_536_000.0))]
     pub time_limit_s: Option<f64>,
     /// Chunk size of the chunked recurrent kernels.
     #[serde(default = "default_chunk_size")]
+    #[schemars(range(min = 1, max = 4096))]
     pub chunk_size: usize,
     /// Periodic checkpoints, written where `archlab train --checkpoint-dir` says (final
     /// weights are written there whenever it is given).
@@ -140,12 +146,15 @@ impl BenchmarkConfig {
 pub struct CheckpointConfig {
     /// Save every this many steps.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 1_000_000_000))]
     pub every_steps: Option<usize>,
     /// Save when this many minutes have passed since the last save.
     #[serde(default)]
+    #[schemars(range(min = 0.001, max = 1_000_000.0))]
     pub every_minutes: Option<f64>,
     /// Periodic checkpoints kept (the newest); at least 1, default 2.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 1000))]
     pub keep: Option<usize>,
 }
 
@@ -158,10 +167,13 @@ impl CheckpointConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
+    #[schemars(range(min = 1, max = 8192))]
     pub d_model: usize,
+    #[schemars(range(min = 1, max = 256))]
     pub n_layers: usize,
     /// Hidden width of the SwiGLU MLP; default 2·d_model.
     #[serde(default)]
+    #[schemars(range(min = 1, max = 32_768))]
     pub d_ff: Option<usize>,
     /// The output head is the input embedding's transpose (GPT-2's choice), which saves
     /// `vocab × d_model` parameters.
@@ -176,7 +188,9 @@ pub struct DataConfig {
     /// bytes; a corpus task raises it to its tokenizer's, and a larger value pads, as
     /// nanoGPT's 50304 does for GPT-2's 50257).
     #[serde(default = "default_vocab")]
+    #[schemars(range(min = 4, max = 1_048_576))]
     pub vocab_size: usize,
+    #[schemars(range(min = 1, max = 65_536))]
     pub seq_len: usize,
     #[schemars(length(max = limits::TASKS))]
     pub tasks: Vec<TaskConfig>,
@@ -332,31 +346,42 @@ pub enum Schedule {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OptimConfig {
+    /// Peak learning rate (above 0, at most 10).
     #[serde(default = "default_lr")]
+    #[schemars(range(min = 0.0, max = 10.0))]
     pub lr: f64,
     /// When non-empty, train once per learning rate and keep the best by validation loss.
     #[serde(default)]
-    #[schemars(length(max = limits::LR_SWEEP))]
+    #[schemars(length(max = limits::LR_SWEEP), inner(range(min = 0.0, max = 10.0)))]
     pub lr_sweep: Vec<f64>,
     #[serde(default = "default_schedule")]
     pub schedule: Schedule,
     #[serde(default)]
+    #[schemars(range(max = 1_000_000_000))]
     pub warmup_steps: usize,
     #[serde(default = "default_min_lr_ratio")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub min_lr_ratio: f64,
     /// Fraction of steps in the decay phase of `wsd`.
     #[serde(default = "default_decay_fraction")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub decay_fraction: f64,
     #[serde(default = "default_weight_decay")]
+    #[schemars(range(min = 0.0, max = 1000.0))]
     pub weight_decay: f64,
+    /// Adam's moment decays, below 1.
     #[serde(default = "default_beta1")]
+    #[schemars(range(min = 0.0, max = 0.999_999))]
     pub beta1: f64,
     #[serde(default = "default_beta2")]
+    #[schemars(range(min = 0.0, max = 0.999_999))]
     pub beta2: f64,
     #[serde(default = "default_eps")]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub eps: f64,
     /// Clip the global gradient norm to this (0 disables).
     #[serde(default = "default_grad_clip")]
+    #[schemars(range(min = 0.0, max = 1_000_000.0))]
     pub grad_clip: f64,
 }
 
@@ -520,6 +545,33 @@ impl TrainConfig {
     }
 
     /// Checks every value's range; the error names the field.
+    /// The bounds declared on the config's types, checked as the API server checks a CRD's.
+    fn check_bounds(&self) -> Result<(), ConfigError> {
+        let schema = schemars::generate::SchemaSettings::default()
+            .with(|settings| settings.inline_subschemas = true)
+            .into_generator()
+            .into_root_schema_for::<TrainConfig>();
+        // JSON has no infinity or NaN (it writes them as null): look for them first.
+        let written = serde_yaml::to_value(self).map_err(|error| ConfigError {
+            field: String::new(),
+            message: format!("cannot be written out: {error}"),
+        })?;
+        if let Some(field) = crate::schema_bounds::non_finite(&written, "") {
+            return Err(ConfigError {
+                field,
+                message: "must be a finite number".into(),
+            });
+        }
+        let value = serde_json::to_value(self).map_err(|error| ConfigError {
+            field: String::new(),
+            message: format!("cannot be written as JSON: {error}"),
+        })?;
+        crate::schema_bounds::check(schema.as_value(), &value, "").map_err(|exceeded| ConfigError {
+            field: exceeded.path,
+            message: exceeded.message,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |field: &str, message: String| {
             Err(ConfigError {
@@ -527,41 +579,25 @@ impl TrainConfig {
                 message,
             })
         };
-        let positive = [
-            ("model.d_model", self.model.d_model),
-            ("model.n_layers", self.model.n_layers),
-            ("steps", self.steps),
-            ("batch_size", self.batch_size),
-            ("data.seq_len", self.data.seq_len),
-            ("eval_batches", self.eval_batches),
-            ("progress_every", self.progress_every),
-            ("chunk_size", self.chunk_size),
-        ];
-        for (field, value) in positive {
-            if value == 0 {
-                return fail(field, "must be at least 1".into());
-            }
+        // Every range is declared on the types (the CRDs carry the same bounds).
+        self.check_bounds()?;
+        // A bound a schema range cannot say (it is inclusive): learning rates above 0.
+        let optim = &self.optim;
+        if let Some(zero) = std::iter::once(optim.lr)
+            .chain(optim.lr_sweep.iter().copied())
+            .position(|lr| lr == 0.0)
+        {
+            let field = match zero {
+                0 => "optim.lr".to_string(),
+                index => format!("optim.lr_sweep[{}]", index - 1),
+            };
+            return fail(&field, "a learning rate must be above 0".into());
         }
-        if self.model.d_model > 8192 || self.d_ff() > 32768 || self.model.n_layers > 256 {
+        let d_ff = self.d_ff();
+        if d_ff > 32_768 {
             return fail(
-                "model",
-                "dimensions are implausibly large (d_model ≤ 8192, d_ff ≤ 32768, n_layers ≤ 256)"
-                    .into(),
-            );
-        }
-        if self.d_ff() == 0 {
-            return fail("model.d_ff", "must be at least 1".into());
-        }
-        if self.data.seq_len > 65_536 {
-            return fail(
-                "data.seq_len",
-                format!("{} is over the limit of 65536", self.data.seq_len),
-            );
-        }
-        if self.data.vocab_size < 4 || self.data.vocab_size > 1 << 20 {
-            return fail(
-                "data.vocab_size",
-                format!("must be in 4..=1048576, found {}", self.data.vocab_size),
+                "model.d_ff",
+                format!("{d_ff} (2 × d_model when unset) is over the limit of 32768"),
             );
         }
         if self.data.tasks.is_empty() {
@@ -664,66 +700,6 @@ impl TrainConfig {
         }
         self.validate_benchmarks()?;
         self.validate_long_context()?;
-        let o = &self.optim;
-        for (field, value) in [("optim.lr", o.lr)]
-            .into_iter()
-            .chain(o.lr_sweep.iter().map(|lr| ("optim.lr_sweep", *lr)))
-        {
-            if !(value.is_finite() && value > 0.0 && value < 10.0) {
-                return fail(
-                    field,
-                    format!("learning rate must be in (0, 10), found {value}"),
-                );
-            }
-        }
-        for (field, value) in [("optim.beta1", o.beta1), ("optim.beta2", o.beta2)] {
-            if !(0.0..1.0).contains(&value) {
-                return fail(field, format!("must be in [0, 1), found {value}"));
-            }
-        }
-        for (field, value) in [
-            ("optim.min_lr_ratio", o.min_lr_ratio),
-            ("optim.decay_fraction", o.decay_fraction),
-        ] {
-            if !(0.0..=1.0).contains(&value) {
-                return fail(field, format!("must be in [0, 1], found {value}"));
-            }
-        }
-        for (field, value) in [
-            ("optim.weight_decay", o.weight_decay),
-            ("optim.grad_clip", o.grad_clip),
-            ("optim.eps", o.eps),
-        ] {
-            if !(value.is_finite() && value >= 0.0) {
-                return fail(
-                    field,
-                    format!("must be a non-negative number, found {value}"),
-                );
-            }
-        }
-        let checkpoint = &self.checkpoint;
-        if checkpoint.every_steps == Some(0) || checkpoint.keep == Some(0) {
-            return fail(
-                "checkpoint",
-                "every_steps and keep must be at least 1".into(),
-            );
-        }
-        if let Some(minutes) = checkpoint.every_minutes
-            && !(minutes.is_finite() && minutes > 0.0)
-        {
-            return fail(
-                "checkpoint.every_minutes",
-                format!("must be a positive number of minutes, found {minutes}"),
-            );
-        }
-        if let Some(limit) = self.time_limit_s
-            && !(limit.is_finite() && limit > 0.0)
-        {
-            return fail(
-                "time_limit_s",
-                format!("must be a positive number of seconds, found {limit}"),
-            );
-        }
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ pub mod memory;
 pub mod mixer;
 pub mod model;
 pub mod params;
+pub mod schema_bounds;
 pub mod shards;
 pub mod tokenizer;
 pub mod training;

@@ -158,6 +158,64 @@ fn config_errors_name_the_field() {
 }
 
 #[test]
+fn every_declared_range_and_non_finite_number_is_refused_with_its_field() {
+    let base = "model: {d_model: 8, n_layers: 1}\ndata: {seq_len: 8, tasks: [{kind: mqar, num_kv_pairs: 1}]}\nsteps: 1\nbatch_size: 1\n";
+    assert!(TrainConfig::from_yaml(base).is_ok());
+    for (from, to, expected) in [
+        ("steps: 1", "steps: 0", "`steps`: at least 1, found 0"),
+        (
+            "n_layers: 1",
+            "n_layers: 300",
+            "`model.n_layers`: at most 256, found 300",
+        ),
+        (
+            "n_layers: 1",
+            "n_layers: 1, d_ff: 40000",
+            "`model.d_ff`: at most 32768",
+        ),
+        (
+            "seq_len: 8",
+            "seq_len: 70000",
+            "`data.seq_len`: at most 65536",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\noptim: {lr: .nan}\n",
+            "`optim.lr`: must be a finite number",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\noptim: {lr: 0}\n",
+            "`optim.lr`: a learning rate must be above 0",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\noptim: {lr_sweep: [0.01, 11]}\n",
+            "`optim.lr_sweep[1]`: at most 10",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\noptim: {beta2: 1.0}\n",
+            "`optim.beta2`: at most 0.999999",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\ntime_limit_s: .inf\n",
+            "`time_limit_s`: must be a finite number",
+        ),
+        (
+            "batch_size: 1\n",
+            "batch_size: 1\ncheckpoint: {keep: 0}\n",
+            "`checkpoint.keep`: at least 1",
+        ),
+    ] {
+        let yaml = base.replacen(from, to, 1);
+        let message = TrainConfig::from_yaml(&yaml).expect_err(&yaml);
+        assert!(message.contains(expected), "{yaml}\n{message}");
+    }
+}
+
+#[test]
 fn a_program_invalid_at_the_configs_width_is_rejected_before_training() {
     // 4 heads do not divide d_model 30.
     let config = TrainConfig::from_yaml("model: {d_model: 30, n_layers: 1}\ndata: {seq_len: 8, tasks: [{kind: induction, prefix_len: 3}]}\nsteps: 1\nbatch_size: 1\n").expect("valid config");

@@ -1,8 +1,10 @@
-//! Checks a value against the bounds of a CRD's schema (`maxLength`, `maxItems`,
-//! `maxProperties`, `minimum`, `maximum`), as the API server would, so `archlab run` refuses
-//! with a field path what `kubectl apply` refuses, from the same declaration
-//! ([`super::limits`]). Types and unknown fields are serde's to judge; a node that keeps
-//! unknown fields (`x-kubernetes-preserve-unknown-fields`) is not looked into.
+//! Checks a value against the bounds of a schema (`maxLength`, `maxItems`, `maxProperties`,
+//! `minimum`, `maximum`), as the API server would: `archlab run` checks a manifest against the
+//! CRD's schema, so it refuses with a field path what `kubectl apply` refuses, and the trainer
+//! checks its config against the config type's own schema, so every bound is declared once,
+//! on the Rust type. Types and unknown fields are serde's to judge; a node that keeps unknown
+//! fields (`x-kubernetes-preserve-unknown-fields`) is not looked into. JSON has no infinity or
+//! NaN, so [`non_finite`] finds them in the YAML form first.
 
 use serde_json::Value;
 
@@ -90,6 +92,35 @@ pub fn check(schema: &Value, value: &Value, path: &str) -> Result<(), Exceeded> 
     Ok(())
 }
 
+/// The path of the first non-finite number in a YAML document, if any.
+pub fn non_finite(value: &serde_yaml::Value, path: &str) -> Option<String> {
+    let join = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
+    match value {
+        serde_yaml::Value::Number(number) => number
+            .as_f64()
+            .filter(|n| !n.is_finite())
+            .map(|_| path.to_string()),
+        serde_yaml::Value::Sequence(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| non_finite(item, &format!("{path}[{index}]"))),
+        serde_yaml::Value::Mapping(fields) => fields.iter().find_map(|(key, field)| {
+            let key = key
+                .as_str()
+                .map_or_else(|| format!("{key:?}"), str::to_string);
+            non_finite(field, &join(&key))
+        }),
+        serde_yaml::Value::Tagged(tagged) => non_finite(&tagged.value, path),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,6 +180,15 @@ mod tests {
             refused(json!({"map": {"a": "bcd"}})),
             "spec.map.a: at most 2 characters, found 3"
         );
+    }
+
+    #[test]
+    fn the_first_non_finite_number_is_found_with_its_path() {
+        let document: serde_yaml::Value =
+            serde_yaml::from_str("a: 1.5\nb: {c: [1, .inf]}\nd: .nan").unwrap_or_default();
+        assert_eq!(non_finite(&document, ""), Some("b.c[1]".to_string()));
+        let finite: serde_yaml::Value = serde_yaml::from_str("a: [1, 2.5]").unwrap_or_default();
+        assert_eq!(non_finite(&finite, "spec"), None);
     }
 
     #[test]
