@@ -11,5 +11,6 @@ pub mod engine;
 pub mod local;
 pub mod memory;
 pub mod operator;
+pub mod output_clock;
 pub mod report;
 pub mod setup;

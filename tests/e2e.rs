@@ -509,6 +509,7 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
             "disrupt=faults-e00006-a1",
             "start-error=faults-e00002-a1",
             "sidecar=faults-e00001-a1",
+            "silent=silent-e00002-a1",
         ],
     );
     // `ARCHLAB_E2E_ONLY=pod,deleted` runs only the scenarios whose names contain one of the
@@ -553,6 +554,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     );
     timed("pod failures", &pod_failures);
     timed("unschedulable pod", &unschedulable_pods);
+    timed(
+        "silent trainer",
+        &a_silent_trainer_pod_is_stopped_and_charged,
+    );
     timed(
         "resource quota",
         &a_resource_quota_refusal_is_infrastructure,
@@ -1134,6 +1139,59 @@ fn pod_failures(work: &Path, pace: Pace) {
     );
     assert!(described.contains("TrainerOOMKilled"), "{described}");
     eprintln!("{described}");
+}
+
+/// A trainer pod that prints nothing (the stand-in runs `sleep` in its place) is stopped at
+/// `qa.silenceSeconds`, deleted, and recorded as the program's failure with the watchdog's
+/// reason, as a local trainer is; the campaign goes on.
+fn a_silent_trainer_pod_is_stopped_and_charged(work: &Path, pace: Pace) {
+    namespace("e2e-silent");
+    let _operator = operator(work, "e2e-silent", "silent", false);
+    // The two seeds only; every other pod prints its first line within a second or two.
+    let silent = campaign("silent", 40)
+        .replace(
+            "qa: {slowFactor: 1000}",
+            "qa: {slowFactor: 1000, silenceSeconds: 10}",
+        )
+        .replace("maxExperiments: 18", "maxExperiments: 2");
+    kubectl_ok(&["apply", "-n", "e2e-silent", "-f", "-"], Some(&silent));
+    let started = Instant::now();
+    let campaign = wait_for_end(
+        "e2e-silent",
+        "silent",
+        pace.campaign(2, 40, 2) + Duration::from_secs(60),
+    );
+    let experiments = items("exp", "e2e-silent");
+    let hung = experiments
+        .iter()
+        .find(|e| e["spec"]["id"] == 2)
+        .unwrap_or_else(|| panic!("no experiment 2: {campaign}"));
+    let attempt = &hung["status"]["attempts"][0];
+    assert_eq!(attempt["outcome"]["kind"], "crashed", "{attempt}");
+    let message = attempt["outcome"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("printed nothing for") && message.contains("limit 10 s"),
+        "{message}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(10),
+        "stopped before its silence limit"
+    );
+    let baseline = experiments.iter().find(|e| e["spec"]["id"] == 1);
+    assert_eq!(
+        baseline.map(|b| b["status"]["phase"].clone()),
+        Some(Value::from("succeeded")),
+        "the baseline trained beside it"
+    );
+    // The hung pod was deleted, not left holding its node.
+    assert!(
+        items("pods", "e2e-silent")
+            .iter()
+            .all(|p| p["metadata"]["name"] != "silent-e00002-a1"),
+        "the silent pod is gone"
+    );
+    let events = kubectl_ok(&["get", "events", "-n", "e2e-silent"], None);
+    assert!(events.contains("TrainerSilent"), "{events}");
 }
 
 /// Trainers asking for more GPUs than the node has stay Pending (the real scheduler says

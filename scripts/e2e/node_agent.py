@@ -13,7 +13,8 @@ a kubelet cannot run on these machines). It
   message on failure under FallbackToLogsOnError) in the pod's status, enforces
   activeDeadlineSeconds, and force-deletes pods marked for deletion (nothing else would);
 - injects failures on request: --inject oom=POD (killed, OOMKilled, 137), evict=POD (Failed,
-  Evicted), node-lost=POD (Unknown, NodeLost), exit=POD (the trainer exits 1 before training).
+  Evicted), node-lost=POD (Unknown, NodeLost), exit=POD (the trainer exits 1 before training),
+  silent=POD (a process that prints nothing and runs on in the trainer's place).
 
     eval "$(scripts/test-cluster.sh env)"
     python3 scripts/e2e/node_agent.py --archlab target/debug/archlab --gpus 2
@@ -149,6 +150,9 @@ class Agent:
                 self.runs[key] = Run(pod, None, "", "", finished=True)
             print(f"start error {meta['name']}", flush=True)
             return
+        if self.injections.get(meta["name"]) == "silent":
+            # A hung trainer: runs on, prints nothing.
+            command = ["sleep", "600"]
         if self.injections.get(meta["name"]) == "exit":
             command = [self.options.archlab, "train", "--program-env", "ARCHLAB_INJECTED_MISSING",
                        "--config-env", "ARCHLAB_INJECTED_MISSING"]

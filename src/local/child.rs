@@ -6,6 +6,7 @@
 use super::capped_log::CappedLog;
 use crate::core::lifecycle::ExperimentId;
 use crate::core::watchdog::Liveness;
+use crate::output_clock::OutputClock;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use protocol::lines::{Line, read_line};
@@ -15,7 +16,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,23 +54,6 @@ pub enum Message {
         reason: String,
     },
     Interrupt,
-}
-
-/// When a trainer last printed, shared by its reader threads and read by the watchdog.
-#[derive(Debug)]
-struct OutputClock {
-    started: Instant,
-    last_ms: AtomicU64,
-    longest_gap_ms: AtomicU64,
-}
-
-impl OutputClock {
-    fn tick(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        let before = self.last_ms.swap(now, Ordering::SeqCst);
-        self.longest_gap_ms
-            .fetch_max(now.saturating_sub(before), Ordering::SeqCst);
-    }
 }
 
 pub struct TrainerChild {
@@ -132,11 +115,7 @@ impl TrainerChild {
             .spawn()?;
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let clock = Arc::new(OutputClock {
-            started: Instant::now(),
-            last_ms: AtomicU64::new(0),
-            longest_gap_ms: AtomicU64::new(0),
-        });
+        let clock = Arc::new(OutputClock::start());
         let log_path = dir.join("stdout.jsonl");
         let stdout_clock = clock.clone();
         std::thread::spawn(move || {
@@ -179,13 +158,7 @@ impl TrainerChild {
 
     /// Its start and output so far, in seconds since it started, and the time now on that clock.
     pub fn liveness(&self) -> (Liveness, f64) {
-        let seconds = |ms: &AtomicU64| ms.load(Ordering::SeqCst) as f64 / 1000.0;
-        let liveness = Liveness {
-            started_s: 0.0,
-            last_output_s: seconds(&self.clock.last_ms),
-            longest_gap_s: seconds(&self.clock.longest_gap_ms),
-        };
-        (liveness, self.clock.started.elapsed().as_secs_f64())
+        self.clock.liveness()
     }
 
     /// Kills the child and its process group (if still running) and reaps it.

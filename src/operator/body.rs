@@ -14,7 +14,9 @@ use crate::api::trainer::TrainerSpec;
 use crate::core::lifecycle::{Event, ExperimentId};
 use crate::core::qa::QaLimits;
 use crate::core::trainer_output;
+use crate::core::watchdog::{self, Overdue};
 use crate::engine::Command;
+use crate::output_clock::OutputClock;
 use futures::{AsyncBufReadExt, TryStreamExt};
 use k8s_openapi::api::core::v1::{ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
@@ -325,6 +327,8 @@ async fn monitor(
     observations: Sender<ToEngine>,
 ) {
     let tail = Arc::new(Mutex::new(VecDeque::new()));
+    // Started when the trainer container is first seen running; ticked by each log line.
+    let mut clock: Option<Arc<OutputClock>> = None;
     let mut follower: Option<JoinHandle<()>> = None;
     let mut announced = false;
     let mut last_seen: Option<Pod> = None;
@@ -345,6 +349,16 @@ async fn monitor(
             last_seen = Some(pod);
             break ended;
         }
+        // A trainer silent too long is hung (the deadline is the kubelet's, above).
+        if let Some(clock) = &clock {
+            let (liveness, now) = clock.liveness();
+            if let Some(Overdue::Silent { silent_s, limit_s }) =
+                watchdog::overdue(&config.qa, &liveness, now)
+            {
+                last_seen = Some(pod);
+                break PodOutcome::Silent { silent_s, limit_s };
+            }
+        }
         if follower.is_none() && container_started(&pod) {
             if !announced {
                 let node = pod
@@ -362,11 +376,14 @@ async fn monitor(
                 .await;
                 announced = true;
             }
+            let ticks = clock
+                .get_or_insert_with(|| Arc::new(OutputClock::start()))
+                .clone();
             follower = Some(tokio::spawn(follow_log(
                 pods.clone(),
                 name.clone(),
                 (experiment, attempt),
-                tail.clone(),
+                (tail.clone(), ticks),
                 observations.clone(),
             )));
         }
@@ -513,7 +530,7 @@ async fn follow_log(
     pods: Api<Pod>,
     name: String,
     key: (ExperimentId, u32),
-    tail: Arc<Mutex<VecDeque<String>>>,
+    (tail, clock): (Arc<Mutex<VecDeque<String>>>, Arc<OutputClock>),
     observations: Sender<ToEngine>,
 ) {
     let params = LogParams {
@@ -530,6 +547,7 @@ async fn follow_log(
     };
     let mut lines = stream.lines();
     while let Ok(Some(line)) = lines.try_next().await {
+        clock.tick();
         take_line(&line, key, &tail, &observations);
     }
 }

@@ -72,6 +72,12 @@ pub enum PodOutcome {
     },
     /// Deleted (by someone, or its node's garbage collection) before it finished.
     Deleted,
+    /// Its trainer printed nothing for longer than the watchdog allows (`qa.silenceSeconds`,
+    /// `qa.silenceFactor`): hung, and stopped by the operator.
+    Silent {
+        silent_s: f64,
+        limit_s: f64,
+    },
 }
 
 impl PodOutcome {
@@ -91,6 +97,7 @@ impl PodOutcome {
             PodOutcome::ImagePullFailed { .. } => "TrainerImagePullFailed",
             PodOutcome::StartFailed { .. } => "TrainerStartFailed",
             PodOutcome::Deleted => "TrainerDeleted",
+            PodOutcome::Silent { .. } => "TrainerSilent",
         }
     }
 }
@@ -402,6 +409,13 @@ pub fn to_event(outcome: &PodOutcome, log_tail: &str, max_attempt_seconds: u64) 
             }
             .event(log_tail),
         ),
+        PodOutcome::Silent { silent_s, limit_s } => Some(
+            Overdue::Silent {
+                silent_s: *silent_s,
+                limit_s: *limit_s,
+            }
+            .event(log_tail),
+        ),
         PodOutcome::Evicted { message } => {
             infrastructure(format!("the pod was evicted: {message}"))
         }
@@ -577,6 +591,20 @@ mod tests {
         let message = crash_message(event(&pod, ""));
         assert!(
             message.contains("7200 s (qa.maxAttemptSeconds)"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_silent_trainer_is_charged_to_the_program_with_the_watchdogs_reason() {
+        let silent = PodOutcome::Silent {
+            silent_s: 31.0,
+            limit_s: 30.0,
+        };
+        assert_eq!(silent.event_reason(), "TrainerSilent");
+        let message = crash_message(to_event(&silent, "last line", 7200));
+        assert!(
+            message.contains("printed nothing for 31 s (limit 30 s: qa.silenceSeconds"),
             "{message}"
         );
     }
