@@ -236,7 +236,8 @@ struct OperatorArgs {
     /// Seconds to wait for the API server before giving up.
     #[arg(long, default_value_t = 8, value_name = "SECONDS")]
     connect_timeout: u64,
-    /// Seconds between looks at a running trainer pod.
+    /// Seconds between checks of a trainer pod's clocks (deadlines, the silence rule); its
+    /// changes arrive through a watch as they happen.
     #[arg(long, default_value_t = 5, value_name = "SECONDS")]
     poll_interval: u64,
     /// Seconds an ended trainer pod is kept (for `kubectl logs` and `describe`) before it is

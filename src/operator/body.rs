@@ -1,6 +1,6 @@
 //! The engine's body in the cluster: a `Start` becomes a trainer pod (server-side applied, so
 //! starting an attempt that already has its pod adopts it), a `Stop` deletes it. One monitor
-//! task per pod follows its log for progress and reads its status until it ends, then hands the
+//! task per pod follows its log for progress and watches its status until it ends, then hands the
 //! engine the lifecycle event its outcome is. Nothing here decides: the core does.
 
 use super::actor::ToEngine;
@@ -9,6 +9,7 @@ use super::pod::{
     self, LABEL_ATTEMPT, LABEL_CAMPAIGN, LABEL_EXPERIMENT, LABEL_MANAGED_BY, LABEL_RETRY, MANAGER,
     TrainerRun,
 };
+use super::pod_watch::{PodState, PodWatch};
 use crate::api::experiment::{Experiment, resource_name};
 use crate::api::trainer::TrainerSpec;
 use crate::core::lifecycle::{Event, ExperimentId};
@@ -46,7 +47,7 @@ pub struct BodyConfig {
     pub namespace: String,
     pub trainer: TrainerSpec,
     pub qa: QaLimits,
-    /// How often a running pod's status is read.
+    /// How often a pod's clocks are checked between the changes its watch brings.
     pub poll: Duration,
     /// How long an ended pod is kept before it is deleted (none: until its Experiment goes).
     pub finished_pod_ttl: Option<Duration>,
@@ -332,21 +333,29 @@ async fn monitor(
     let mut follower: Option<JoinHandle<()>> = None;
     let mut announced = false;
     let mut last_seen: Option<Pod> = None;
+    // The watch brings every change of the pod; the tick re-reads the clocks (the silence
+    // rule, the deadlines) between changes.
+    let mut watch = PodWatch::new(pods.clone(), &name);
+    let mut current: Option<Box<Pod>> = None;
+    let mut tick = tokio::time::interval(config.poll);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ending = loop {
-        let pod = match pods.get_opt(&name).await {
-            Ok(pod) => pod,
-            Err(error) => {
-                tracing::debug!(%error, pod = %name, "reading a trainer pod");
-                tokio::time::sleep(config.poll).await;
-                continue;
-            }
+        tokio::select! {
+            state = watch.next() => match state {
+                PodState::Present(pod) => current = Some(pod),
+                PodState::Gone { last } => {
+                    break outcome::classify_gone(last.as_deref(), Timestamp::now(), &config.qa);
+                }
+            },
+            _ = tick.tick() => {}
+        }
+        // Not listed yet: nothing to judge.
+        let Some(pod) = current.as_deref() else {
+            continue;
         };
-        let Some(pod) = pod else {
-            break PodOutcome::Deleted;
-        };
-        let ended = outcome::classify(&pod, Timestamp::now(), &config.qa);
+        let ended = outcome::classify(pod, Timestamp::now(), &config.qa);
         if ended != PodOutcome::Running {
-            last_seen = Some(pod);
+            last_seen = Some(pod.clone());
             break ended;
         }
         // A trainer silent too long is hung (the deadline is the kubelet's, above).
@@ -355,11 +364,11 @@ async fn monitor(
             if let Some(Overdue::Silent { silent_s, limit_s }) =
                 watchdog::overdue(&config.qa, &liveness, now)
             {
-                last_seen = Some(pod);
+                last_seen = Some(pod.clone());
                 break PodOutcome::Silent { silent_s, limit_s };
             }
         }
-        if follower.is_none() && container_started(&pod) {
+        if follower.is_none() && container_started(pod) {
             if !announced {
                 let node = pod
                     .spec
@@ -391,7 +400,6 @@ async fn monitor(
             // The stream ended early (a dropped connection): follow again; replays are ignored.
             follower = None;
         }
-        tokio::time::sleep(config.poll).await;
     };
     match follower {
         // Let the follower read the last lines (bounded: a stuck stream must not hold the result).

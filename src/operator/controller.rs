@@ -34,7 +34,7 @@ pub struct Context {
     pub client: Client,
     pub runtime: tokio::runtime::Handle,
     pub reporter: Reporter,
-    /// How often trainer pods are read.
+    /// How often a trainer pod's clocks are checked between the changes its watch brings.
     pub poll: Duration,
     pub metrics: Arc<super::metrics::Metrics>,
     /// Set while this replica holds the leader lease.

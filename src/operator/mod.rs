@@ -16,6 +16,7 @@ pub mod controller;
 pub mod metrics;
 pub mod outcome;
 pub mod pod;
+pub mod pod_watch;
 pub mod status;
 pub mod store;
 
@@ -37,7 +38,7 @@ pub struct OperatorOptions {
     pub namespace: Option<String>,
     /// How long to wait for the API server before giving up with an error.
     pub connect_timeout: Duration,
-    /// How often trainer pods are read.
+    /// How often a trainer pod's clocks are checked between the changes its watch brings.
     pub poll: Duration,
     /// How long an ended trainer pod is kept (none: until its Experiment is deleted).
     pub finished_pod_ttl: Option<Duration>,

@@ -134,6 +134,16 @@ const NODE_LOSS_REASONS: [&str; 3] = ["NodeLost", "UnexpectedAdmissionError", "N
 /// deadline itself: the kubelet enforces `activeDeadlineSeconds` first where it runs.
 const DEADLINE_GRACE_SECONDS: i64 = 60;
 
+/// The ending of a pod that is gone, read from its final state when the watch saw the deletion:
+/// an eviction's mark or a trainer that had finished still says what happened. Without a final
+/// state, or one that says nothing more, it was deleted before it finished.
+pub fn classify_gone(last: Option<&Pod>, now: Timestamp, qa: &QaLimits) -> PodOutcome {
+    match last.map(|pod| classify(pod, now, qa)) {
+        None | Some(PodOutcome::Running) => PodOutcome::Deleted,
+        Some(outcome) => outcome,
+    }
+}
+
 /// Classifies `pod` at time `now` under the bounds of `qa` (the waits for a node and for a
 /// queue, the attempt's deadline). The order matters: a complete result wins; then what the
 /// cluster did to the pod; then what the trainer container did; then how long it has waited.
@@ -671,6 +681,37 @@ mod tests {
             Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
         let reason = infrastructure_reason(event(&running, ""));
         assert!(reason.contains("deleted"), "{reason}");
+    }
+
+    #[test]
+    fn a_gone_pod_ends_as_its_final_state_says_or_as_deleted() {
+        let gone = |last: Option<&Pod>| classify_gone(last, now(), &limits());
+        assert_eq!(gone(None), PodOutcome::Deleted);
+        // Force-deleted while still pending: nothing in the final state says more.
+        assert_eq!(
+            gone(Some(&pod(json!({"phase": "Pending"})))),
+            PodOutcome::Deleted
+        );
+        // The final state of an evicted pod carries the mark the API server set.
+        let mut evicted = pod(
+            json!({"phase": "Failed", "conditions": [{"type": "DisruptionTarget",
+            "status": "True", "reason": "EvictionByEvictionAPI",
+            "message": "Eviction API: evicting"}],
+            "containerStatuses": [container_status("trainer",
+                json!({"terminated": {"exitCode": 143, "reason": "Error"}}))]}),
+        );
+        evicted.metadata.deletion_timestamp =
+            Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now()));
+        assert!(
+            matches!(gone(Some(&evicted)), PodOutcome::Disrupted { reason, .. }
+            if reason == "EvictionByEvictionAPI")
+        );
+        // A trainer that finished before the pod went still finished.
+        let finished = terminated("Succeeded", 0, "Completed", RESULT);
+        assert!(matches!(
+            gone(Some(&finished)),
+            PodOutcome::Succeeded { .. }
+        ));
     }
 
     #[test]
