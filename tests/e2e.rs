@@ -571,6 +571,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
         &deleting_a_campaign_collects_its_objects,
     );
     timed("real kubelet", &real_node::trainer_pods_on_a_real_kubelet);
+    timed(
+        "deployed operator",
+        &real_node::the_charts_operator_runs_on_the_node,
+    );
     timed("helm chart", &the_helm_chart_installs_and_its_rbac_suffices);
     timed(
         "llm key from a secret",

@@ -220,7 +220,7 @@ pub fn an_evicted_trainer_saves_its_step_and_the_rerun_resumes(pace: Pace) {
     );
 
     // The cluster's doing: no revision, one rerun, and the rerun resumed at the saved step.
-    let (status, seen) = watch_until_end("evict", limit);
+    let (status, seen) = watch_until_end(NAMESPACE, "evict", limit);
     eprintln!("evict campaign: {}", status["phase"]);
     let evicted = experiment("evict-e00001");
     let experiment_status = &evicted["status"];

@@ -6,8 +6,12 @@
 //! the cluster's failure, not the program's, and an eviction
 //! through the Eviction subresource (`eviction.rs`).
 
+#[path = "deployed.rs"]
+mod deployed;
 #[path = "eviction.rs"]
 mod eviction;
+
+pub use deployed::the_charts_operator_runs_on_the_node;
 
 use super::{Pace, items, kubectl, kubectl_ok, namespace, operator};
 use serde_json::Value;
@@ -71,24 +75,24 @@ struct Seen {
 }
 
 /// Waits for the campaign `name` to end, watching its pods; its status and what was seen.
-fn watch_until_end(name: &str, limit: Duration) -> (Value, Seen) {
+fn watch_until_end(namespace: &str, name: &str, limit: Duration) -> (Value, Seen) {
     let deadline = Instant::now() + limit;
     let mut seen = Seen::default();
     loop {
-        for pod in items("pods", NAMESPACE) {
+        for pod in items("pods", namespace) {
             if pod["metadata"]["labels"]["archlab.dev/campaign"].as_str() != Some(name) {
                 continue;
             }
             let pod_name = pod["metadata"]["name"].as_str().unwrap_or("?").to_string();
             if seen.log.is_none() && pod["status"]["phase"] == "Succeeded" {
-                let log = kubectl(&["logs", "-n", NAMESPACE, &pod_name], None);
+                let log = kubectl(&["logs", "-n", namespace, &pod_name], None);
                 if log.status.success() {
                     seen.log = Some(String::from_utf8_lossy(&log.stdout).into_owned());
                 }
             }
             seen.pods.insert(pod_name, pod);
         }
-        let campaign = kubectl(&["get", "camp", name, "-n", NAMESPACE, "-o", "json"], None);
+        let campaign = kubectl(&["get", "camp", name, "-n", namespace, "-o", "json"], None);
         let value: Value = serde_json::from_slice(&campaign.stdout).unwrap_or(Value::Null);
         if value["status"]["phase"] == "Completed" || value["status"]["phase"] == "Failed" {
             return (value["status"].clone(), seen);
@@ -173,7 +177,7 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     // Real containers: every pod ran on the kubelet's node, its container started by
     // containerd, under the restricted context, and the campaign completed from their results.
     apply(&campaigns[0]);
-    let (status, seen) = watch_until_end("real", pace.campaign(4, 40, 2));
+    let (status, seen) = watch_until_end(NAMESPACE, "real", pace.campaign(4, 40, 2));
     assert_eq!(status["phase"], "Completed", "{status}");
     assert!(!seen.pods.is_empty(), "the campaign made pods");
     for (name, pod) in &seen.pods {
@@ -207,7 +211,7 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     // Out of memory: the kernel killed the trainer at its limit; the kubelet's reason, charged
     // to the program.
     apply(&campaigns[1]);
-    let (status, seen) = watch_until_end("oom", pace.campaign(3, 40, 1));
+    let (status, seen) = watch_until_end(NAMESPACE, "oom", pace.campaign(3, 40, 1));
     eprintln!("oom campaign: {}", status["phase"]);
     let oom = experiment("oom-e00001");
     let outcome = &oom["status"]["attempts"][0]["outcome"];
@@ -224,7 +228,7 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     // No such image on the node and a policy that forbids pulling: the kubelet's
     // ErrImageNeverPull is the cluster's failure (rerun once, then given up on), no revision.
     apply(&campaigns[2]);
-    let (status, _) = watch_until_end("absent", pace.campaign(2, 40, 1));
+    let (status, _) = watch_until_end(NAMESPACE, "absent", pace.campaign(2, 40, 1));
     eprintln!("absent campaign: {}", status["phase"]);
     let absent = experiment("absent-e00001");
     let absent_status = &absent["status"];
@@ -263,7 +267,7 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
         1,
         "image: registry.k8s.io/pause:3.10.2, resources: {requests: {cpu: 100m, memory: 64Mi}}",
     ));
-    let (status, seen) = watch_until_end("nostart", pace.campaign(2, 40, 1));
+    let (status, seen) = watch_until_end(NAMESPACE, "nostart", pace.campaign(2, 40, 1));
     eprintln!("nostart campaign: {}", status["phase"]);
     let never_ran = seen.pods.values().next().expect("a nostart pod");
     let terminated = &never_ran["status"]["containerStatuses"][0]["state"]["terminated"];
