@@ -9,6 +9,8 @@
 pub mod events;
 pub mod lines;
 pub mod reading;
+pub mod termination;
 
 pub use events::{BenchmarkScore, Event, Status, TrainResult};
 pub use reading::{Reading, read};
+pub use termination::{TERMINATION_MESSAGE_LIMIT, termination_message};

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""A stand-in for the kubelet on scripts/test-cluster.sh's control plane (test code, not product:
-a kubelet cannot run on these machines). It
+"""A stand-in for the kubelet on scripts/test-cluster.sh's control plane (test code, not product),
+for the scenarios that inject what a real node cannot produce on demand (node loss, a GPU
+node, a hung trainer); scripts/test-node.sh runs a real kubelet beside it. It
 
 - registers fake-node-0 as Ready with CPU, memory and `nvidia.com/gpu` capacity (--gpus), so the
   real scheduler decides where pods go and refuses pods asking for more GPUs than the node has;
@@ -9,8 +10,9 @@ a kubelet cannot run on these machines). It
   file redirected to a private path;
 - serves the container's log over HTTPS as a kubelet does (`/containerLogs/NS/POD/CONTAINER`,
   with `follow`), so `kubectl logs` and the operator's log stream go through the real API server;
-- reports Running, then the termination (exit code, reason, message; the log's tail as the
-  message on failure under FallbackToLogsOnError) in the pod's status, enforces
+- reports Running, then the termination (exit code, reason, message: the file's last 4096 bytes,
+  or the log's last 80 lines within 2048 bytes on a failure without one, as the kubelet does)
+  in the pod's status, enforces
   activeDeadlineSeconds, and force-deletes pods marked for deletion (nothing else would);
 - injects failures on request: --inject oom=POD (killed, OOMKilled, 137), evict=POD (Failed,
   Evicted), node-lost=POD (Unknown, NodeLost), exit=POD (the trainer exits 1 before training),
@@ -224,13 +226,16 @@ class Agent:
         code = run.process.poll()
         if code is None:
             return
+        # As the kubelet: the last 4096 bytes of the file (a multibyte character may be cut,
+        # and is then replaced); with FallbackToLogsOnError, an empty message after a failure
+        # is the log's last 80 lines within 2048 bytes.
         message = ""
         if os.path.exists(run.term_path):
-            with open(run.term_path, errors="replace") as f:
-                message = f.read()[:4096]
-        elif code != 0:
-            with open(run.log_path, errors="replace") as f:
-                message = "".join(f.readlines()[-80:])[-4096:]
+            with open(run.term_path, "rb") as f:
+                message = f.read()[-4096:].decode(errors="replace")
+        if not message and code != 0:
+            with open(run.log_path, "rb") as f:
+                message = b"".join(f.readlines()[-80:])[-2048:].decode(errors="replace")
         statuses = self.terminated(run, code, "Completed" if code == 0 else "Error", message)
         if injection == "sidecar":
             # An injected proxy keeps running: the pod stays Running after the trainer ended.

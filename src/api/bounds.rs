@@ -71,11 +71,12 @@ fn bound_attempt(attempt: &mut Attempt, current: bool) {
                 *reason = head(reason, text)
             }
             Outcome::Crashed { message, log_tail } => {
-                *message = head(message, text / 2);
+                // An error chain says what failed first and why last: keep both ends.
+                *message = middle(message, text / 2);
                 // The end of a log says why it failed.
                 *log_tail = tail(log_tail, text / 2);
             }
-            Outcome::AgentFailed { message } => *message = head(message, text),
+            Outcome::AgentFailed { message } => *message = middle(message, text),
             Outcome::Stopped { .. } | Outcome::Diverged | Outcome::Finished { .. } => {}
         }
     }
@@ -102,6 +103,23 @@ fn head(text: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}{CUT}", &text[..end])
+}
+
+/// At most `max` bytes of `text`: its start and its end, marked where the middle was cut.
+fn middle(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let keep = max.saturating_sub(CUT.len());
+    let mut end = keep / 2;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let mut start = text.len() - (keep - end);
+    while !text.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("{}{CUT}{}", &text[..end], &text[start..])
 }
 
 /// The last `max` bytes of `text`, marked when cut.
@@ -233,5 +251,21 @@ mod tests {
         assert!(cut.len() <= 51 && cut.ends_with(CUT), "{cut}");
         let log = format!("{}the real error", "x".repeat(10_000));
         assert!(tail(&log, 100).ends_with("the real error"));
+    }
+
+    #[test]
+    fn a_cut_error_keeps_what_failed_and_why() {
+        let error = format!(
+            "reading text file /data/{}/корпус.txt: No such file or directory",
+            "数据/".repeat(1000)
+        );
+        for max in [64, 65, 66, 2048] {
+            let cut = middle(&error, max);
+            assert!(cut.len() <= max, "{max}: {}", cut.len());
+            assert!(cut.len() + 4 >= max, "{max}: {}", cut.len());
+            assert!(cut.starts_with("reading text"), "{cut}");
+            assert!(cut.ends_with("or directory") && cut.contains(CUT), "{cut}");
+        }
+        assert_eq!(middle("short", 64), "short");
     }
 }

@@ -14,9 +14,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use trainer::{Event, Status, TrainConfig};
 
-/// Kubernetes keeps at most 4096 bytes of a termination message.
-const TERMINATION_MESSAGE_LIMIT: usize = 4096;
-
 /// The exit status of a run stopped by SIGTERM, as a shell reports a process it killed.
 const EXIT_STOPPED: u8 = 128 + 15;
 
@@ -182,11 +179,9 @@ fn write_outputs(options: &TrainOptions, line: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes `text` cut to the bytes Kubernetes keeps, at a character boundary.
+/// Writes `text` within the bytes the kubelet keeps of a termination message: a result line
+/// too long for it keeps its fields, with the error shortened in its middle.
 fn write_termination_message(path: &Path, text: &str) -> Result<()> {
-    let mut end = text.len().min(TERMINATION_MESSAGE_LIMIT);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    std::fs::write(path, &text[..end]).with_context(|| format!("writing {}", path.display()))
+    let message = protocol::termination_message(text, protocol::TERMINATION_MESSAGE_LIMIT);
+    std::fs::write(path, message).with_context(|| format!("writing {}", path.display()))
 }

@@ -287,5 +287,62 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
         "{failures}"
     );
 
+    a_long_error_fits_the_kubelets_termination_message(pace);
+
     eviction::an_evicted_trainer_saves_its_step_and_the_rerun_resumes(pace);
+}
+
+/// A trainer error longer than the 4096 bytes the kubelet keeps of a termination message (it
+/// keeps the last 4096, which would be the end of a JSON line), in multibyte text: the message
+/// the kubelet reports is a whole result line within the limit, its error cut in the middle,
+/// and the operator charges the program with the trainer's own words.
+fn a_long_error_fits_the_kubelets_termination_message(pace: Pace) {
+    // A data file that is not there, under a path of about 4,000 bytes of CJK and Cyrillic.
+    let path = format!(
+        "/data/{}/{}/корпус.txt",
+        vec!["数据".repeat(40); 16].join("/"),
+        "数据".repeat(20)
+    );
+    // Within the 4096 bytes a config path may have; its error line is longer.
+    assert!(path.len() > 3_990 && path.len() <= 4_096, "{}", path.len());
+    let campaign = on_the_node(
+        "longerror",
+        1,
+        "image: ghcr.io/archlab/archlab:0.1.0-cpu, \
+         resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 1Gi}}",
+    )
+    .replacen(
+        "data: {vocab_size: 16, seq_len: 16, tasks: [{kind: mqar, num_kv_pairs: 2}]}",
+        &format!(
+            "data: {{vocab_size: 256, seq_len: 16, tasks: [{{kind: text, paths: ['{path}']}}]}}"
+        ),
+        1,
+    );
+    kubectl_ok(&["apply", "-n", NAMESPACE, "-f", "-"], Some(&campaign));
+    let (status, seen) = watch_until_end(NAMESPACE, "longerror", pace.campaign(3, 40, 1));
+    eprintln!("longerror campaign: {}", status["phase"]);
+    let first = seen.pods.values().next().expect("a longerror pod");
+    let terminated = &first["status"]["containerStatuses"][0]["state"]["terminated"];
+    let message = terminated["message"].as_str().unwrap_or_default();
+    assert!(
+        message.len() <= 4096 && message.len() > 4000,
+        "{} bytes: {message}",
+        message.len()
+    );
+    let result: Value = serde_json::from_str(message).unwrap_or_else(|e| {
+        panic!("the termination message is a whole JSON line ({e}): {message}")
+    });
+    let error = result["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("reading text file /data/数据") && error.contains(" … "),
+        "{error}"
+    );
+    let experiment = experiment("longerror-e00001");
+    let outcome = &experiment["status"]["attempts"][0]["outcome"];
+    assert_eq!(outcome["kind"], "crashed", "{}", experiment["status"]);
+    let charged = outcome["message"].as_str().unwrap_or_default();
+    assert!(
+        charged.contains("/корпус.txt: No such file or directory"),
+        "{charged}"
+    );
 }
