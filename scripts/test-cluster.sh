@@ -127,14 +127,18 @@ KUBECONFIG
   if [ "$ready" != 1 ]; then tail -30 "$RUN/apiserver.log" >&2; stop; exit 1; fi
   log "API server $KUBERNETES_VERSION ready on https://127.0.0.1:$API_PORT"
   export KUBECONFIG=$RUN/kubeconfig
-  # The node lifecycle controller is off: nobody heartbeats the fake node, it would be tainted.
+  # The node lifecycle controller is on, with a short grace (30 s without a heartbeat: node
+  # Unknown, tainted unreachable): the real node's loss is what it detects. The fake node is
+  # heartbeated by scripts/e2e/node_agent.py while the e2e runs; before, it is marked and
+  # tainted like any silent node, and its agent's first heartbeat lifts that.
   # The volume binder and the protection controllers (which lift the finalizers admission adds)
   # are on: the real-node scenario binds a claim to a hostPath volume.
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
     --authorization-kubeconfig "$KUBECONFIG" --bind-address 127.0.0.1 --secure-port "$CONTROLLER_MANAGER_PORT" \
     --cert-dir "$RUN/kcm-certs" --leader-elect=false --use-service-account-credentials=false \
     --service-account-private-key-file "$RUN/pki/sa.key" --root-ca-file "$RUN/pki/ca.crt" \
-    --controllers '*,-node-lifecycle-controller,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller,-ttl-controller' \
+    --node-monitor-grace-period 30s --node-monitor-period 2s \
+    --controllers '*,-node-ipam-controller,-persistentvolume-attach-detach-controller,-persistentvolume-expander-controller,-ttl-controller' \
     > "$RUN/controller-manager.log" 2>&1 &
   echo $! > "$RUN/controller-manager.pid"
   "$BIN/kube-scheduler" --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \

@@ -13,6 +13,9 @@
 #   scripts/test-node.sh start     (cluster running, KUBECONFIG set) start containerd and the
 #                                  kubelet, import the images, wait for node archlab-node-0 Ready
 #   scripts/test-node.sh stop      stop the kubelet, its containers and containerd; delete its files
+#   scripts/test-node.sh kubelet-stop / kubelet-start
+#                                  kill the kubelet alone (its containers run on: the node goes
+#                                  silent, as a node cut off), and bring it back
 #
 # The node is labelled and tainted `archlab.dev/test-node=kubelet`: only pods that select and
 # tolerate it run there (tests/e2e.rs's real-node scenario); the others stay with the stand-in.
@@ -161,9 +164,16 @@ resolvConf: /etc/resolv.conf
 registerWithTaints:
 - {key: archlab.dev/test-node, value: kubelet, effect: NoSchedule}
 YAML
+  start_kubelet "$ip"
+  log "$NODE Ready at $ip: kubelet $("$CLUSTER_CACHE/bin/kubelet" --version | cut -d' ' -f2), containerd $CONTAINERD_VERSION, $("$(command -v runc)" --version | head -1)"
+}
+
+# The kubelet alone, with the configuration start wrote; waits until the node is Ready.
+start_kubelet() {
+  local ip=$1
   "$CLUSTER_CACHE/bin/kubelet" --config "$RUN/kubelet.yaml" --kubeconfig "$KUBECONFIG" \
     --root-dir "$RUN/kubelet" --hostname-override "$NODE" --node-ip "$ip" \
-    --node-labels archlab.dev/test-node=kubelet > "$RUN/kubelet.log" 2>&1 &
+    --node-labels archlab.dev/test-node=kubelet >> "$RUN/kubelet.log" 2>&1 &
   echo $! > "$RUN/kubelet.pid"
   local kubectl=$CLUSTER_CACHE/bin/kubectl ready=0
   for _ in $(seq 1 120); do
@@ -174,9 +184,25 @@ YAML
     sleep 0.5
   done
   if [ "$ready" != 1 ]; then grep '^E' "$RUN/kubelet.log" | tail -20 >&2; stop; exit 1; fi
-  # The node lifecycle controller, which would lift it, is off in the test cluster.
+  # Registered with not-ready:NoSchedule; the node lifecycle controller lifts it within its
+  # monitor period, this at once.
   "$kubectl" taint node "$NODE" node.kubernetes.io/not-ready:NoSchedule- > /dev/null 2>&1 || true
-  log "$NODE Ready at $ip: kubelet $("$CLUSTER_CACHE/bin/kubelet" --version | cut -d' ' -f2), containerd $CONTAINERD_VERSION, $("$(command -v runc)" --version | head -1)"
+}
+
+# The node's kubelet dies while its containers run on (containerd keeps them): to the control
+# plane the node goes silent, as when a node is cut off. kubelet-start brings it back.
+kubelet_stop() {
+  [ -f "$RUN/kubelet.pid" ] || { log "no kubelet runs"; return 0; }
+  kill -9 "$(cat "$RUN/kubelet.pid")" 2> /dev/null || true
+  rm -f "$RUN/kubelet.pid"
+  log "kubelet killed; containers run on"
+}
+
+kubelet_start() {
+  : "${KUBECONFIG:?test-node.sh: start the cluster first}"
+  [ -f "$RUN/kubelet.yaml" ] || { echo "test-node.sh: start the node first" >&2; exit 1; }
+  start_kubelet "$(node_ip)"
+  log "kubelet back; $NODE Ready"
 }
 
 stop() {
@@ -205,5 +231,7 @@ case "${1:-}" in
   build) build ;;
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 build|start|stop" >&2; exit 2 ;;
+  kubelet-stop) kubelet_stop ;;
+  kubelet-start) kubelet_start ;;
+  *) echo "usage: $0 build|start|stop|kubelet-stop|kubelet-start" >&2; exit 2 ;;
 esac

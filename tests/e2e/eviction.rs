@@ -97,7 +97,7 @@ fn watch_pod(name: &str) -> std::sync::mpsc::Receiver<(String, Value)> {
 }
 
 /// Waits until the trainer in pod `name` has reported a training step through the kubelet.
-fn wait_until_training(name: &str, limit: Duration) {
+pub fn wait_until_training(name: &str, limit: Duration) {
     let deadline = Instant::now() + limit;
     loop {
         let log = kubectl(&["logs", "-n", NAMESPACE, name], None);

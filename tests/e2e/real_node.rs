@@ -4,12 +4,14 @@
 //! that the kubelet reports as `OOMKilled`, an image the node does not have
 //! (`ErrImageNeverPull`) and an image without the trainer (`StartError`, exit 128) classified as
 //! the cluster's failure, not the program's, and an eviction
-//! through the Eviction subresource (`eviction.rs`).
+//! through the Eviction subresource (`eviction.rs`), and the node lost (`node_loss.rs`).
 
 #[path = "deployed.rs"]
 mod deployed;
 #[path = "eviction.rs"]
 mod eviction;
+#[path = "node_loss.rs"]
+mod node_loss;
 
 pub use deployed::the_charts_operator_runs_on_the_node;
 
@@ -290,6 +292,7 @@ pub fn trainer_pods_on_a_real_kubelet(work: &Path, pace: Pace) {
     a_long_error_fits_the_kubelets_termination_message(pace);
 
     eviction::an_evicted_trainer_saves_its_step_and_the_rerun_resumes(pace);
+    node_loss::a_lost_node_is_the_clusters_failure_and_the_rerun_runs_when_it_returns(pace);
 }
 
 /// A trainer error longer than the 4096 bytes the kubelet keeps of a termination message (it
