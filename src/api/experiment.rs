@@ -249,15 +249,10 @@ fn without_empty_strings(mut value: serde_json::Value) -> serde_json::Value {
     value
 }
 
-/// The resource name of experiment `id` of `campaign` (a DNS label: lowercase, ≤ 63).
+/// The resource name of experiment `id` of `campaign` (a DNS label: lowercase, ≤ 63), unique
+/// for every Campaign name (`super::names`).
 pub fn resource_name(campaign: &str, id: ExperimentId) -> String {
-    let mut prefix: String = campaign
-        .to_lowercase()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
-        .collect();
-    prefix.truncate(50);
-    format!("{}-e{id:05}", prefix.trim_matches('-'))
+    format!("{}-e{id:05}", super::names::name_prefix(campaign))
 }
 
 /// The core record as a resource, within the size bounds of [`super::bounds`] (conditions
@@ -419,7 +414,8 @@ mod tests {
         let resource = to_resource("Quick_Start", &record);
         assert_eq!(
             resource.metadata.name.as_deref(),
-            Some("quick-start-e00007")
+            // The mapping changed the name, so its hash keeps it apart from `quick-start`'s.
+            Some("quick-start-3855e5bb-e00007")
         );
         let yaml = serde_yaml::to_string(&resource).unwrap_or_default();
         let parsed: Experiment =

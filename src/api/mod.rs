@@ -9,6 +9,7 @@ pub mod crds;
 pub mod experiment;
 pub mod limits;
 pub mod manifest;
+pub mod names;
 pub mod policy;
 pub use ::trainer::schema_bounds;
 pub mod trainer;

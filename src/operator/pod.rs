@@ -1,6 +1,7 @@
 //! The trainer pod of one attempt, built from a `Start` command and the Campaign's
 //! `spec.trainer`. Pure: the same inputs give the same pod, so applying it twice is a no-op.
 
+pub use crate::api::names::label_value;
 use crate::api::trainer::TrainerSpec;
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, EnvVar,
@@ -248,26 +249,6 @@ fn volume(volume: &crate::api::trainer::TrainerVolume) -> Volume {
         }),
         ..Volume::default()
     }
-}
-
-pub fn label_value(text: &str) -> String {
-    let mut value: String = text
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-                c
-            } else {
-                '-'
-            }
-        })
-        .take(63)
-        .collect();
-    while value.ends_with(|c: char| !c.is_ascii_alphanumeric()) {
-        value.pop();
-    }
-    value
-        .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
-        .to_string()
 }
 
 #[cfg(test)]
