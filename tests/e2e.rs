@@ -11,6 +11,8 @@
 mod common;
 #[path = "e2e/real_node.rs"]
 mod real_node;
+#[path = "e2e/undecodable.rs"]
+mod undecodable;
 
 use common::tool;
 use serde_json::Value;
@@ -569,6 +571,10 @@ fn the_operator_runs_campaigns_on_a_real_api_server() {
     timed(
         "campaign deleted",
         &deleting_a_campaign_collects_its_objects,
+    );
+    timed(
+        "undecodable objects",
+        &undecodable::objects_this_version_cannot_read_are_reported_and_skipped,
     );
     timed("real kubelet", &real_node::trainer_pods_on_a_real_kubelet);
     timed(

@@ -8,16 +8,19 @@ use super::status::{CampaignView, campaign_status};
 use super::store::KubeStore;
 use crate::agents::llm::client::ApiKey;
 use crate::api::campaign::CampaignStatus;
+use crate::api::experiment::{Experiment, resource_name};
 use crate::api::{Campaign, CampaignSpec};
 use crate::core::campaign::Ending;
 use crate::core::lifecycle::{Event, ExperimentId, Phase};
 use crate::core::spec_change::{self, SpecChange};
 use crate::engine::{Command, Engine, Resume};
-use crate::memory::Store;
+use crate::memory::{Quarantined, Store};
 use crate::setup;
 use anyhow::Result;
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{Patch, PatchParams};
-use kube::{Api, Client, ResourceExt};
+use kube::runtime::events::{EventType, Recorder, Reporter};
+use kube::{Api, Client, Resource, ResourceExt};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
@@ -97,6 +100,42 @@ fn stopped_by_deletion(metrics: &super::metrics::Metrics, namespace: &str, name:
     metrics.forget_campaign(namespace, name);
 }
 
+/// Experiments the engine could not read back (written by a newer version, or damaged): it
+/// leaves them out and keeps their ids taken; a metric and an Event on each say so, for
+/// `kubectl describe` and alerts.
+fn report_unreadable(setup: &ActorSetup, campaign: &str, unreadable: &[Quarantined]) {
+    if unreadable.is_empty() {
+        return;
+    }
+    let recorder = Recorder::new(
+        setup.client.clone(),
+        Reporter {
+            controller: "archlab".into(),
+            instance: None,
+        },
+    );
+    for entry in unreadable {
+        setup.metrics.undecodable(&setup.namespace, "Experiment");
+        let reference = ObjectReference {
+            api_version: Some(Experiment::api_version(&()).into_owned()),
+            kind: Some(Experiment::kind(&()).into_owned()),
+            name: Some(resource_name(campaign, entry.id)),
+            namespace: Some(setup.namespace.clone()),
+            ..ObjectReference::default()
+        };
+        setup.runtime.block_on(super::body::publish(
+            &recorder,
+            &reference,
+            EventType::Warning,
+            "Unreadable",
+            format!(
+                "left out of the campaign, its record kept as it is: {}",
+                entry.reason
+            ),
+        ));
+    }
+}
+
 fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     let name = setup.campaign.name_any();
     let store = KubeStore::new(
@@ -110,6 +149,7 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
     let agents = setup::agents(&setup.campaign, None, tokens_before, setup.api_key.clone())?;
     let cognition = setup::cognition(&setup.campaign, setup.api_key.clone())?;
     let mut engine = Engine::open(&name, setup.campaign.spec.clone(), store, agents, cognition)?;
+    report_unreadable(&setup, &name, engine.quarantined());
     if let Some(embedder) = setup::motivation_embedder(&setup.campaign, setup.api_key.clone())? {
         engine = engine.with_motivation_embedder(embedder);
     }
@@ -152,20 +192,23 @@ fn run_engine(setup: ActorSetup, inbox: Receiver<ToEngine>) -> Result<()> {
         // Claims are recomputed from memory once a turn, for the status and the metrics alike.
         let discoveries = engine.verification().discoveries();
         status.write(&engine, discoveries, ending.as_ref(), &edits)?;
-        setup.metrics.observe_campaign(
-            &setup.namespace,
-            &name,
-            engine.experiments(),
-            discoveries,
-            &engine.agent_stats(),
-        );
-        setup.metrics.observe_budget(
-            &setup.namespace,
-            &name,
-            &engine.spec.budget,
-            &engine.usage(),
-            ending.is_none(),
-        );
+        // Only while leading: the gauges of a replica that lost the lease were removed.
+        if setup.fence.load(std::sync::atomic::Ordering::SeqCst) {
+            setup.metrics.observe_campaign(
+                &setup.namespace,
+                &name,
+                engine.experiments(),
+                discoveries,
+                &engine.agent_stats(),
+            );
+            setup.metrics.observe_budget(
+                &setup.namespace,
+                &name,
+                &engine.spec.budget,
+                &engine.usage(),
+                ending.is_none(),
+            );
+        }
         let wait = engine
             .next_write_in()
             .map_or(STATUS_INTERVAL, |due| due.min(STATUS_INTERVAL));

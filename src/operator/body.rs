@@ -605,7 +605,7 @@ fn describe(outcome: &PodOutcome, event: &Event, pod: &str) -> (EventType, &'sta
     (type_, reason, format!("pod {pod}: {what}"))
 }
 
-async fn publish(
+pub(super) async fn publish(
     recorder: &Recorder,
     reference: &ObjectReference,
     type_: EventType,

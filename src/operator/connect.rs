@@ -3,7 +3,7 @@
 
 use crate::api::Campaign;
 use anyhow::{Result, anyhow};
-use kube::api::ListParams;
+use kube::api::{ListParams, PartialObjectMeta};
 use kube::{Api, Client, Config};
 use std::time::Duration;
 
@@ -37,7 +37,8 @@ pub async fn connect(timeout: Duration, namespace: Option<&str>) -> Result<Clien
             )
         })?;
     tracing::info!(server = %url, version = %version.git_version, "connected");
-    let campaigns: Api<Campaign> = match namespace {
+    // Metadata only: a Campaign this version cannot decode must not stop the operator here.
+    let campaigns: Api<PartialObjectMeta<Campaign>> = match namespace {
         Some(namespace) => Api::namespaced(client.clone(), namespace),
         None => Api::all(client.clone()),
     };

@@ -10,6 +10,8 @@ use crate::api::Campaign;
 use crate::api::campaign::{CampaignPhase, Condition};
 use crate::api::manifest;
 use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{ApiResource, DynamicObject};
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event as KubeEvent, EventType, Recorder, Reporter};
@@ -103,24 +105,28 @@ impl Context {
             .lock()
             .map(|mut e| std::mem::take(&mut *e))
             .unwrap_or_default();
-        for (_, engine) in engines {
+        // Its gauges go with it: a replica that lost the lease must not report campaigns the
+        // new leader runs, or alerts that sum over replicas count them twice.
+        for ((namespace, name), engine) in engines {
             let _ = engine.inbox.send(ToEngine::Stop);
+            self.metrics.forget_campaign(&namespace, &name);
         }
     }
 
     /// Stops the engine of a Campaign the watch saw deleted, at once: left running until its
     /// next failing write or idle look, it could create Experiments and pods that the garbage
     /// collector only removes again. A watch can miss a deletion (while it reconnects); the
-    /// engine's own idle look is the backstop.
-    pub fn campaign_deleted(&self, campaign: &Campaign) {
+    /// engine's own idle look is the backstop. The metadata is all a deletion needs, so a
+    /// Campaign this version cannot decode is stopped too.
+    pub fn campaign_deleted(&self, meta: &ObjectMeta) {
         let key = (
-            campaign.namespace().unwrap_or_else(|| "default".into()),
-            campaign.name_any(),
+            meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            meta.name.clone().unwrap_or_default(),
         );
         let stopped = {
             let mut engines = self.engines.lock().unwrap_or_else(|e| e.into_inner());
             match engines.get(&key) {
-                Some(engine) if engine.uid == campaign.metadata.uid => engines.remove(&key),
+                Some(engine) if engine.uid == meta.uid => engines.remove(&key),
                 _ => None,
             }
         };
@@ -138,6 +144,60 @@ impl Context {
 }
 
 /// Reconciles one Campaign, counted and timed in the metrics.
+/// Reconciles one Campaign as the API server stored it, decoded here one object at a time: a
+/// Campaign this version cannot read (written under a newer CRD before a rollback) is
+/// reported on itself and skipped, where a typed watch would fail the whole list and stall
+/// every Campaign.
+pub async fn reconcile_stored(
+    object: Arc<DynamicObject>,
+    ctx: Arc<Context>,
+) -> Result<Action, ControllerError> {
+    let decoded = serde_json::to_value(object.as_ref()).and_then(serde_json::from_value);
+    match decoded {
+        Ok(campaign) => reconcile(Arc::new(campaign), ctx).await,
+        Err(error) => {
+            report_undecodable(&object, &error, &ctx).await;
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// A Campaign that cannot be decoded: a metric always, an Event and a `SpecAccepted=False`
+/// condition on it when the API server takes them. No engine runs it.
+async fn report_undecodable(object: &DynamicObject, error: &serde_json::Error, ctx: &Context) {
+    let namespace = object.namespace().unwrap_or_else(|| "default".into());
+    let name = object.name_any();
+    ctx.metrics.undecodable(&namespace, "Campaign");
+    tracing::warn!(%namespace, campaign = %name, %error, "a Campaign this version cannot read is skipped");
+    let message = format!("this operator version cannot read the Campaign: {error}");
+    let resource = ApiResource::erase::<Campaign>(&());
+    let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+    publish(
+        &recorder,
+        &object.object_ref(&resource),
+        EventType::Warning,
+        "Undecodable",
+        message.clone(),
+    )
+    .await;
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), &namespace, &resource);
+    let condition = Condition {
+        type_: "SpecAccepted".into(),
+        status: "False".into(),
+        reason: "Undecodable".into(),
+        message,
+        last_transition_time: k8s_openapi::jiff::Timestamp::now().to_string(),
+        observed_generation: object.metadata.generation,
+    };
+    let patch = serde_json::json!({ "status": { "conditions": [condition] } });
+    if let Err(error) = api
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+    {
+        tracing::debug!(%error, campaign = %name, "marking an undecodable Campaign");
+    }
+}
+
 pub async fn reconcile(
     campaign: Arc<Campaign>,
     ctx: Arc<Context>,
@@ -319,7 +379,7 @@ async fn reconcile_campaign(
 }
 
 pub fn error_policy(
-    campaign: Arc<Campaign>,
+    campaign: Arc<DynamicObject>,
     error: &ControllerError,
     _ctx: Arc<Context>,
 ) -> Action {

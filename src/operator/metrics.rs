@@ -38,6 +38,7 @@ pub struct Metrics {
     pod_endings: IntCounterVec,
     reconciles: IntCounterVec,
     reconcile_errors: IntCounterVec,
+    undecodable: IntCounterVec,
     reconcile_time: HistogramVec,
     leader: IntGauge,
 }
@@ -191,6 +192,12 @@ impl Default for Metrics {
                 "archlab_pod_outcomes_total",
                 "Trainer pods ended, by class.",
                 &["namespace", "campaign", "class"],
+            ),
+            undecodable: counter(
+                &registry,
+                "archlab_undecodable_objects_total",
+                "Objects this version could not read (written by a newer one, or by hand) and skipped, by kind.",
+                &["namespace", "kind"],
             ),
             reconciles: counter(
                 &registry,
@@ -355,6 +362,11 @@ impl Metrics {
         self.pod_endings
             .with_label_values(&[namespace, campaign, class])
             .inc();
+    }
+
+    /// Counts an object skipped because it could not be decoded.
+    pub fn undecodable(&self, namespace: &str, kind: &str) {
+        self.undecodable.with_label_values(&[namespace, kind]).inc();
     }
 
     pub fn reconciled(&self, seconds: f64, ok: bool) {

@@ -24,6 +24,7 @@ use crate::api::Campaign;
 use anyhow::{Context as _, Result};
 use futures::StreamExt;
 use kube::Api;
+use kube::api::{ApiResource, DynamicObject, PartialObjectMeta};
 use kube::runtime::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::{WatchStreamExt, watcher};
@@ -168,18 +169,29 @@ async fn serve(options: OperatorOptions) -> Result<()> {
 
 async fn run_controller(campaigns: Api<Campaign>, context: Arc<controller::Context>) {
     // The controller reconciles what exists; deletions it never sees, so a watch of its own
-    // stops a deleted Campaign's engine.
-    let deletions = watcher(campaigns.clone(), watcher::Config::default())
+    // stops a deleted Campaign's engine. Metadata only: every Campaign decodes as that.
+    let metadata: Api<PartialObjectMeta<Campaign>> = match campaigns.namespace() {
+        Some(namespace) => Api::namespaced(context.client.clone(), namespace),
+        None => Api::all(context.client.clone()),
+    };
+    let deletions = watcher(metadata, watcher::Config::default())
         .default_backoff()
         .for_each(|event| {
             if let Ok(watcher::Event::Delete(campaign)) = event {
-                context.campaign_deleted(&campaign);
+                context.campaign_deleted(&campaign.metadata);
             }
             futures::future::ready(())
         });
-    let reconciles = Controller::new(campaigns, watcher::Config::default())
+    // Untyped, so one Campaign this version cannot decode is skipped (and reported) by its own
+    // reconcile instead of failing the list every Campaign comes from.
+    let resource = ApiResource::erase::<Campaign>(&());
+    let stored: Api<DynamicObject> = match campaigns.namespace() {
+        Some(namespace) => Api::namespaced_with(context.client.clone(), namespace, &resource),
+        None => Api::all_with(context.client.clone(), &resource),
+    };
+    let reconciles = Controller::new_with(stored, watcher::Config::default(), resource)
         .run(
-            controller::reconcile,
+            controller::reconcile_stored,
             controller::error_policy,
             context.clone(),
         )

@@ -15,7 +15,9 @@ use crate::core::lifecycle::{self, ExperimentId};
 use crate::memory::{Loaded, MemoryError, Quarantined, Result, Store};
 use crate::operator::pod::{LABEL_CAMPAIGN, MANAGER, label_value};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{ListParams, ObjectMeta, Patch, PatchParams};
+use kube::api::{
+    ApiResource, DynamicObject, ListParams, ObjectMeta, PartialObjectMeta, Patch, PatchParams,
+};
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -25,7 +27,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 pub struct KubeStore {
     runtime: tokio::runtime::Handle,
     campaigns: Api<Campaign>,
+    /// Campaigns' metadata, which every Campaign decodes as.
+    campaign_names: Api<PartialObjectMeta<Campaign>>,
     experiments: Api<Experiment>,
+    /// The same Experiments undecoded, read one at a time: one this version cannot decode
+    /// (written by a newer one) is quarantined, not the failure of the whole list.
+    stored: Api<DynamicObject>,
     /// The highest experiment id seen (this store's engine is the campaign's only writer).
     highest_id: BTreeMap<String, ExperimentId>,
     llm_tokens: BTreeMap<String, u64>,
@@ -39,6 +46,17 @@ pub struct KubeStore {
     /// The apply body last sent for each Experiment's main resource: a save that changes only
     /// the status (most of them: progress, phases) writes only the status.
     applied: BTreeMap<String, Vec<u8>>,
+}
+
+/// Experiments per list request.
+const LIST_PAGE: u32 = 500;
+
+/// The id of an Experiment that does not decode: its `spec.id`, else its name's `-eNNNNN`.
+fn stored_id(object: &DynamicObject) -> Option<ExperimentId> {
+    object.data["spec"]["id"].as_u64().or_else(|| {
+        let name = object.metadata.name.as_deref()?;
+        name.rsplit_once("-e")?.1.parse().ok()
+    })
 }
 
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
@@ -58,7 +76,9 @@ impl KubeStore {
         KubeStore {
             runtime,
             campaigns: Api::namespaced(client.clone(), namespace),
-            experiments: Api::namespaced(client, namespace),
+            campaign_names: Api::namespaced(client.clone(), namespace),
+            experiments: Api::namespaced(client.clone(), namespace),
+            stored: Api::namespaced_with(client, namespace, &ApiResource::erase::<Experiment>(&())),
             highest_id: BTreeMap::new(),
             llm_tokens: BTreeMap::new(),
             campaign_owner: BTreeMap::new(),
@@ -151,7 +171,7 @@ impl Store for KubeStore {
     fn campaigns(&self) -> Result<Vec<String>> {
         let list = self
             .runtime
-            .block_on(self.campaigns.list(&ListParams::default()))
+            .block_on(self.campaign_names.list(&ListParams::default()))
             .map_err(cluster("listing Campaigns"))?;
         Ok(list.items.iter().map(|c| c.name_any()).collect())
     }
@@ -243,24 +263,50 @@ impl Store for KubeStore {
 
     fn load(&self, campaign: &str) -> Result<Loaded> {
         let selector = format!("{LABEL_CAMPAIGN}={}", label_value(campaign));
-        let list = self
-            .runtime
-            .block_on(
-                self.experiments
-                    .list(&ListParams::default().labels(&selector)),
-            )
-            .map_err(cluster(format!(
-                "listing the Experiments of Campaign {campaign}"
-            )))?;
+        let mut loaded = Loaded::default();
+        let mut resources = Vec::new();
+        // Page by page: a campaign of thousands of Experiments is never one response.
+        let mut params = ListParams::default().labels(&selector).limit(LIST_PAGE);
+        loop {
+            let page = self
+                .runtime
+                .block_on(self.stored.list(&params))
+                .map_err(cluster(format!(
+                    "listing the Experiments of Campaign {campaign}"
+                )))?;
+            for object in page.items {
+                match serde_json::to_value(&object).and_then(serde_json::from_value::<Experiment>) {
+                    Ok(resource) => resources.push(resource),
+                    Err(error) => match stored_id(&object) {
+                        // Its id stays taken and its record untouched.
+                        Some(id) => loaded.quarantined.push(Quarantined {
+                            id,
+                            reason: format!(
+                                "Experiment {}: this operator version cannot read it: {error}",
+                                object.name_any()
+                            ),
+                        }),
+                        None => tracing::warn!(
+                            experiment = %object.name_any(),
+                            %error,
+                            "an Experiment without a readable id cannot be read and is skipped"
+                        ),
+                    },
+                }
+            }
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => break,
+            }
+        }
         if let Ok(mut conditions) = self.conditions.lock() {
-            for resource in &list.items {
+            for resource in &resources {
                 if let Some(status) = &resource.status {
                     conditions.insert(resource.name_any(), status.conditions.clone());
                 }
             }
         }
-        let mut loaded = Loaded::default();
-        for resource in list.items.iter().filter(|r| r.spec.campaign == campaign) {
+        for resource in resources.iter().filter(|r| r.spec.campaign == campaign) {
             match experiment::from_resource(resource) {
                 Ok(record) => loaded.experiments.push(record),
                 Err(message) => loaded.quarantined.push(Quarantined {
