@@ -110,6 +110,7 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
             "ConfigMap",
             "ConfigMap",
             "Deployment",
+            "PodDisruptionBudget",
             "Role",
             "Role",
             "RoleBinding",
@@ -124,6 +125,15 @@ fn the_default_install_is_namespaced_hardened_and_leader_elected() {
     );
     let deployment = find(&objects, "Deployment", "archlab").expect("the operator Deployment");
     assert_eq!(deployment["spec"]["replicas"], 2);
+    // Two replicas: a drain may take one at a time, and the budget selects exactly them.
+    let budget = find(&objects, "PodDisruptionBudget", "archlab").expect("a budget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        deployment["spec"]["selector"]["matchLabels"]
+    );
+    let single = render(&helm, &["--set", "replicaCount=1"]);
+    assert!(find(&single, "PodDisruptionBudget", "archlab").is_none());
     let pod = &deployment["spec"]["template"]["spec"];
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     assert_eq!(
