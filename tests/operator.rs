@@ -272,12 +272,22 @@ fn api_server(
                 raw,
             };
             let (status, bytes) = respond(&entry);
+            let watch = entry.uri.contains("watch=true");
             recorded.lock().expect("log").push(entry);
             let response = Response::builder()
                 .status(status)
                 .body(KubeBody::from(bytes))
                 .expect("response");
-            reply.send_response(response);
+            if watch {
+                // A watch answered with one event and ended is opened again at once: paced
+                // like a server that holds it open, and the other requests go on meanwhile.
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    reply.send_response(response);
+                });
+            } else {
+                reply.send_response(response);
+            }
         }
     });
     let client = runtime.block_on(async { kube::Client::new(service, "lab") });
@@ -489,6 +499,73 @@ fn memory_creates_again_an_experiment_deleted_since_its_last_write() {
     );
 }
 
+#[test]
+fn memory_rides_out_a_busy_or_failing_api_server_and_stops_at_a_refusal() {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let objects = Arc::new(Mutex::new(BTreeMap::<String, Value>::new()));
+    let kept = objects.clone();
+    let mut failures = vec![(503, "ServiceUnavailable"), (429, "TooManyRequests")];
+    let status = |code: u16, reason: &str| {
+        (
+            code,
+            json_bytes(
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "code": code, "message": reason}),
+            ),
+        )
+    };
+    let (client, log) = api_server(
+        &runtime,
+        Box::new(move |request| {
+            let mut objects = kept.lock().expect("objects");
+            match (request.method.as_str(), request.uri.as_str()) {
+                ("GET", uri) if uri.contains("/campaigns/quick") => {
+                    (200, json_bytes(&campaign_object()))
+                }
+                // The first two writes meet a failing, then a busy server.
+                ("PATCH", _) if !failures.is_empty() => {
+                    let (code, reason) = failures.remove(0);
+                    status(code, reason)
+                }
+                ("PATCH", uri) if uri.contains("quick-e00099") => status(422, "Invalid"),
+                ("PATCH", _) => (200, json_bytes(&apply_to(&mut objects, request))),
+                _ => not_found(),
+            }
+        }),
+    );
+    let mut store = KubeStore::new(runtime.handle().clone(), client, "lab");
+    let started = Instant::now();
+    store
+        .save_experiment("quick", &record())
+        .expect("saved after the server recovered");
+    assert!(
+        objects
+            .lock()
+            .expect("objects")
+            .contains_key("quick-e00012")
+    );
+    let patches = |log: &Arc<Mutex<Vec<Recorded>>>| {
+        log.lock()
+            .expect("log")
+            .iter()
+            .filter(|r| r.method == "PATCH")
+            .count()
+    };
+    // main (503, 429, 200) and status (200).
+    assert_eq!(patches(&log), 4);
+    // Two waits, the first of 0.25–0.75 s and the second of 0.5–1.5 s.
+    assert!(
+        started.elapsed() >= Duration::from_millis(750),
+        "{:?}",
+        started.elapsed()
+    );
+    // A refusal is the caller's at once: one request, no retry.
+    let mut refused = record();
+    refused.id = 99;
+    let before = patches(&log);
+    assert!(store.save_experiment("quick", &refused).is_err());
+    assert_eq!(patches(&log) - before, 1);
+}
+
 /// An API server that keeps what is applied to it and lists it back (what an engine needs).
 fn keeping_api_server(
     runtime: &tokio::runtime::Runtime,
@@ -683,6 +760,13 @@ fn addressed_pod(uri: &str) -> Option<&str> {
     (!rest[end..].starts_with('/')).then_some(&rest[..end])
 }
 
+/// The pod a request watches or lists by a field selector on its name.
+fn watched_pod(uri: &str) -> Option<&str> {
+    let query = uri.strip_prefix("/api/v1/namespaces/lab/pods?")?;
+    let rest = &query[query.find("fieldSelector=metadata.name%3D")? + 30..];
+    Some(&rest[..rest.find('&').unwrap_or(rest.len())])
+}
+
 /// A mock API server for a body's requests: the Experiment exists; the pods in `existing` exist
 /// from the start and every other pod from its apply on (before it, reading it finds nothing);
 /// what else `pods` answers.
@@ -712,6 +796,48 @@ fn pod_api(
                 }
                 ("GET", uri) if addressed_pod(uri).is_some_and(|name| !present.contains(name)) => {
                     not_found()
+                }
+                // The monitor's watch of one pod (a field selector on its name): its list is
+                // the pod as `pods` answers a read of it, each watch one MODIFIED event of it;
+                // a pod gone ends the watch as expired, so the watcher lists again.
+                ("GET", uri) if watched_pod(uri).is_some() => {
+                    let name = watched_pod(uri).unwrap_or_default().to_string();
+                    let read = Recorded {
+                        method: "GET".into(),
+                        uri: format!("/api/v1/namespaces/lab/pods/{name}"),
+                        ..request.clone()
+                    };
+                    let pod = if present.contains(&name) {
+                        match pods(&read) {
+                            (200, bytes) => serde_json::from_slice::<Value>(&bytes).ok(),
+                            _ => None,
+                        }
+                    } else {
+                        None
+                    };
+                    match (uri.contains("watch=true"), pod) {
+                        (false, pod) => (
+                            200,
+                            json_bytes(&json!({"apiVersion": "v1", "kind": "PodList",
+                                "metadata": {"resourceVersion": "1"},
+                                "items": pod.into_iter().collect::<Vec<_>>()})),
+                        ),
+                        (true, Some(pod)) => (
+                            200,
+                            format!("{}\n", json!({"type": "MODIFIED", "object": pod}))
+                                .into_bytes(),
+                        ),
+                        (true, None) => (
+                            200,
+                            format!(
+                                "{}\n",
+                                json!({"type": "ERROR", "object": {"kind": "Status",
+                                    "apiVersion": "v1", "status": "Failure", "reason": "Expired",
+                                    "code": 410, "message": "too old resource version"}})
+                            )
+                            .into_bytes(),
+                        ),
+                    }
                 }
                 ("POST" | "PATCH", uri) if uri.contains("/events") => {
                     (201, json_bytes(&request.body))
@@ -1195,9 +1321,15 @@ fn a_rerun_deletes_the_unfinished_pod_it_replaces_and_waits_until_it_is_gone() {
     };
     let delete = position("DELETE", "/api/v1/namespaces/lab/pods?");
     let apply = position("PATCH", "/api/v1/namespaces/lab/pods/quick-e00012-a2-r1?");
+    // The rerun's looks at the pods it replaces (the new pod's monitor lists and watches it by
+    // name after).
     let last_look = log
         .iter()
-        .rposition(|r| r.method == "GET" && r.uri.starts_with("/api/v1/namespaces/lab/pods?"))
+        .rposition(|r| {
+            r.method == "GET"
+                && r.uri.starts_with("/api/v1/namespaces/lab/pods?")
+                && watched_pod(&r.uri).is_none()
+        })
         .expect("a list");
     assert!(
         delete < last_look && last_look < apply,

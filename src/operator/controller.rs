@@ -384,7 +384,8 @@ pub fn error_policy(
     _ctx: Arc<Context>,
 ) -> Action {
     tracing::warn!(campaign = %campaign.name_any(), %error, "reconcile failed");
-    Action::requeue(Duration::from_secs(10))
+    // Jittered, so Campaigns that failed together in one outage are not retried together.
+    Action::requeue(Duration::from_secs(10).mul_f64(super::retry::jitter()))
 }
 
 /// The Campaign as its engine must run it, with the spec it accepted before.

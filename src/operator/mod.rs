@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod outcome;
 pub mod pod;
 pub mod pod_watch;
+pub mod retry;
 pub mod status;
 pub mod store;
 

@@ -59,6 +59,26 @@ fn stored_id(object: &DynamicObject) -> Option<ExperimentId> {
     })
 }
 
+impl KubeStore {
+    /// `request` to the API server, tried again while the failure may pass; a write stops
+    /// retrying once this replica is no longer the leader.
+    fn request<T, F, Fut>(
+        &self,
+        what: &str,
+        write: bool,
+        request: F,
+    ) -> std::result::Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = std::result::Result<T, kube::Error>>,
+    {
+        let fence = self.fence.clone();
+        let may_retry = move || !write || fence.load(Ordering::SeqCst);
+        self.runtime
+            .block_on(super::retry::with_retries(what, may_retry, request))
+    }
+}
+
 fn cluster(what: impl Into<String>) -> impl FnOnce(kube::Error) -> MemoryError {
     let what = what.into();
     move |error| MemoryError::Cluster {
@@ -113,8 +133,7 @@ impl KubeStore {
     }
 
     fn campaign(&self, name: &str) -> Result<Option<Campaign>> {
-        self.runtime
-            .block_on(self.campaigns.get_opt(name))
+        self.request("reading a Campaign", false, || self.campaigns.get_opt(name))
             .map_err(cluster(format!("reading Campaign {name}")))
     }
 
@@ -143,35 +162,35 @@ impl KubeStore {
 
     fn apply_main(&self, name: &str, resource: &Experiment, what: &str) -> Result<()> {
         let apply = PatchParams::apply(MANAGER).force();
-        self.runtime
-            .block_on(
-                self.experiments
-                    .patch(name, &apply, &Patch::Apply(resource)),
-            )
-            .map(|_| ())
-            .map_err(cluster(what))
+        let patch = Patch::Apply(resource);
+        self.request("writing an Experiment", true, || {
+            self.experiments.patch(name, &apply, &patch)
+        })
+        .map(|_| ())
+        .map_err(cluster(what))
     }
 
     fn merge_status(&self, campaign: &str, status: serde_json::Value) -> Result<()> {
         self.check_fence()?;
-        self.runtime
-            .block_on(self.campaigns.patch_status(
-                campaign,
-                &PatchParams::default(),
-                &Patch::Merge(json!({ "status": status })),
-            ))
-            .map(|_| ())
-            .map_err(cluster(format!(
-                "updating the status of Campaign {campaign}"
-            )))
+        let patch = Patch::Merge(json!({ "status": status }));
+        let params = PatchParams::default();
+        self.request("writing a Campaign's status", true, || {
+            self.campaigns.patch_status(campaign, &params, &patch)
+        })
+        .map(|_| ())
+        .map_err(cluster(format!(
+            "updating the status of Campaign {campaign}"
+        )))
     }
 }
 
 impl Store for KubeStore {
     fn campaigns(&self) -> Result<Vec<String>> {
+        let params = ListParams::default();
         let list = self
-            .runtime
-            .block_on(self.campaign_names.list(&ListParams::default()))
+            .request("listing Campaigns", false, || {
+                self.campaign_names.list(&params)
+            })
             .map_err(cluster("listing Campaigns"))?;
         Ok(list.items.iter().map(|c| c.name_any()).collect())
     }
@@ -239,11 +258,10 @@ impl Store for KubeStore {
             "status": status,
         });
         let status_apply = |store: &Self| {
-            store.runtime.block_on(store.experiments.patch_status(
-                &name,
-                &apply,
-                &Patch::Apply(&status_patch),
-            ))
+            let patch = Patch::Apply(&status_patch);
+            store.request("writing an Experiment's status", true, || {
+                store.experiments.patch_status(&name, &apply, &patch)
+            })
         };
         match status_apply(self) {
             // Deleted behind our back since the main resource was last applied: create it
@@ -269,8 +287,7 @@ impl Store for KubeStore {
         let mut params = ListParams::default().labels(&selector).limit(LIST_PAGE);
         loop {
             let page = self
-                .runtime
-                .block_on(self.stored.list(&params))
+                .request("listing Experiments", false, || self.stored.list(&params))
                 .map_err(cluster(format!(
                     "listing the Experiments of Campaign {campaign}"
                 )))?;
