@@ -1698,7 +1698,8 @@ fn the_helm_chart_installs_and_its_rbac_suffices(work: &Path, pace: Pace) {
         .filter(|d| !d.contains("apiVersion: monitoring.coreos.com/v1") && d.contains("kind:"))
         .map(str::to_string)
         .collect();
-    assert_eq!(documents.len(), 12, "{documents:?}");
+    // Twelve optional objects and the PodDisruptionBudget (three replicas).
+    assert_eq!(documents.len(), 13, "{documents:?}");
     let applied = kubectl(
         &["apply", "--dry-run=server", "-n", "e2e-helm", "-f", "-"],
         Some(&documents.join("\n---\n")),
